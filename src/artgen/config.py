@@ -1,0 +1,84 @@
+"""Settings for the service, the worker and the CLI (environment variables prefixed ARTGEN_)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+
+def default_home() -> Path:
+    """Model cache: $XDG_CACHE_HOME/artgen or ~/.cache/artgen."""
+    import os
+
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "artgen"
+
+
+class Settings(BaseSettings):
+    """Everything configurable; each field reads ARTGEN_<NAME> from the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="ARTGEN_", extra="ignore")
+
+    # Where model weights are cached (ARTGEN_HOME).
+    home: Path = Field(default_factory=default_home)
+    # Job records, images, checkpoints and the embedded queue live here.
+    data_dir: Path = Path("artgen-data")
+    # Queue engine URL: sqlite:///path (embedded, default under data_dir) or redis://host:port/db.
+    queue_url: str | None = None
+    # Default models for jobs that do not name their own.
+    model: str = "wikiart_16384"
+    clip_model: str = "ViT-B-32/openai"
+    # "auto" picks cuda when available, else cpu.
+    device: str = "auto"
+    # Run a worker inside `artgen serve` (the embedded default); off on a pure API host.
+    worker: bool = True
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # Comma-separated API keys; empty means no authentication.
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Comma-separated CORS origins; empty means CORS is off.
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    max_upload_bytes: int = 20 * 1024 * 1024
+    # Decompression-bomb guard, checked on the header before decoding.
+    max_image_pixels: int = 4096 * 4096
+    max_prompt_chars: int = 2000
+    max_size: int = 2048
+    max_iterations: int = 10_000
+    # Queued + running jobs accepted before POST answers 503.
+    queue_limit: int = 100
+    # Generation state is checkpointed every N iterations so a crash resumes, not restarts.
+    checkpoint_every: int = 10
+    # A running job whose worker has been silent this long is requeued.
+    lease_seconds: float = 30.0
+    max_attempts: int = 3
+    # A job running longer than this fails with `timeout`.
+    job_timeout_seconds: float = 3600.0
+    # Per-key limits (0 = unlimited).
+    rate_limit_per_minute: int = 0
+    max_active_jobs_per_key: int = 0
+
+    @field_validator("api_keys", "cors_origins", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @property
+    def resolved_queue_url(self) -> str:
+        """The queue URL, defaulting to an embedded SQLite queue inside the data dir."""
+        if self.queue_url:
+            return self.queue_url
+        return f"sqlite:///{(self.data_dir / 'queue.sqlite3').resolve()}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process's settings, read once; tests build their own Settings instead."""
+    return Settings()
