@@ -31,7 +31,8 @@ class Settings(BaseSettings):
     queue_url: str | None = None
     # Default models for jobs that do not name their own.
     model: str = "wikiart_16384"
-    clip_model: str = "ViT-B-32/openai"
+    # None: "tiny" when model is "tiny" (so `--model tiny` alone needs no weights), else ViT-B-32/openai.
+    clip_model: str | None = None
     # "auto" picks cuda when available, else cpu.
     device: str = "auto"
     # Run a worker inside `artgen serve` (the embedded default); off on a pure API host.
@@ -69,6 +70,13 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
+
+    @property
+    def resolved_clip_models(self) -> list[str]:
+        """The default critic(s) for jobs that do not name their own."""
+        if self.clip_model:
+            return [name.strip() for name in self.clip_model.split(",") if name.strip()]
+        return ["tiny"] if self.model == "tiny" else ["ViT-B-32/openai"]
 
     @property
     def resolved_queue_url(self) -> str:
