@@ -1,0 +1,327 @@
+"""Engine benchmark: ms/iteration, iterations/s and peak memory, reference path vs fast path.
+
+Real architecture shapes (f16 16384 VQGAN, ViT-B-32) with random weights, or the tiny models,
+so it runs anywhere without downloads. The CLI (`artgen bench`) and benchmarks/bench_engine.py
+both call `run_benchmark`.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import re
+import resource
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+PATHS = ("reference", "fast")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What to measure."""
+
+    device: torch.device
+    model: str = "real"  # "real": random-weight f16 16384 VQGAN + ViT-B-32; "tiny": the tiny models
+    sizes: tuple[int, ...] = (64,)
+    cutn: int = 8
+    iterations: int = 10  # timed steps per case, after the warm-up
+    warmup: int = 2  # untimed steps first (allocator, autotuning, lazy init)
+    paths: tuple[str, ...] = PATHS
+    batch_jobs: int = 0  # > 0: also step this many jobs together (engine batch mode)
+    batch_size: int = 256
+    prompt: str = "a castle in the clouds:1 | fog:-0.5"
+
+
+@dataclass
+class CaseResult:
+    """One measured case."""
+
+    path: str  # "reference", "fast", or "batch" (several jobs stepped together, fast path)
+    size: int
+    cutn: int
+    jobs: int
+    iterations: int
+    ms_per_iteration: float | None = None  # wall time of one step of all `jobs`
+    iterations_per_second: float | None = None  # job-iterations per second, all jobs together
+    peak_memory_bytes: int | None = None
+    error: str | None = None
+
+
+@dataclass
+class BenchResult:
+    """Everything a run records (written as JSON)."""
+
+    device: str
+    device_name: str
+    torch_version: str
+    memory_measure: str
+    config: dict[str, Any]
+    environment: dict[str, Any]
+    cases: list[CaseResult] = field(default_factory=list)
+
+    def speedups(self) -> list[dict[str, Any]]:
+        """Per size: reference and fast ms/iteration and reference/fast (how many times faster)."""
+        rows = []
+        for size in sorted({case.size for case in self.cases if case.jobs == 1}):
+            by_path = {
+                case.path: case.ms_per_iteration
+                for case in self.cases
+                if case.size == size and case.jobs == 1 and case.ms_per_iteration is not None
+            }
+            if "reference" in by_path and "fast" in by_path:
+                rows.append(
+                    {
+                        "size": size,
+                        "reference_ms": by_path["reference"],
+                        "fast_ms": by_path["fast"],
+                        "speedup": by_path["reference"] / by_path["fast"],
+                    }
+                )
+        return rows
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready dict (cases plus the derived speedups)."""
+        data = asdict(self)
+        data["speedups"] = self.speedups()
+        return data
+
+
+def device_name(device: torch.device) -> str:
+    """Human name: the GPU's name, or the CPU's."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or platform.machine() or "cpu"
+
+
+def device_label(device: torch.device) -> str:
+    """File-name label: 'cpu' or the GPU name in lowercase-dashes ('nvidia-h100-80gb-hbm3')."""
+    if device.type != "cuda":
+        return "cpu"
+    return re.sub(r"[^a-z0-9]+", "-", device_name(device).lower()).strip("-")
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued device work so wall-clock timings are honest."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    """Start a fresh peak-memory window (CUDA only; RSS peaks cannot be reset)."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory(device: torch.device) -> int:
+    """CUDA: max allocated since the last reset. CPU: the process's peak RSS so far."""
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    # Linux reports ru_maxrss in KiB (macOS in bytes).
+    scale = 1 if sys.platform == "darwin" else 1024
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * scale
+
+
+def memory_measure(device: torch.device) -> str:
+    """What `peak_memory_bytes` means on this device."""
+    if device.type == "cuda":
+        return "torch.cuda.max_memory_allocated per case (weights included)"
+    return "process peak RSS so far (ru_maxrss), a high-water mark across cases"
+
+
+def build_models(model: str, device: torch.device) -> Any:
+    """The Models bundle to benchmark: real shapes with random weights, or the tiny models."""
+    from artgen.models.loading import random_models
+
+    return random_models(model, device)
+
+
+def bench_params(config: BenchConfig, size: int, seed: int) -> Any:
+    """GenerationParams for one timed case (enough iterations for warm-up + timed steps)."""
+    from artgen.engine.params import GenerationParams
+
+    return GenerationParams(
+        prompts=config.prompt,
+        width=size,
+        height=size,
+        iterations=config.warmup + config.iterations + 1,
+        seed=seed,
+        cutn=config.cutn,
+    )
+
+
+def time_steps(step: Callable[[], Any], config: BenchConfig) -> float:
+    """Warm up, then time `config.iterations` calls of `step`; returns ms per call."""
+    for _ in range(config.warmup):
+        step()
+    synchronize(config.device)
+    reset_peak_memory(config.device)
+    start = time.perf_counter()
+    for _ in range(config.iterations):
+        step()
+    synchronize(config.device)
+    return (time.perf_counter() - start) * 1000 / config.iterations
+
+
+def measure_single(models: Any, config: BenchConfig, path: str, size: int) -> CaseResult:
+    """One job on the reference or fast path."""
+    from artgen.engine.generate import Generation
+
+    case = CaseResult(path=path, size=size, cutn=config.cutn, jobs=1, iterations=config.iterations)
+    generation = Generation(
+        models, bench_params(config, size, seed=0), device=config.device, fast=path == "fast"
+    )
+    case.ms_per_iteration = time_steps(generation.step, config)
+    case.iterations_per_second = 1000 / case.ms_per_iteration
+    case.peak_memory_bytes = peak_memory(config.device)
+    return case
+
+
+def measure_batch(models: Any, config: BenchConfig) -> CaseResult:
+    """`batch_jobs` jobs of the same size stepped together by the engine's batch mode."""
+    from artgen.engine.batch import BatchGeneration
+    from artgen.engine.generate import Generation
+
+    jobs = config.batch_jobs
+    case = CaseResult(
+        path="batch", size=config.batch_size, cutn=config.cutn, jobs=jobs,
+        iterations=config.iterations,
+    )  # fmt: skip
+    generations = [
+        Generation(
+            models,
+            bench_params(config, config.batch_size, seed=index),
+            device=config.device,
+            fast=True,
+        )
+        for index in range(jobs)
+    ]
+    batch = BatchGeneration(models, generations, device=config.device)
+    case.ms_per_iteration = time_steps(batch.step, config)
+    case.iterations_per_second = jobs * 1000 / case.ms_per_iteration
+    case.peak_memory_bytes = peak_memory(config.device)
+    return case
+
+
+def guarded(measure: Callable[[], CaseResult], fallback: CaseResult) -> CaseResult:
+    """Run one case; an error (out of memory, a missing feature) is recorded, not fatal."""
+    try:
+        return measure()
+    except Exception as error:  # one failed case (out of memory, say) must not lose the rest
+        traceback.print_exc(file=sys.stderr)
+        fallback.error = f"{type(error).__name__}: {error}".splitlines()[0][:300]
+        return fallback
+
+
+def environment() -> dict[str, Any]:
+    """Software and machine facts worth keeping next to the figures."""
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_threads": torch.get_num_threads(),
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def run_benchmark(
+    config: BenchConfig, report: Callable[[CaseResult], None] | None = None
+) -> BenchResult:
+    """Measure every (path, size) case, then the batch case; `report` sees each as it ends."""
+    unknown = [path for path in config.paths if path not in PATHS]
+    if unknown:
+        raise ValueError(f"unknown path {unknown[0]!r}; choose from {', '.join(PATHS)}")
+    config_json = {
+        key: (str(value) if isinstance(value, torch.device) else value)
+        for key, value in asdict(config).items()
+    }
+    result = BenchResult(
+        device=device_label(config.device),
+        device_name=device_name(config.device),
+        torch_version=torch.__version__,
+        memory_measure=memory_measure(config.device),
+        config=config_json,
+        environment=environment(),
+    )
+    models = build_models(config.model, config.device)
+    result.environment["models"] = {"vqgan": models.vqgan_name, "clip": models.clip_names}
+    for size in config.sizes:
+        for path in config.paths:
+            case = guarded(
+                lambda path=path, size=size: measure_single(models, config, path, size),
+                CaseResult(path, size, config.cutn, 1, config.iterations),
+            )
+            result.cases.append(case)
+            if report is not None:
+                report(case)
+    if config.batch_jobs > 0:
+        case = guarded(
+            lambda: measure_batch(models, config),
+            CaseResult("batch", config.batch_size, config.cutn, config.batch_jobs, 0),
+        )
+        result.cases.append(case)
+        if report is not None:
+            report(case)
+    return result
+
+
+def format_bytes(count: int | None) -> str:
+    """1536 -> '1.5 KiB'."""
+    if count is None:
+        return "-"
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.1f} {unit}" if unit != "B" else f"{int(value)} B"
+        value /= 1024
+    return f"{value:.1f} GiB"
+
+
+def render_table(result: BenchResult) -> Any:
+    """A rich Table: one row per case, with the reference/fast speedup on each fast row."""
+    from rich.table import Table
+
+    table = Table(
+        title=f"artgen engine, {result.device_name} (torch {result.torch_version}, "
+        f"{result.config['model']} models)"
+    )
+    for column in ("path", "size", "cutn", "jobs", "ms/it", "it/s", "peak memory", "speedup"):
+        table.add_column(column, justify="left" if column == "path" else "right")
+    speedup = {row["size"]: row["speedup"] for row in result.speedups()}
+    for case in result.cases:
+        if case.error is not None:
+            table.add_row(case.path, str(case.size), str(case.cutn), str(case.jobs),
+                          "-", "-", "-", f"error: {case.error}")  # fmt: skip
+            continue
+        ratio = speedup.get(case.size) if case.path == "fast" else None
+        table.add_row(
+            case.path,
+            str(case.size),
+            str(case.cutn),
+            str(case.jobs),
+            f"{case.ms_per_iteration:.1f}",
+            f"{case.iterations_per_second:.2f}",
+            format_bytes(case.peak_memory_bytes),
+            f"{ratio:.2f}x" if ratio is not None else "",
+        )
+    return table
+
+
+def write_result(result: BenchResult, directory: Path, tag: str | None = None) -> Path:
+    """Write <directory>/<device>-<UTC timestamp>[-tag].json and return its path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    name = f"{result.device}-{stamp}" + (f"-{tag}" if tag else "")
+    path = directory / f"{name}.json"
+    path.write_text(json.dumps(result.to_json(), indent=2) + "\n")
+    return path

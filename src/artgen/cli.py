@@ -1,0 +1,510 @@
+"""The `artgen` command line: generate, models, serve, worker, bench.
+
+Argument parsing lives only here; everything below the CLI takes typed values.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
+    from artgen.config import Settings
+    from artgen.engine.params import GenerationParams
+
+app = typer.Typer(
+    help="CLIP-guided VQGAN art generator.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+models_app = typer.Typer(help="List, download and register models.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+# Exit code for bad input (click's own usage errors use it too).
+EXIT_BAD_INPUT = 2
+
+
+def fail(message: str) -> NoReturn:
+    """Print one clear line to stderr and exit with EXIT_BAD_INPUT."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def describe_error(error: Exception) -> str:
+    """One line for a user-caused error (pydantic errors name the field)."""
+    from pydantic import ValidationError
+
+    if isinstance(error, ValidationError):
+        first = error.errors()[0]
+        message = str(first["msg"]).removeprefix("Value error, ")
+        field = ".".join(str(part) for part in first["loc"])
+        return f"{field}: {message}" if field else message
+    text = str(error).strip() or type(error).__name__
+    return " ".join(text.splitlines())
+
+
+def user_error_types() -> tuple[type[Exception], ...]:
+    """Errors that mean the input is wrong (not a bug): reported in one line, exit 2."""
+    from artgen.models import ModelUnavailable
+    from artgen.models.checkpoints import CheckpointError
+
+    return (ValueError, OSError, ModelUnavailable, CheckpointError)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn the user-caused errors raised inside into `fail`."""
+    try:
+        yield
+    except user_error_types() as error:
+        fail(describe_error(error))
+
+
+def build_settings(**overrides: Any) -> Settings:
+    """Settings from ARTGEN_* env, with the CLI flags that were given taking precedence."""
+    from artgen.config import Settings
+
+    given = {name: value for name, value in overrides.items() if value is not None}
+    with user_errors():
+        return Settings(**given)
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> cuda when available else cpu; a named CUDA device must exist."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        fail(f"--device {name!r} is not a device; use auto, cpu, cuda or cuda:N")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            fail(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            fail(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
+    return device
+
+
+def read_image(path: Path, what: str) -> Image.Image:
+    """Open an image file as RGB, or fail naming the option and the file."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.is_file():
+        fail(f"{what} {str(path)!r} does not exist")
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except (UnidentifiedImageError, OSError) as error:
+        fail(f"{what} {str(path)!r} is not a readable image ({describe_error(error)})")
+
+
+def parse_image_prompt(value: str) -> tuple[Path, float]:
+    """'y.png' or 'y.png:0.5' -> (path, weight); a non-numeric tail is part of the path."""
+    path, sep, tail = value.rpartition(":")
+    if sep:
+        try:
+            return Path(path), float(tail)
+        except ValueError:
+            pass
+    return Path(value), 1.0
+
+
+def snapshot_path(output: Path, iteration: int) -> Path:
+    """castle.png, 10 -> castle-0010.png beside it."""
+    return output.with_name(f"{output.stem}-{iteration:04d}{output.suffix}")
+
+
+def save_png(image: Image.Image, path: Path, text: dict[str, str]) -> None:
+    """Write a PNG with text metadata atomically (temp file, then rename)."""
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    for key, value in text.items():
+        info.add_text(key, value)
+    temporary = path.with_name(f".{path.name}.tmp")
+    image.save(temporary, format="PNG", pnginfo=info)
+    temporary.replace(path)
+
+
+class VideoWriter:
+    """Append frames to an MP4 through imageio-ffmpeg (its wheel carries ffmpeg)."""
+
+    def __init__(self, path: Path, fps: int) -> None:
+        import imageio.v2 as imageio
+
+        # libx264 + yuv420p plays everywhere; sizes are multiples of the model factor (>= 8).
+        self._writer = imageio.get_writer(
+            path, format="FFMPEG", mode="I", fps=fps, codec="libx264", pixelformat="yuv420p",
+            macro_block_size=8, quality=8,
+        )  # fmt: skip
+        self.frames = 0
+
+    def append(self, image: Image.Image) -> None:
+        """Add one frame."""
+        import numpy as np
+
+        self._writer.append_data(np.asarray(image.convert("RGB")))
+        self.frames += 1
+
+    def close(self) -> None:
+        """Finish the file."""
+        self._writer.close()
+
+
+class GenerateProgress:
+    """Rich progress bar with iterations, loss and ETA; reads the loss at most 4 times a second."""
+
+    def __init__(self, iterations: int) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self._progress = Progress(
+            TextColumn("[bold]generating"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+        )
+        self._task = self._progress.add_task("generate", total=iterations, loss="-")
+        self._iterations = iterations
+        self._last_loss_read = 0.0
+        self.loss: float | None = None
+
+    def __enter__(self) -> GenerateProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def update(self, iteration: int, read_loss: Any) -> None:
+        """Advance to `iteration`; `read_loss()` syncs the device, so call it sparingly."""
+        now = time.monotonic()
+        fields: dict[str, str] = {}
+        if iteration == self._iterations or now - self._last_loss_read >= 0.25:
+            self.loss = float(read_loss())
+            self._last_loss_read = now
+            fields["loss"] = f"{self.loss:.4f}"
+        self._progress.update(self._task, completed=iteration, **fields)
+
+
+def build_params(values: dict[str, Any]) -> GenerationParams:
+    """GenerationParams from the flags that were given (the others keep the library defaults)."""
+    from artgen.engine.params import GenerationParams
+
+    given = {name: value for name, value in values.items() if value is not None}
+    with user_errors():
+        return GenerationParams(**given)
+
+
+def output_metadata(
+    params: GenerationParams, generation: Any, extra: dict[str, Any]
+) -> dict[str, str]:
+    """PNG text chunks: prompt, the seed actually used, and every parameter as JSON."""
+    from artgen import __version__
+
+    recorded = params.model_dump(mode="json")
+    recorded.update(seed=generation.seed, width=generation.width, height=generation.height)
+    recorded.update(extra)
+    return {
+        "prompt": params.prompts,
+        "seed": str(generation.seed),
+        "parameters": json.dumps(recorded, sort_keys=True),
+        "Software": f"artgen {__version__}",
+    }
+
+
+@app.command()
+def generate(
+    prompts: Annotated[
+        str,
+        typer.Argument(
+            help='Text prompts: "text:weight:stop | other:-0.5" ("" with image prompts).'
+        ),
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="PNG file to write.")] = Path(
+        "output.png"
+    ),
+    size: Annotated[
+        tuple[int, int] | None, typer.Option(help="Width and height in pixels.", show_default=False)
+    ] = None,
+    iterations: Annotated[int | None, typer.Option(help="Optimisation steps [100].")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed; random when left out.")] = None,
+    init_image: Annotated[Path | None, typer.Option(help="Start from this image.")] = None,
+    init_weight: Annotated[
+        float | None, typer.Option(help="Pull toward the init image's latent [0].")
+    ] = None,
+    image_prompt: Annotated[
+        list[str] | None,
+        typer.Option(help="Image prompt file, optionally with :weight (repeatable)."),
+    ] = None,
+    noise_prompts: Annotated[
+        str | None, typer.Option(help='Noise prompts: "seed:weight | seed:weight".')
+    ] = None,
+    schedule: Annotated[
+        list[tuple[int, str]] | None,
+        typer.Option(help="Story mode: AT PROMPTS switches prompts at iteration AT (repeatable)."),
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="VQGAN model name (see `models list`).")] = None,
+    clip_model: Annotated[
+        list[str] | None, typer.Option(help="CLIP model name (repeatable; losses are summed).")
+    ] = None,
+    step_size: Annotated[float | None, typer.Option(help="Learning rate [0.1].")] = None,
+    cutn: Annotated[int | None, typer.Option(help="Cutouts per iteration [64].")] = None,
+    cut_pow: Annotated[float | None, typer.Option(help="Cutout size power [1.0].")] = None,
+    optimizer: Annotated[
+        str | None, typer.Option(help="adam, adamw, adagrad or sgd [adam].")
+    ] = None,
+    augment: Annotated[
+        bool | None, typer.Option("--augment/--no-augment", help="Augment cutouts [on].")
+    ] = None,
+    fast: Annotated[
+        bool | None,
+        typer.Option("--fast/--reference", help="Engine path [fast on CUDA, reference on CPU]."),
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N [auto].")] = None,
+    save_every: Annotated[
+        int | None, typer.Option(min=1, help="Write a snapshot NAME-0010.png every N iterations.")
+    ] = None,
+    video: Annotated[Path | None, typer.Option(help="Write a timelapse MP4 here.")] = None,
+    fps: Annotated[int, typer.Option(min=1, help="Timelapse frames per second.")] = 30,
+) -> None:
+    """Generate one image from text (and image) prompts."""
+    if output.suffix.lower() != ".png":
+        fail(f"--output {str(output)!r} must end in .png (the parameters are stored as PNG text)")
+    settings = build_settings(model=model, device=device)
+    clip_models = list(clip_model) if clip_model else settings.resolved_clip_models
+    torch_device = resolve_device(settings.device)
+
+    image_prompts = [parse_image_prompt(value) for value in image_prompt or []]
+    params = build_params(
+        {
+            "prompts": prompts,
+            "width": size[0] if size else None,
+            "height": size[1] if size else None,
+            "iterations": iterations,
+            "seed": seed,
+            "step_size": step_size,
+            "cutn": cutn,
+            "cut_pow": cut_pow,
+            "init_weight": init_weight,
+            "optimizer": optimizer,
+            "augment": augment,
+            "noise_prompts": noise_prompts,
+            "schedule": [{"at": at, "prompts": text} for at, text in schedule or []] or None,
+            "image_prompt_weights": [weight for _, weight in image_prompts] or None,
+        }
+    )
+    if not params.prompts.strip() and not image_prompts:
+        fail("give a text prompt or at least one --image-prompt")
+    init = read_image(init_image, "--init-image") if init_image is not None else None
+    prompt_images = [read_image(path, "--image-prompt") for path, _ in image_prompts]
+
+    from artgen.engine.generate import Generation, run
+    from artgen.models import Catalog, load_models
+
+    with user_errors():
+        models = load_models(settings.model, clip_models, torch_device, Catalog(settings.home))
+        generation = Generation(
+            models,
+            params,
+            device=torch_device,
+            init_image=init,
+            image_prompts=prompt_images,
+            fast=fast,
+        )
+        output.parent.mkdir(parents=True, exist_ok=True)
+        writer = VideoWriter(video, fps) if video is not None else None
+
+    try:
+        if writer is not None:
+            writer.append(generation.image())
+        with GenerateProgress(params.iterations) as progress:
+
+            def on_step(info: Any) -> None:
+                progress.update(info.iteration, info.loss)
+                snapshot = save_every is not None and info.iteration % save_every == 0
+                if writer is None and not snapshot:
+                    return
+                image = info.image()
+                if writer is not None:
+                    writer.append(image)
+                if snapshot:
+                    image.save(snapshot_path(output, info.iteration), format="PNG")
+
+            final = run(generation, on_step)
+    except KeyboardInterrupt:
+        typer.echo("interrupted: no image written", err=True)
+        raise typer.Exit(130) from None
+    finally:
+        if writer is not None:
+            writer.close()
+
+    extra = {
+        "model": settings.model,
+        "clip_models": clip_models,
+        "init_image": str(init_image) if init_image is not None else None,
+        "image_prompts": [str(path) for path, _ in image_prompts],
+        "loss": progress.loss,
+    }
+    save_png(final, output, output_metadata(params, generation, extra))
+    typer.echo(f"wrote {output} (seed {generation.seed})")
+    if video is not None:
+        typer.echo(f"wrote {video} ({writer.frames if writer else 0} frames)")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on [127.0.0.1].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [8000].")] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Job records, images and the embedded queue.")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="Default VQGAN model.")] = None,
+    clip_model: Annotated[
+        list[str] | None, typer.Option(help="Default CLIP model (repeatable).")
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="Embedded worker's device [auto].")] = None,
+    queue: Annotated[
+        str | None, typer.Option(help="Queue URL: sqlite:///path (default) or redis://host/db.")
+    ] = None,
+    worker: Annotated[
+        bool | None,
+        typer.Option("--worker/--no-worker", help="Run a worker inside this process [on]."),
+    ] = None,
+) -> None:
+    """Run the HTTP API (and, by default, an embedded worker)."""
+    settings = build_settings(
+        host=host,
+        port=port,
+        data_dir=data_dir,
+        model=model,
+        clip_model=",".join(clip_model) if clip_model else None,
+        device=device,
+        queue_url=queue,
+        worker=worker,
+    )
+    from artgen.api.server import serve as serve_api
+
+    serve_api(settings)
+
+
+@app.command()
+def worker(
+    queue: Annotated[
+        str | None, typer.Option(help="Queue URL shared with `artgen serve` (redis://host/db).")
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N [auto].")] = None,
+    model: Annotated[str | None, typer.Option(help="VQGAN model to keep loaded.")] = None,
+    clip_model: Annotated[
+        list[str] | None, typer.Option(help="CLIP model to keep loaded (repeatable).")
+    ] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Data dir (sqlite queue default).")] = None,
+) -> None:
+    """Run a worker that takes jobs from the queue."""
+    settings = build_settings(
+        queue_url=queue,
+        device=device,
+        model=model,
+        clip_model=",".join(clip_model) if clip_model else None,
+        data_dir=data_dir,
+    )
+    if device is not None:
+        resolve_device(device)
+    from artgen.jobs.worker import run_worker
+
+    run_worker(settings)
+
+
+def parse_int_list(value: str, option: str) -> tuple[int, ...]:
+    """'64,128' -> (64, 128), or fail naming the option."""
+    try:
+        numbers = tuple(int(item) for item in value.split(",") if item.strip())
+    except ValueError:
+        fail(f"{option} {value!r} must be comma-separated integers, e.g. 64,128")
+    if not numbers or min(numbers) < 1:
+        fail(f"{option} {value!r} must list positive integers")
+    return numbers
+
+
+@app.command()
+def bench(
+    model: Annotated[
+        str, typer.Option(help="real (f16 16384 VQGAN + ViT-B-32, random weights) or tiny.")
+    ] = "real",
+    sizes: Annotated[str | None, typer.Option(help="Square sizes, comma-separated [64].")] = None,
+    cutn: Annotated[int | None, typer.Option(min=1, help="Cutouts per iteration [8].")] = None,
+    iterations: Annotated[
+        int | None, typer.Option(min=1, help="Timed iterations per case [10].")
+    ] = None,
+    warmup: Annotated[int | None, typer.Option(min=0, help="Untimed iterations first [2].")] = None,
+    paths: Annotated[str, typer.Option(help="Engine paths, comma-separated.")] = "reference,fast",
+    batch_jobs: Annotated[
+        int, typer.Option(min=0, help="Also step N jobs together (engine batch mode); 0: off.")
+    ] = 0,
+    batch_size: Annotated[int, typer.Option(min=16, help="Size of the batched jobs.")] = 256,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    quick: Annotated[
+        bool, typer.Option(help="Small defaults for a smoke run: 64px, cutn 4, 3 iterations.")
+    ] = False,
+    output_dir: Annotated[Path, typer.Option(help="Where the JSON result goes.")] = Path(
+        "benchmarks/results"
+    ),
+    tag: Annotated[str | None, typer.Option(help="Suffix for the JSON file name.")] = None,
+) -> None:
+    """Measure ms/iteration, iterations/s and peak memory: reference vs fast path."""
+    from rich.console import Console
+
+    from artgen.bench import PATHS, BenchConfig, render_table, run_benchmark, write_result
+
+    if model not in ("real", "tiny"):
+        fail(f"--model {model!r}: choose real or tiny")
+    chosen_paths = tuple(item.strip() for item in paths.split(",") if item.strip())
+    for path in chosen_paths:
+        if path not in PATHS:
+            fail(f"--paths: unknown path {path!r}; choose from {', '.join(PATHS)}")
+    defaults = {"sizes": "64", "cutn": 4 if quick else 8, "iterations": 3 if quick else 10,
+                "warmup": 1 if quick else 2}  # fmt: skip
+    config = BenchConfig(
+        device=resolve_device(device),
+        model=model,
+        sizes=parse_int_list(sizes or defaults["sizes"], "--sizes"),
+        cutn=cutn or int(defaults["cutn"]),
+        iterations=iterations or int(defaults["iterations"]),
+        warmup=warmup if warmup is not None else int(defaults["warmup"]),
+        paths=chosen_paths,
+        batch_jobs=batch_jobs,
+        batch_size=batch_size,
+    )
+    console = Console()
+
+    def report(case: Any) -> None:
+        timing = f"error: {case.error}" if case.error else f"{case.ms_per_iteration:.1f} ms/it"
+        console.print(f"{case.path:>9} {case.size:>5}px x{case.jobs}: {timing}")
+
+    result = run_benchmark(config, report)
+    console.print(render_table(result))
+    path = write_result(result, output_dir, tag)
+    console.print(f"wrote {path}")
