@@ -1,0 +1,818 @@
+// artgen web page: plain JS over the documented /v1 API (docs/architecture.md), no build step.
+"use strict";
+
+const KEY_STORAGE = "artgen.apiKey";
+const PAGE_SIZE = 12;
+const ACTIVE = new Set(["queued", "running"]);
+const EVENT_TYPES = ["progress", "preview", "status", "done"];
+// Form fields sent as numbers; anything else the API names goes to the message banner.
+const NUMBER_FIELDS = ["width", "height", "iterations", "step_size", "cutn", "cut_pow",
+  "init_weight", "preview_every"];
+const FIELD_NAMES = ["prompts", "seed", "model", "video", "init_image", "image_prompts",
+  ...NUMBER_FIELDS];
+// Shown in the parameters list, in this order, when the job has them.
+const PARAM_LABELS = {
+  prompts: "Prompt", width: "Width", height: "Height", iterations: "Iterations", seed: "Seed",
+  model: "Model", clip_models: "CLIP", step_size: "Step size", cutn: "Cutouts",
+  cut_pow: "Cut power", init_weight: "Init weight", preview_every: "Preview every",
+  video: "Video", optimizer: "Optimizer", augment: "Augment", noise_prompts: "Noise prompts",
+};
+
+const $ = (selector) => document.querySelector(selector);
+
+const state = {
+  job: null,            // the job shown in the result panel
+  stopStream: null,     // closes the current job's event stream
+  queuePoll: null,      // timer refreshing the queue position while queued
+  galleryOffset: 0,
+  initFile: null,
+  promptFiles: [],
+  objectUrls: new Map(), // element -> blob URL it shows, revoked when replaced
+};
+
+class ApiError extends Error {
+  constructor(status, code, message, details = [], retryAfter = null) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.details = details;
+    this.retryAfter = retryAfter;
+  }
+}
+
+// ---------- API ----------
+
+function apiKey() {
+  return localStorage.getItem(KEY_STORAGE) || "";
+}
+
+function authHeaders() {
+  const key = apiKey();
+  return key ? { "X-API-Key": key } : {};
+}
+
+async function errorFrom(response) {
+  let body = null;
+  try {
+    body = await response.json();
+  } catch (_) {
+    body = null;
+  }
+  const error = (body && body.error) || {};
+  const message = error.message || `${response.status} ${response.statusText || "error"}`;
+  const details = error.details || (error.field ? [{ field: error.field, message }] : []);
+  return new ApiError(response.status, error.code || "http_error", message, details,
+    response.headers.get("Retry-After"));
+}
+
+async function api(method, path, body) {
+  const options = { method, headers: authHeaders() };
+  if (body instanceof FormData) {
+    options.body = body;
+  } else if (body !== undefined) {
+    options.headers["Content-Type"] = "application/json";
+    options.body = JSON.stringify(body);
+  }
+  let response;
+  try {
+    response = await fetch(path, options);
+  } catch (_) {
+    throw new ApiError(0, "network_error", "Cannot reach the artgen server. Is it running?");
+  }
+  if (!response.ok) throw await errorFrom(response);
+  if (response.status === 204) return null;
+  return response.json();
+}
+
+// Images behind an API key cannot be plain <img src> (no header), so they go through fetch.
+async function showImage(img, url) {
+  let src = url;
+  if (apiKey()) {
+    const response = await fetch(url, { headers: authHeaders() });
+    if (!response.ok) throw await errorFrom(response);
+    src = URL.createObjectURL(await response.blob());
+  }
+  const old = state.objectUrls.get(img);
+  if (old) URL.revokeObjectURL(old);
+  if (src !== url) state.objectUrls.set(img, src);
+  else state.objectUrls.delete(img);
+  img.src = src;
+}
+
+function withQuery(url, key, value) {
+  return `${url}${url.includes("?") ? "&" : "?"}${key}=${encodeURIComponent(value)}`;
+}
+
+// ---------- messages and field errors ----------
+
+function describeError(error) {
+  switch (error.code) {
+    case "queue_full": {
+      const wait = error.retryAfter ? ` Try again in ${error.retryAfter} s.` : " Try again shortly.";
+      return `The queue is full.${wait}`;
+    }
+    case "unauthorized":
+      return `${error.message} Set a valid key under "API key" at the top.`;
+    case "rate_limited":
+      return `Too many requests: ${error.message}`;
+    case "shutting_down":
+      return `The server is shutting down: ${error.message}`;
+    default:
+      return error.message;
+  }
+}
+
+function showMessage(text, kind = "error") {
+  const box = $("#message");
+  box.textContent = text;
+  box.className = `message ${kind}`;
+  box.dataset.kind = kind;
+  box.hidden = false;
+}
+
+function clearMessage() {
+  $("#message").hidden = true;
+}
+
+// The API may name a field "width", "params.width" or "body.width": take the known name.
+function fieldName(field) {
+  const parts = String(field || "").split(/[.\[\]]/).filter(Boolean);
+  return parts.reverse().find((part) => FIELD_NAMES.includes(part)) || null;
+}
+
+function clearFieldErrors() {
+  for (const name of FIELD_NAMES) {
+    const box = document.getElementById(`error-${name}`);
+    if (box) {
+      box.hidden = true;
+      box.textContent = "";
+    }
+    const input = document.getElementById(name);
+    if (input) input.removeAttribute("aria-invalid");
+  }
+}
+
+// Puts each error next to its field; returns the errors that have no field on the page.
+function showFieldErrors(details) {
+  const unplaced = [];
+  for (const detail of details) {
+    const name = fieldName(detail.field);
+    const box = name && document.getElementById(`error-${name}`);
+    if (!box) {
+      unplaced.push(detail);
+      continue;
+    }
+    box.textContent = box.textContent ? `${box.textContent} ${detail.message}` : detail.message;
+    box.hidden = false;
+    const input = document.getElementById(name);
+    if (input) input.setAttribute("aria-invalid", "true");
+    if (name === "step_size" || name === "cutn" || name === "cut_pow" ||
+        name === "init_weight" || name === "preview_every" || name === "video") {
+      $("#advanced").open = true;
+    }
+  }
+  return unplaced;
+}
+
+// ---------- prompt syntax ----------
+
+// "text:weight:stop | other:-0.5": trailing numeric parts are weight and stop; text may hold colons.
+function parsePrompts(text) {
+  return text.split("|").map((part) => part.trim()).filter(Boolean).map((part) => {
+    const pieces = part.split(":");
+    const numbers = [];
+    while (pieces.length > 1 && numbers.length < 2 && /^\s*-?\d*\.?\d+\s*$/.test(pieces.at(-1))) {
+      numbers.unshift(Number(pieces.pop()));
+    }
+    return { text: pieces.join(":").trim(), weight: numbers[0] ?? 1, stop: numbers[1] ?? null };
+  });
+}
+
+function renderPromptChips() {
+  const list = $("#prompt-chips");
+  list.replaceChildren();
+  for (const prompt of parsePrompts($("#prompts").value)) {
+    const chip = document.createElement("li");
+    chip.className = prompt.weight < 0 ? "chip negative" : "chip";
+    const stop = prompt.stop === null ? "" : `, stop ${prompt.stop}`;
+    const verb = prompt.weight < 0 ? "away from" : "toward";
+    chip.textContent = `${verb} "${prompt.text || "…"}" ×${Math.abs(prompt.weight)}${stop}`;
+    list.append(chip);
+  }
+}
+
+// ---------- the form ----------
+
+function readParams() {
+  const params = { prompts: $("#prompts").value.trim() };
+  for (const name of NUMBER_FIELDS) {
+    const raw = document.getElementById(name).value.trim();
+    // An unparsable number is sent as text so the server names the field and the reason.
+    params[name] = raw === "" ? null : (Number.isFinite(Number(raw)) ? Number(raw) : raw);
+  }
+  const seed = $("#seed").value.trim();
+  params.seed = seed === "" ? null : (Number.isFinite(Number(seed)) ? Number(seed) : seed);
+  if ($("#model").value) params.model = $("#model").value;
+  params.video = $("#video").checked;
+  for (const name of Object.keys(params)) {
+    if (params[name] === null && name !== "seed") delete params[name];
+  }
+  return params;
+}
+
+function fillForm(params, seed) {
+  $("#prompts").value = params.prompts || "";
+  for (const name of NUMBER_FIELDS) {
+    if (params[name] !== undefined && params[name] !== null) {
+      document.getElementById(name).value = params[name];
+    }
+  }
+  const usedSeed = seed ?? params.seed;
+  $("#seed").value = usedSeed === null || usedSeed === undefined ? "" : usedSeed;
+  if (params.model && [...$("#model").options].some((o) => o.value === params.model)) {
+    $("#model").value = params.model;
+  }
+  $("#video").checked = Boolean(params.video);
+  syncPreset();
+  renderPromptChips();
+}
+
+function syncPreset() {
+  const value = `${$("#width").value}x${$("#height").value}`;
+  const known = [...$("#size-preset").options].some((o) => o.value === value);
+  $("#size-preset").value = known ? value : "custom";
+}
+
+function applyPreset() {
+  const value = $("#size-preset").value;
+  if (value === "custom") {
+    $("#width").focus();
+    return;
+  }
+  const [width, height] = value.split("x");
+  $("#width").value = width;
+  $("#height").value = height;
+}
+
+async function loadModels() {
+  let catalog;
+  try {
+    catalog = await api("GET", "/v1/models");
+  } catch (error) {
+    showMessage(`Could not load the model list: ${describeError(error)}`);
+    return;
+  }
+  const select = $("#model");
+  select.replaceChildren();
+  for (const model of catalog.vqgan || []) {
+    const option = document.createElement("option");
+    option.value = model.name;
+    option.textContent = model.available ? model.name : `${model.name} (not available)`;
+    option.disabled = !model.available;
+    option.title = model.description || "";
+    option.selected = Boolean(model.default);
+    select.append(option);
+  }
+  if (!select.options.length) {
+    select.append(new Option("Server default", ""));
+  }
+}
+
+async function submitJob(event) {
+  event.preventDefault();
+  clearMessage();
+  clearFieldErrors();
+  const params = readParams();
+  let body = params;
+  // With files the API takes multipart: `params` as JSON text plus the images.
+  if (state.initFile || state.promptFiles.length) {
+    body = new FormData();
+    body.append("params", JSON.stringify(params));
+    if (state.initFile) body.append("init_image", state.initFile);
+    for (const file of state.promptFiles) body.append("image_prompts", file);
+  }
+  const button = $("#submit");
+  button.disabled = true;
+  button.textContent = "Submitting…";
+  try {
+    const job = await api("POST", "/v1/jobs", body);
+    showJob(job);
+    loadGallery(0);
+  } catch (error) {
+    const unplaced = showFieldErrors(error.details);
+    const placed = unplaced.length < error.details.length;
+    const extra = unplaced.map((d) => `${d.field ? `${d.field}: ` : ""}${d.message}`).join("; ");
+    showMessage(placed ? `Please fix the marked fields.${extra ? ` ${extra}` : ""}`
+      : describeError(error));
+  } finally {
+    button.disabled = false;
+    button.textContent = "Generate";
+  }
+}
+
+// ---------- files ----------
+
+function thumbnail(file, onRemove) {
+  const item = document.createElement("div");
+  item.className = "thumb";
+  const img = document.createElement("img");
+  img.alt = file.name;
+  img.src = URL.createObjectURL(file);
+  img.onload = () => URL.revokeObjectURL(img.src);
+  const remove = document.createElement("button");
+  remove.type = "button";
+  remove.textContent = "×";
+  remove.title = `Remove ${file.name}`;
+  remove.setAttribute("aria-label", `Remove ${file.name}`);
+  remove.addEventListener("click", onRemove);
+  item.append(img, remove);
+  return item;
+}
+
+function renderFiles() {
+  const init = $("#init-thumbs");
+  init.replaceChildren();
+  if (state.initFile) {
+    init.append(thumbnail(state.initFile, () => {
+      state.initFile = null;
+      renderFiles();
+    }));
+  }
+  const prompts = $("#prompt-thumbs");
+  prompts.replaceChildren();
+  state.promptFiles.forEach((file, index) => {
+    prompts.append(thumbnail(file, () => {
+      state.promptFiles.splice(index, 1);
+      renderFiles();
+    }));
+  });
+}
+
+function imagesOnly(files) {
+  const images = [...files].filter((file) => file.type.startsWith("image/"));
+  if (images.length < files.length) showMessage("Only image files (PNG, JPEG, WebP) can be used.");
+  return images;
+}
+
+function setupDropzone(zone, input, onFiles) {
+  input.addEventListener("change", () => {
+    onFiles(imagesOnly(input.files));
+    input.value = "";
+  });
+  zone.addEventListener("dragover", (event) => {
+    event.preventDefault();
+    zone.classList.add("dragging");
+  });
+  zone.addEventListener("dragleave", () => zone.classList.remove("dragging"));
+  zone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    zone.classList.remove("dragging");
+    onFiles(imagesOnly(event.dataTransfer.files));
+  });
+}
+
+// ---------- the job view ----------
+
+function formatSeconds(seconds) {
+  if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return "";
+  const total = Math.max(0, Math.round(seconds));
+  const minutes = Math.floor(total / 60);
+  return minutes ? `${minutes}m ${String(total % 60).padStart(2, "0")}s` : `${total}s`;
+}
+
+function setProgress(iteration, iterations, etaSeconds) {
+  const fraction = iterations ? Math.min(1, iteration / iterations) : 0;
+  const percent = Math.round(fraction * 100);
+  $("#progress").setAttribute("aria-valuenow", String(percent));
+  $("#progress").dataset.iteration = String(iteration);
+  $("#progress-fill").style.width = `${percent}%`;
+  const eta = formatSeconds(etaSeconds);
+  $("#progress-text").textContent =
+    `Iteration ${iteration} / ${iterations}${eta && fraction < 1 ? ` · about ${eta} left` : ""}`;
+}
+
+function setStatus(status) {
+  const badge = $("#job-status");
+  badge.textContent = status;
+  badge.dataset.status = status;
+  badge.className = `badge ${status}`;
+  $("#cancel").hidden = !ACTIVE.has(status);
+  if (status !== "queued") {
+    $("#queue-position").hidden = true;
+    stopQueuePoll();
+  }
+}
+
+function renderParams(job) {
+  const list = $("#job-params");
+  list.replaceChildren();
+  const params = { ...job.params, seed: job.seed ?? job.params.seed };
+  for (const [name, label] of Object.entries(PARAM_LABELS)) {
+    const value = params[name];
+    if (value === undefined || value === null || value === "") continue;
+    const term = document.createElement("dt");
+    term.textContent = label;
+    const data = document.createElement("dd");
+    data.dataset.param = name;
+    data.textContent = Array.isArray(value) ? value.join(", ") : String(value);
+    list.append(term, data);
+  }
+}
+
+function resetView() {
+  stopStream();
+  stopQueuePoll();
+  for (const id of ["#preview-image", "#final-image", "#download-png", "#download-video",
+    "#reuse", "#seed-used", "#job-error", "#queue-position"]) {
+    $(id).hidden = true;
+  }
+  $("#preview-image").removeAttribute("src");
+  $("#final-image").removeAttribute("src");
+  $("#image-caption").textContent = "";
+  $("#cancel").disabled = false;
+  $("#cancel").textContent = "Cancel";
+}
+
+// Shows a job from scratch and follows it while it is active.
+function showJob(job) {
+  resetView();
+  state.job = job;
+  $("#job-empty").hidden = true;
+  $("#job-view").hidden = false;
+  $("#job-view").dataset.jobId = job.id;
+  $("#job-prompt").textContent = job.params.prompts || "(image prompts only)";
+  renderParams(job);
+  updateJob(job);
+  if (ACTIVE.has(job.status)) followJob(job);
+}
+
+// Applies a fresh job record to the view.
+function updateJob(job) {
+  state.job = job;
+  setStatus(job.status);
+  setProgress(job.iteration || 0, job.iterations || job.params.iterations, job.eta_seconds);
+  if (job.status === "queued") {
+    const position = job.queue_position;
+    $("#queue-position").textContent = position === null || position === undefined
+      ? "Waiting in the queue…"
+      : position === 0
+        ? "Waiting in the queue: next to start."
+        : `Waiting in the queue: ${position} job${position === 1 ? "" : "s"} ahead.`;
+    $("#queue-position").hidden = false;
+  }
+  if (!ACTIVE.has(job.status)) showFinished(job);
+}
+
+function showFinished(job) {
+  stopStream();
+  $("#cancel").hidden = true;
+  $("#preview-image").hidden = true;
+  $("#reuse").hidden = false;
+  renderParams(job);
+  if (job.seed !== null && job.seed !== undefined) {
+    $("#seed-used").textContent = `Seed used: ${job.seed} (press "Reuse these settings" to keep it).`;
+    $("#seed-used").hidden = false;
+  }
+  if (job.status === "succeeded" && job.urls.image) {
+    $("#final-image").hidden = false;
+    showImage($("#final-image"), job.urls.image).catch((error) => showMessage(describeError(error)));
+    $("#image-caption").textContent = `${job.params.width} × ${job.params.height}`;
+    setDownload($("#download-png"), job.urls.image, `artgen-${job.id}.png`);
+  }
+  if (job.urls.video) setDownload($("#download-video"), job.urls.video, `artgen-${job.id}.mp4`);
+  if (job.status === "failed") {
+    const error = job.error || {};
+    $("#job-error").textContent =
+      `Failed${error.code ? ` (${error.code})` : ""}: ${error.message || "no reason given"}`;
+    $("#job-error").hidden = false;
+  }
+  if (job.status === "canceled") {
+    $("#job-error").textContent = `Canceled at iteration ${job.iteration || 0}.`;
+    $("#job-error").hidden = false;
+  }
+}
+
+function setDownload(link, url, filename) {
+  link.href = url;
+  link.download = filename;
+  link.hidden = false;
+}
+
+// Downloads behind an API key need the header, so they go through fetch and a blob link.
+async function downloadWithKey(event) {
+  if (!apiKey()) return;
+  event.preventDefault();
+  const link = event.currentTarget;
+  try {
+    const response = await fetch(link.getAttribute("href"), { headers: authHeaders() });
+    if (!response.ok) throw await errorFrom(response);
+    const blobUrl = URL.createObjectURL(await response.blob());
+    const temporary = document.createElement("a");
+    temporary.href = blobUrl;
+    temporary.download = link.download;
+    temporary.click();
+    setTimeout(() => URL.revokeObjectURL(blobUrl), 10000);
+  } catch (error) {
+    showMessage(describeError(error));
+  }
+}
+
+async function refreshJob() {
+  if (!state.job) return;
+  try {
+    updateJob(await api("GET", `/v1/jobs/${state.job.id}`));
+  } catch (error) {
+    showMessage(describeError(error));
+  }
+}
+
+function onJobEvent(type, data) {
+  if (!state.job) return;
+  if (type === "progress") {
+    if (state.job.status === "queued") setStatus("running");
+    setProgress(data.iteration, data.iterations, data.eta_seconds);
+  } else if (type === "preview") {
+    const img = $("#preview-image");
+    img.dataset.iteration = String(data.iteration);
+    img.hidden = false;
+    showImage(img, withQuery(data.url, "iteration", data.iteration)).catch(() => {});
+    $("#image-caption").textContent = `Iteration ${data.iteration}`;
+  } else if (type === "status") {
+    state.job.status = data.status;
+    setStatus(data.status);
+  } else if (type === "done") {
+    stopStream();
+    refreshJob();
+    loadGallery(state.galleryOffset);
+  }
+}
+
+function stopStream() {
+  if (state.stopStream) state.stopStream();
+  state.stopStream = null;
+}
+
+function stopQueuePoll() {
+  clearInterval(state.queuePoll);
+  state.queuePoll = null;
+}
+
+function followJob(job) {
+  const url = job.urls.events || `/v1/jobs/${job.id}/events`;
+  // EventSource cannot send X-API-Key, so with a key we read the same SSE stream through fetch.
+  state.stopStream = apiKey() ? streamWithFetch(url) : streamWithEventSource(url);
+  // SSE carries no queue position, so while queued the job record is re-read every 2 s.
+  if (job.status === "queued") {
+    state.queuePoll = setInterval(() => {
+      if (state.job && state.job.status === "queued") refreshJob();
+      else stopQueuePoll();
+    }, 2000);
+  }
+}
+
+function streamWithEventSource(url) {
+  const source = new EventSource(url);
+  for (const type of EVENT_TYPES) {
+    source.addEventListener(type, (event) => onJobEvent(type, JSON.parse(event.data)));
+  }
+  // EventSource reconnects by itself (with Last-Event-ID); once closed, read the record instead.
+  source.onerror = () => {
+    if (source.readyState === EventSource.CLOSED) refreshJob();
+  };
+  return () => source.close();
+}
+
+// SSE over fetch: the same events, parsed line by line; reconnects with Last-Event-ID.
+function streamWithFetch(url) {
+  const controller = new AbortController();
+  let lastId = null;
+  const dispatch = (type, data, id) => {
+    if (id) lastId = id;
+    if (EVENT_TYPES.includes(type) && data) onJobEvent(type, JSON.parse(data));
+  };
+  const run = async () => {
+    while (!controller.signal.aborted) {
+      try {
+        const headers = { ...authHeaders(), Accept: "text/event-stream" };
+        if (lastId) headers["Last-Event-ID"] = lastId;
+        const response = await fetch(url, { headers, signal: controller.signal });
+        if (!response.ok) throw await errorFrom(response);
+        await readEventStream(response.body, dispatch);
+      } catch (error) {
+        if (controller.signal.aborted) return;
+        if (error instanceof ApiError && error.status >= 400 && error.status < 500) {
+          showMessage(describeError(error));
+          return;
+        }
+      }
+      if (!controller.signal.aborted) await new Promise((r) => setTimeout(r, 1000));
+    }
+  };
+  run();
+  return () => controller.abort();
+}
+
+async function readEventStream(body, dispatch) {
+  const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+  let pending = "";
+  let skipNewline = false; // a chunk ended in \r: a \n starting the next one is the same break
+  let type = "message";
+  let data = [];
+  let id = null;
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    const text = skipNewline && value.startsWith("\n") ? value.slice(1) : value;
+    skipNewline = text.endsWith("\r");
+    const lines = (pending + text).split(/\r\n|\r|\n/);
+    pending = lines.pop(); // the last, maybe partial, line waits for the next chunk
+    for (const line of lines) {
+      if (line === "") {
+        dispatch(type, data.join("\n"), id);
+        type = "message";
+        data = [];
+        continue;
+      }
+      if (line.startsWith(":")) continue;
+      const colon = line.indexOf(":");
+      const field = colon < 0 ? line : line.slice(0, colon);
+      const fieldValue = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+      if (field === "event") type = fieldValue;
+      else if (field === "data") data.push(fieldValue);
+      else if (field === "id") id = fieldValue;
+    }
+  }
+}
+
+async function cancelJob() {
+  if (!state.job) return;
+  const button = $("#cancel");
+  button.disabled = true;
+  button.textContent = "Canceling…";
+  try {
+    const job = await api("POST", `/v1/jobs/${state.job.id}/cancel`);
+    // A running job stops within an iteration; the stream's `done` event finishes the view.
+    if (!ACTIVE.has(job.status)) updateJob(job);
+  } catch (error) {
+    showMessage(describeError(error));
+    button.disabled = false;
+    button.textContent = "Cancel";
+  }
+}
+
+function reuseSettings() {
+  if (!state.job) return;
+  fillForm(state.job.params, state.job.seed);
+  showMessage(`Settings loaded (seed ${state.job.seed ?? "random"}). Starting images are not ` +
+    "kept: add them again if you want them.", "info");
+  $("#job-form").scrollIntoView({ behavior: "smooth" });
+}
+
+// ---------- gallery ----------
+
+async function loadGallery(offset = state.galleryOffset) {
+  let page;
+  try {
+    page = await api("GET", `/v1/jobs?limit=${PAGE_SIZE}&offset=${Math.max(0, offset)}`);
+  } catch (error) {
+    showMessage(`Could not load the gallery: ${describeError(error)}`);
+    return;
+  }
+  // The last page may have emptied (deletes): step back one page.
+  if (!page.items.length && page.total > 0 && offset > 0) {
+    loadGallery(Math.max(0, offset - PAGE_SIZE));
+    return;
+  }
+  state.galleryOffset = page.offset;
+  const list = $("#gallery-list");
+  list.replaceChildren(...page.items.map(galleryItem));
+  $("#gallery-empty").hidden = page.total > 0;
+  const pages = Math.max(1, Math.ceil(page.total / PAGE_SIZE));
+  const current = Math.floor(page.offset / PAGE_SIZE) + 1;
+  $("#gallery-page").textContent = `Page ${current} of ${pages} (${page.total} jobs)`;
+  $("#gallery-newer").disabled = page.offset <= 0;
+  $("#gallery-older").disabled = page.offset + page.items.length >= page.total;
+}
+
+function galleryItem(job) {
+  const item = document.createElement("li");
+  item.className = "card";
+  item.dataset.jobId = job.id;
+  item.dataset.testid = "gallery-item";
+  item.dataset.status = job.status;
+
+  const open = document.createElement("button");
+  open.type = "button";
+  open.className = "card-open";
+  open.title = "Open this job";
+  const thumbUrl = job.status === "succeeded" ? job.urls.image : null;
+  const picture = document.createElement(thumbUrl ? "img" : "div");
+  picture.className = "card-thumb";
+  if (thumbUrl) {
+    picture.alt = job.params.prompts || "artgen image";
+    picture.loading = "lazy";
+    showImage(picture, thumbUrl).catch(() => {
+      picture.alt = "image unavailable";
+    });
+  } else {
+    picture.textContent = job.status;
+  }
+  const prompt = document.createElement("span");
+  prompt.className = "card-prompt";
+  prompt.dataset.testid = "gallery-prompt";
+  prompt.textContent = job.params.prompts || "(image prompts only)";
+  open.append(picture, prompt);
+  open.addEventListener("click", () => openJob(job.id));
+
+  const footer = document.createElement("div");
+  footer.className = "card-foot";
+  const badge = document.createElement("span");
+  badge.className = `badge ${job.status}`;
+  badge.textContent = job.status;
+  const remove = document.createElement("button");
+  remove.type = "button";
+  remove.className = "danger small";
+  remove.dataset.testid = "gallery-delete";
+  remove.textContent = "Delete";
+  // Two clicks: the first asks, the second deletes (no blocking confirm() dialog).
+  remove.addEventListener("click", () => {
+    if (remove.dataset.armed) deleteJob(job.id);
+    else {
+      remove.dataset.armed = "1";
+      remove.textContent = "Really delete?";
+    }
+  });
+  footer.append(badge, remove);
+  item.append(open, footer);
+  return item;
+}
+
+async function openJob(id) {
+  clearMessage();
+  try {
+    showJob(await api("GET", `/v1/jobs/${id}`));
+    $("#job").scrollIntoView({ behavior: "smooth" });
+  } catch (error) {
+    showMessage(describeError(error));
+  }
+}
+
+async function deleteJob(id) {
+  try {
+    await api("DELETE", `/v1/jobs/${id}`);
+  } catch (error) {
+    showMessage(describeError(error));
+    return;
+  }
+  if (state.job && state.job.id === id) {
+    resetView();
+    state.job = null;
+    $("#job-view").hidden = true;
+    $("#job-empty").hidden = false;
+  }
+  showMessage("Deleted.", "info");
+  loadGallery(state.galleryOffset);
+}
+
+// ---------- start ----------
+
+function setup() {
+  $("#api-key").value = apiKey();
+  $("#api-key-save").addEventListener("click", () => {
+    const key = $("#api-key").value.trim();
+    if (key) localStorage.setItem(KEY_STORAGE, key);
+    else localStorage.removeItem(KEY_STORAGE);
+    showMessage(key ? "API key saved in this browser." : "API key removed.", "info");
+    loadModels();
+    loadGallery(0);
+  });
+  $("#job-form").addEventListener("submit", submitJob);
+  $("#prompts").addEventListener("input", renderPromptChips);
+  $("#size-preset").addEventListener("change", applyPreset);
+  $("#width").addEventListener("input", syncPreset);
+  $("#height").addEventListener("input", syncPreset);
+  $("#cancel").addEventListener("click", cancelJob);
+  $("#reuse").addEventListener("click", reuseSettings);
+  $("#download-png").addEventListener("click", downloadWithKey);
+  $("#download-video").addEventListener("click", downloadWithKey);
+  $("#gallery-refresh").addEventListener("click", () => loadGallery());
+  $("#gallery-newer").addEventListener("click", () => loadGallery(state.galleryOffset - PAGE_SIZE));
+  $("#gallery-older").addEventListener("click", () => loadGallery(state.galleryOffset + PAGE_SIZE));
+  for (const img of [$("#final-image"), $("#preview-image")]) {
+    // Small pictures shown large stay crisp instead of blurring.
+    img.addEventListener("load", () => img.classList.toggle("pixelated", img.naturalWidth < 200));
+  }
+  setupDropzone($("#init-drop"), $("#init_image"), (files) => {
+    if (files.length) state.initFile = files[0];
+    renderFiles();
+  });
+  setupDropzone($("#prompt-drop"), $("#image_prompts"), (files) => {
+    state.promptFiles.push(...files);
+    renderFiles();
+  });
+  renderPromptChips();
+  loadModels();
+  loadGallery(0);
+}
+
+document.addEventListener("DOMContentLoaded", setup);

@@ -1,0 +1,276 @@
+"""The web page in a real browser against a real `artgen serve --model tiny`."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+
+pytestmark = pytest.mark.browser
+
+# Small and quick on CPU, but long enough to see several progress and preview events.
+SMALL = {"width": 64, "height": 64, "cutn": 4, "preview_every": 2}
+RUN_ITERATIONS = 24
+LONG_ITERATIONS = 5000
+JOB_TIMEOUT_MS = 60_000
+
+# Records every progress value and preview image the page shows, before the page's own script runs.
+RECORDER = """
+window.__seen = {progress: [], previews: []};
+new MutationObserver((records) => {
+  for (const record of records) {
+    const el = record.target;
+    if (el.id === "progress" && record.attributeName === "aria-valuenow") {
+      window.__seen.progress.push(Number(el.getAttribute("aria-valuenow")));
+    }
+    if (el.id === "preview-image" && record.attributeName === "src" && el.getAttribute("src")) {
+      window.__seen.previews.push(el.getAttribute("src"));
+    }
+  }
+}).observe(document, {subtree: true, attributes: true,
+                      attributeFilter: ["aria-valuenow", "src"]});
+"""
+
+# Records the names and values (file names for files) of a FormData the page sends.
+FORM_RECORDER = """
+const originalFetch = window.fetch;
+window.fetch = (url, options) => {
+  if (options && options.body instanceof FormData) {
+    window.__form = [...options.body.entries()].map(
+      ([name, value]) => [name, value instanceof File ? value.name : value]);
+  }
+  return originalFetch(url, options);
+};
+"""
+
+
+def fill_form(page, prompt: str, iterations: int, **fields: object) -> None:
+    """Type a prompt and settings into the form (advanced options opened)."""
+    page.fill("#prompts", prompt)
+    page.fill("#iterations", str(iterations))
+    page.click("#advanced > summary")
+    for name, value in {**SMALL, **fields}.items():
+        page.fill(f"#{name}", str(value))
+
+
+def wait_status(page, status: str, timeout: float = JOB_TIMEOUT_MS) -> None:
+    """Wait until the result panel shows the job in `status`."""
+    page.wait_for_selector(f'#job-status[data-status="{status}"]', timeout=timeout)
+
+
+def png_bytes(color: tuple[int, int, int], size: int = 64) -> bytes:
+    """A small solid-colour PNG."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (size, size), color).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def create_job(server: str, prompt: str, iterations: int = 6) -> dict:
+    """Submit a small job through the API and wait until it succeeded."""
+    params = {"prompts": prompt, "iterations": iterations, **SMALL}
+    answer = httpx.post(f"{server}/v1/jobs", json=params, timeout=10)
+    assert answer.status_code == 202, answer.text
+    job = answer.json()
+    deadline = time.monotonic() + JOB_TIMEOUT_MS / 1000
+    while job["status"] in ("queued", "running") and time.monotonic() < deadline:
+        time.sleep(0.3)
+        job = httpx.get(f"{server}/v1/jobs/{job['id']}", timeout=10).json()
+    assert job["status"] == "succeeded", job
+    return job
+
+
+def test_submit_shows_progress_preview_then_final_image(page, artifacts: Path) -> None:
+    page.add_init_script(RECORDER)
+    page.goto("/")
+    page.wait_for_selector("#model option[value='tiny']", state="attached")
+    fill_form(page, "a lighthouse at dusk:1 | fog:-0.5", RUN_ITERATIONS)
+    assert page.locator("#prompt-chips li").count() == 2
+    page.click("#submit")
+
+    wait_status(page, "succeeded")
+    final = page.locator("#final-image")
+    final.wait_for(state="visible")
+    page.wait_for_function("document.querySelector('#final-image').naturalWidth > 0")
+
+    seen = page.evaluate("window.__seen")
+    partial = [value for value in seen["progress"] if 0 < value < 100]
+    assert len(set(partial)) >= 2, f"progress bar did not advance in steps: {seen['progress']}"
+    assert len(set(seen["previews"])) >= 2, f"preview image did not change: {seen['previews']}"
+    assert page.get_attribute("#progress", "aria-valuenow") == "100"
+    assert f"{RUN_ITERATIONS} / {RUN_ITERATIONS}" in page.inner_text("#progress-text")
+
+    download = page.locator("#download-png")
+    assert download.is_visible()
+    job_id = page.get_attribute("#job-view", "data-job-id")
+    assert download.get_attribute("href") == f"/v1/jobs/{job_id}/image"
+    assert download.get_attribute("download") == f"artgen-{job_id}.png"
+    assert page.locator("#download-video").is_hidden()
+    seed = page.inner_text("#seed-used")
+    assert "Seed used:" in seed
+    assert page.inner_text('#job-params dd[data-param="prompts"]').startswith("a lighthouse")
+    assert page.locator("#cancel").is_hidden()
+
+    page.screenshot(path=str(artifacts / "web-finished.png"), full_page=True)
+
+    # "Reuse these settings" puts the same prompt and the seed that was used back in the form.
+    page.click("#reuse")
+    assert page.input_value("#prompts") == "a lighthouse at dusk:1 | fog:-0.5"
+    assert page.input_value("#seed") == seed.split(":")[1].split("(")[0].strip()
+    assert page.input_value("#iterations") == str(RUN_ITERATIONS)
+
+
+def test_submit_with_starting_image_and_image_prompt(page, tmp_path: Path) -> None:
+    start = tmp_path / "start.png"
+    start.write_bytes(png_bytes((200, 40, 40)))
+    page.add_init_script(FORM_RECORDER)
+    page.goto("/")
+    fill_form(page, "a red square", 6, init_weight=0.5)
+    page.set_input_files("#init_image", str(start))
+    page.wait_for_selector("#init-thumbs img")
+
+    # An image prompt dropped onto its drop zone, as a user dragging a file would.
+    page.evaluate(
+        """async (bytes) => {
+            const file = new File([new Uint8Array(bytes)], "prompt.png", {type: "image/png"});
+            const transfer = new DataTransfer();
+            transfer.items.add(file);
+            const zone = document.querySelector("#prompt-drop");
+            zone.dispatchEvent(new DragEvent("drop", {dataTransfer: transfer, bubbles: true,
+                                                      cancelable: true}));
+        }""",
+        list(png_bytes((40, 40, 200))),
+    )
+    page.wait_for_selector("#prompt-thumbs img")
+
+    with page.expect_request(lambda r: r.method == "POST" and r.url.endswith("/v1/jobs")) as sent:
+        page.click("#submit")
+    assert sent.value.headers["content-type"].startswith("multipart/form-data")
+    # Playwright does not expose multipart bodies with files, so the page's FormData is read.
+    form = page.evaluate("window.__form")
+    assert [name for name, _ in form] == ["params", "init_image", "image_prompts"]
+    assert json.loads(form[0][1])["init_weight"] == 0.5
+    assert form[1][1] == "start.png"
+    assert form[2][1] == "prompt.png"
+
+    wait_status(page, "succeeded")
+    page.wait_for_function("document.querySelector('#final-image').naturalWidth > 0")
+    assert page.locator("#download-png").is_visible()
+
+
+def test_cancel_a_running_job(page) -> None:
+    page.goto("/")
+    fill_form(page, "an endless spiral", LONG_ITERATIONS, preview_every=50)
+    page.click("#submit")
+    page.wait_for_function(
+        "Number(document.querySelector('#progress').dataset.iteration || 0) >= 1",
+        timeout=JOB_TIMEOUT_MS,
+    )
+    assert page.locator("#cancel").is_visible()
+    page.click("#cancel")
+    wait_status(page, "canceled", timeout=20_000)
+    assert page.locator("#cancel").is_hidden()
+    assert "Canceled at iteration" in page.inner_text("#job-error")
+    assert page.locator("#final-image").is_hidden()
+    assert page.locator("#download-png").is_hidden()
+
+
+def test_validation_errors_show_next_to_their_fields(page) -> None:
+    page.goto("/")
+    fill_form(page, "a || b", 10, width=8)
+    page.click("#submit")
+    width_error = page.locator("#error-width")
+    width_error.wait_for(state="visible")
+    assert "16" in width_error.inner_text()
+    assert page.get_attribute("#width", "aria-invalid") == "true"
+    assert page.locator("#error-prompts").is_visible()
+    assert "empty" in page.inner_text("#error-prompts")
+    assert page.locator("#error-height").is_hidden()
+    assert "fix the marked fields" in page.inner_text("#message")
+    assert page.locator("#job-view").is_hidden()
+
+    # Fixing the fields clears the errors and the job goes through.
+    page.fill("#prompts", "a calm sea")
+    page.fill("#width", "64")
+    page.click("#submit")
+    page.wait_for_selector("#job-view", state="visible")
+    assert page.locator("#error-width").is_hidden()
+    assert page.locator("#error-prompts").is_hidden()
+
+
+def test_queue_full_message(page) -> None:
+    """A 503 queue_full answer (simulated: filling the real queue takes minutes) is explained."""
+    body = {"error": {"code": "queue_full", "message": "the queue is full (100 jobs)"}}
+
+    def full(route) -> None:
+        if route.request.method != "POST":
+            route.continue_()
+            return
+        route.fulfill(
+            status=503,
+            headers={"Retry-After": "7"},
+            content_type="application/json",
+            body=json.dumps(body),
+        )
+
+    page.route("**/v1/jobs", full)
+    page.goto("/")
+    fill_form(page, "a crowded room", 5)
+    page.click("#submit")
+    message = page.locator("#message")
+    message.wait_for(state="visible")
+    assert "queue is full" in message.inner_text()
+    assert "7 s" in message.inner_text()
+    assert page.get_attribute("#message", "data-kind") == "error"
+
+
+def test_gallery_lists_opens_and_deletes_a_job(page, server: str) -> None:
+    job = create_job(server, "a gallery fox")
+    page.goto("/")
+    item = page.locator(f'#gallery-list li[data-job-id="{job["id"]}"]')
+    item.wait_for()
+    assert page.locator("#gallery-list li").first.get_attribute("data-job-id") == job["id"]
+    assert item.get_attribute("data-status") == "succeeded"
+    assert item.locator('[data-testid="gallery-prompt"]').inner_text() == "a gallery fox"
+    page.wait_for_function(
+        "(id) => document.querySelector(`li[data-job-id='${id}'] img`).naturalWidth > 0",
+        arg=job["id"],
+    )
+
+    item.locator(".card-open").click()
+    wait_status(page, "succeeded")
+    assert page.get_attribute("#job-view", "data-job-id") == job["id"]
+    page.wait_for_function("document.querySelector('#final-image').naturalWidth > 0")
+    assert page.inner_text('#job-params dd[data-param="prompts"]') == "a gallery fox"
+    assert page.inner_text('#job-params dd[data-param="seed"]') == str(job["seed"])
+
+    delete = item.locator('[data-testid="gallery-delete"]')
+    delete.click()
+    assert delete.inner_text() == "Really delete?"
+    delete.click()
+    item.wait_for(state="detached")
+    assert page.locator("#job-view").is_hidden()
+    assert httpx.get(f"{server}/v1/jobs/{job['id']}", timeout=10).status_code == 404
+
+
+def test_phone_width_has_no_horizontal_overflow(page, server: str, artifacts: Path) -> None:
+    job = create_job(server, "a tiny phone picture of a very long prompt " * 3)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto("/")
+    page.click("#advanced > summary")
+    page.locator(f'#gallery-list li[data-job-id="{job["id"]}"] .card-open').click()
+    wait_status(page, "succeeded")
+    page.wait_for_function("document.querySelector('#final-image').naturalWidth > 0")
+    widths = page.evaluate(
+        "({scroll: document.documentElement.scrollWidth,"
+        " client: document.documentElement.clientWidth})"
+    )
+    assert widths["scroll"] <= widths["client"] <= 390, widths
+    box = page.locator("#final-image").bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
+    assert page.locator("#submit").bounding_box()["width"] > 300
+    page.screenshot(path=str(artifacts / "web-phone.png"), full_page=True)
