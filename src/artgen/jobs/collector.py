@@ -1,0 +1,376 @@
+"""Collector (API side): worker reports -> job records, files and events; lease reaper; recovery."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import threading
+import time
+from typing import Any
+
+from artgen.config import Settings
+from artgen.jobs.queue import JobQueue, Keys
+from artgen.jobs.schemas import Job, JobError, JobStatus, utcnow
+from artgen.jobs.store import CHECKPOINT, FINAL, PREVIEW, VIDEO, JobStore
+
+logger = logging.getLogger("artgen.jobs.collector")
+
+POLL_INTERVAL_S = 0.2
+
+Events = list[tuple[str, dict[str, Any]]]
+
+
+def progress_event(job: Job) -> tuple[str, dict[str, Any]]:
+    """The SSE `progress` event of a job's current state."""
+    return (
+        "progress",
+        {
+            "iteration": job.iteration,
+            "iterations": job.iterations,
+            "progress": round(job.progress, 4),
+            "loss": job.loss,
+            "eta_seconds": job.eta_seconds,
+        },
+    )
+
+
+def status_events(job: Job) -> Events:
+    """`status`, plus `done` when the job is terminal."""
+    status: dict[str, Any] = {"status": job.status.value}
+    if job.error is not None:
+        status["error"] = job.error.model_dump()
+    events: Events = [("status", status)]
+    if job.status.terminal:
+        done = dict(status)
+        if job.status == JobStatus.succeeded:
+            done["image_url"] = f"/v1/jobs/{job.id}/image"
+            if job.video_file:
+                done["video_url"] = f"/v1/jobs/{job.id}/video"
+        events.append(("done", done))
+    return events
+
+
+def build_payload(store: JobStore, job: Job) -> dict[str, Any]:
+    """Everything a worker needs for the job's current attempt (inputs and latest checkpoint)."""
+    payload: dict[str, Any] = {"params": job.params, "image_prompts": []}
+    if job.init_image_file:
+        payload["init_image"] = store.read_file(job.id, job.init_image_file)
+    payload["image_prompts"] = [store.read_file(job.id, name) for name in job.image_prompt_files]
+    if job.checkpoint_file:
+        payload["checkpoint"] = store.read_file(job.id, job.checkpoint_file)
+    return payload
+
+
+class Collector:
+    """Polls the queue storage for active jobs and applies what workers reported."""
+
+    def __init__(self, settings: Settings, store: JobStore, queue: JobQueue) -> None:
+        self.settings = settings
+        self.store = store
+        self.queue = queue
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_audit = 0.0
+        self._lock = threading.Lock()
+        # Last error talking to the queue (None when the last poll worked).
+        self.queue_error: str | None = None
+
+    # Thread
+
+    def start(self) -> None:
+        """Start polling in a daemon thread."""
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="artgen-collector", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop polling, after one last pass so nothing reported is left behind."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(30)
+            self._thread = None
+        try:
+            self.poll()
+        except Exception:
+            logger.warning("final collector pass failed", exc_info=True)
+
+    def _loop(self) -> None:
+        delay = POLL_INTERVAL_S
+        while not self._stop.is_set():
+            try:
+                self.poll()
+                delay = POLL_INTERVAL_S
+            except Exception as exc:
+                self.queue_error = f"{type(exc).__name__}: {exc}"
+                logger.warning("collector: %s (retrying)", self.queue_error)
+                delay = min(delay * 2, 5.0)
+            self._stop.wait(delay)
+
+    # One pass
+
+    def poll(self, now: float | None = None) -> None:
+        """Apply reports of every active job, reap lost ones, audit the queue now and then."""
+        with self._lock:
+            jobs = self.store.active()
+            if jobs:
+                keys = [
+                    Keys.attempt_key(kind, job.id, job.attempt)
+                    for job in jobs
+                    for kind in Keys.ATTEMPT_KINDS
+                ]
+                reports = self.queue.peek_many(keys)
+                for job in jobs:
+                    self._apply(job, reports, time.time() if now is None else now)
+            self.queue_error = None
+            if time.monotonic() - self._last_audit >= max(self.settings.lease_seconds, 1.0):
+                self._last_audit = time.monotonic()
+                self._audit(grace=max(self.settings.lease_seconds, 1.0))
+
+    def _apply(self, job: Job, reports: dict[str, Any], now: float) -> None:
+        def report(kind: str) -> Any:
+            value = reports.get(Keys.attempt_key(kind, job.id, job.attempt))
+            # Fencing: a value of another attempt (should never sit under this key) is ignored.
+            if isinstance(value, dict) and value.get("attempt", job.attempt) == job.attempt:
+                return value
+            return None
+
+        claim, heartbeat, progress = report("claim"), report("heartbeat"), report("progress")
+        if progress is not None or heartbeat is not None:
+            self._apply_progress(job, progress, heartbeat)
+        if report("preview") is not None:
+            self._apply_preview(job)
+        if report("checkpoint") is not None:
+            self._apply_checkpoint(job)
+        if report("result") is not None:
+            self._apply_result(job)
+            return
+        last_sign = max(
+            (value["time"] for value in (claim, heartbeat, progress) if value), default=None
+        )
+        if last_sign is not None and now - last_sign > self.settings.lease_seconds:
+            self.lost(job.id, job.attempt)
+
+    def _apply_progress(
+        self, job: Job, progress: dict[str, Any] | None, heartbeat: dict[str, Any] | None
+    ) -> None:
+        changed = progress is not None and (
+            progress["iteration"] != job.iteration or progress.get("loss") != job.loss
+        )
+        if job.status == JobStatus.running and not changed:
+            return
+        attempt = job.attempt
+
+        def mutate(current: Job) -> Events | None:
+            if current.attempt != attempt or current.status.terminal:
+                return None
+            events: Events = []
+            if current.status == JobStatus.queued:
+                current.status = JobStatus.running
+                current.started_at = current.started_at or utcnow()
+                events += status_events(current)
+            source = progress or heartbeat or {}
+            current.worker_id = source.get("worker_id", current.worker_id)
+            if progress is not None:
+                current.iteration = int(progress["iteration"])
+                current.loss = progress.get("loss")
+                current.eta_seconds = progress.get("eta_seconds")
+                if progress.get("seed") is not None:
+                    current.seed = int(progress["seed"])
+                events.append(progress_event(current))
+            return events
+
+        self.store.update(job.id, mutate)
+
+    def _apply_preview(self, job: Job) -> None:
+        preview = self.queue.pop(Keys.preview(job.id, job.attempt))
+        if not isinstance(preview, dict) or preview.get("attempt") != job.attempt:
+            return
+        try:
+            self.store.write_file(job.id, PREVIEW, preview["png"])
+        except OSError as exc:
+            logger.warning("job %s: preview not saved (%s)", job.id, exc)
+            return
+        iteration = int(preview["iteration"])
+
+        def mutate(current: Job) -> Events | None:
+            if current.attempt != job.attempt:
+                return None
+            current.preview_file, current.preview_iteration = PREVIEW, iteration
+            return [("preview", {"iteration": iteration, "url": f"/v1/jobs/{job.id}/preview"})]
+
+        self.store.update(job.id, mutate)
+
+    def _apply_checkpoint(self, job: Job) -> None:
+        checkpoint = self.queue.pop(Keys.checkpoint(job.id, job.attempt))
+        if not isinstance(checkpoint, dict) or checkpoint.get("attempt") != job.attempt:
+            return
+        try:
+            self.store.write_file(job.id, CHECKPOINT, checkpoint["state"])
+        except OSError as exc:
+            logger.warning("job %s: checkpoint not saved (%s)", job.id, exc)
+            return
+        iteration = int(checkpoint["iteration"])
+
+        def mutate(current: Job) -> None:
+            if current.attempt == job.attempt:
+                current.checkpoint_file, current.checkpoint_iteration = CHECKPOINT, iteration
+
+        self.store.update(job.id, mutate)
+
+    def _apply_result(self, job: Job) -> None:
+        result = self.queue.pop(Keys.result(job.id, job.attempt))
+        if not isinstance(result, dict) or result.get("attempt") != job.attempt:
+            return
+        status = result.get("status")
+        if status == "interrupted":
+            # The worker shut down cleanly after a checkpoint: requeue without waiting the lease.
+            self.requeue(job.id, job.attempt, count_as_lost=False)
+            return
+        error: JobError | None = None
+        files: dict[str, str] = {}
+        if status == "succeeded":
+            try:
+                self.store.write_file(job.id, FINAL, result["png"])
+                files["image_file"] = FINAL
+                if result.get("mp4"):
+                    self.store.write_file(job.id, VIDEO, result["mp4"])
+                    files["video_file"] = VIDEO
+            except OSError as exc:
+                code = "disk_full" if exc.errno == errno.ENOSPC else "internal_error"
+                logger.error("job %s: result not saved (%s)", job.id, exc)
+                error = JobError(code=code, message="the result could not be saved on the server")
+                status, files = "failed", {}
+        elif status == "failed":
+            error = JobError.model_validate(result.get("error") or {})
+        final_status = {
+            "succeeded": JobStatus.succeeded,
+            "failed": JobStatus.failed,
+            "canceled": JobStatus.canceled,
+        }.get(str(status), JobStatus.failed)
+        if final_status == JobStatus.failed and error is None:
+            error = JobError(code="internal_error", message=f"unknown result status {status!r}")
+        self.finish(job.id, job.attempt, final_status, error, result, files)
+
+    # Terminal states and requeues
+
+    def finish(
+        self,
+        job_id: str,
+        attempt: int,
+        status: JobStatus,
+        error: JobError | None = None,
+        result: dict[str, Any] | None = None,
+        files: dict[str, str] | None = None,
+    ) -> Job | None:
+        """Record a terminal status, then drop the checkpoint file and the queue's keys."""
+        result = result or {}
+        checkpoint: list[str] = []
+
+        def mutate(current: Job) -> Events | None:
+            if current.attempt != attempt or current.status.terminal:
+                return None
+            current.status = status
+            current.error = error
+            current.finished_at = utcnow()
+            current.eta_seconds = None
+            for name, value in (files or {}).items():
+                setattr(current, name, value)
+            if result.get("seed") is not None:
+                current.seed = int(result["seed"])
+            events: Events = []
+            if status == JobStatus.succeeded:
+                current.iteration = current.iterations
+                events.append(progress_event(current))
+            elif result.get("iteration") is not None:
+                current.iteration = int(result["iteration"])
+            if current.checkpoint_file:
+                checkpoint.append(current.checkpoint_file)
+                current.checkpoint_file, current.checkpoint_iteration = None, None
+            return events + status_events(current)
+
+        job = self.store.update(job_id, mutate)
+        for name in checkpoint:
+            self.store.remove_file(job_id, name)
+        try:
+            self.queue.clear_job(job_id, attempt)
+        except Exception:
+            logger.warning("job %s: queue keys not cleared", job_id, exc_info=True)
+        return job
+
+    def lost(self, job_id: str, attempt: int) -> None:
+        """The attempt's worker went silent: requeue, or fail with worker_lost."""
+        logger.warning("job %s attempt %s: worker lost", job_id, attempt)
+        self.requeue(job_id, attempt, count_as_lost=True)
+
+    def requeue(self, job_id: str, attempt: int, *, count_as_lost: bool) -> Job | None:
+        """Hand the job to a new attempt (resuming from its checkpoint), within max_attempts."""
+        job = self.store.get(job_id)
+        if job is None or job.attempt != attempt or job.status.terminal:
+            return job
+        if job.cancel_requested:
+            return self.finish(job_id, attempt, JobStatus.canceled)
+        if count_as_lost and job.attempt >= self.settings.max_attempts:
+            message = f"the worker stopped answering {job.attempt} times; giving up"
+            return self.finish(
+                job_id, attempt, JobStatus.failed, JobError(code="worker_lost", message=message)
+            )
+
+        def mutate(current: Job) -> Events | None:
+            if current.attempt != attempt or current.status.terminal:
+                return None
+            current.attempt += 1
+            current.status = JobStatus.queued
+            current.enqueued_at = utcnow()
+            current.worker_id, current.eta_seconds = None, None
+            return status_events(current)
+
+        job = self.store.update(job_id, mutate)
+        if job is None or job.attempt == attempt:
+            return job
+        # Publish the new attempt first: a late worker of the old one then stops by itself.
+        self.queue.set_control(job_id, job.attempt)
+        self.queue.enqueue(job_id, job.attempt, build_payload(self.store, job))
+        logger.info("job %s requeued as attempt %s", job_id, job.attempt)
+        return job
+
+    # Recovery and audit
+
+    def recover(self) -> None:
+        """At startup: fix files, apply pending reports, requeue orphaned and lost jobs."""
+        self.store.recover()
+        self.poll()
+        with self._lock:
+            queued = self.queue.queued_attempts()
+            for job in self.store.active():
+                claimed = self.queue.peek(Keys.claim(job.id, job.attempt)) is not None
+                if self.queue.embedded and (job.status == JobStatus.running or claimed):
+                    # The embedded worker died with the previous process.
+                    self.lost(job.id, job.attempt)
+                elif (
+                    job.status == JobStatus.queued
+                    and not claimed
+                    and ((job.id, job.attempt) not in queued)
+                ):
+                    self._enqueue_again(job)
+
+    def _audit(self, grace: float) -> None:
+        """Re-enqueue queued jobs whose task vanished (e.g. Redis lost its data)."""
+        cutoff = time.time() - grace
+        candidates = [
+            job
+            for job in self.store.active()
+            if job.status == JobStatus.queued and job.enqueued_at.timestamp() < cutoff
+        ]
+        if not candidates:
+            return
+        queued = self.queue.queued_attempts()
+        for job in candidates:
+            if (job.id, job.attempt) in queued:
+                continue
+            if self.queue.peek(Keys.claim(job.id, job.attempt)) is None:
+                self._enqueue_again(job)
+
+    def _enqueue_again(self, job: Job) -> None:
+        logger.warning("job %s attempt %s was not in the queue: enqueued", job.id, job.attempt)
+        self.queue.set_control(job.id, job.attempt)
+        self.queue.enqueue(job.id, job.attempt, build_payload(self.store, job))

@@ -1,0 +1,276 @@
+"""JobQueue: Huey (SqliteHuey or RedisHuey from one URL) carrying job tasks and worker reports."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from huey import Huey, RedisHuey, SqliteHuey
+from huey.api import Task
+from huey.constants import EmptyData
+
+logger = logging.getLogger("artgen.jobs.queue")
+
+TASK_NAME = "artgen.run_job"
+
+# What a worker does with a task: handler(job_id, attempt, payload).
+TaskHandler = Callable[[str, int, dict[str, Any]], None]
+
+
+class Keys:
+    """Every key of the queue's key-value storage (values are pickled dicts).
+
+    Per job and attempt, so that a stale attempt can never overwrite the current one's reports:
+      claim      {worker_id, time}: put_if_empty, so each (job, attempt) runs at most once
+      heartbeat  {worker_id, time}: refreshed by the worker while it runs the attempt
+      progress   {attempt, iteration, iterations, loss, eta_seconds, seed, time, worker_id}
+      preview    {attempt, iteration, png}: the latest preview, popped by the collector
+      checkpoint {attempt, iteration, state}: torch.save bytes, popped by the collector
+      result     {attempt, status, iteration, seed, png?, mp4?, error?}: status is succeeded,
+                 failed, canceled or interrupted (worker shut down after checkpointing)
+    Per job:
+      control    {attempt, cancel, deleted}: the current attempt and the cancel flag
+    Workers:
+      worker_seq counter handing out registration slots; worker:<slot> is WorkerInfo as a dict
+    """
+
+    PREFIX = "artgen"
+    WORKER_SEQ = f"{PREFIX}:worker-seq"
+    ATTEMPT_KINDS = ("claim", "heartbeat", "progress", "preview", "checkpoint", "result")
+
+    @classmethod
+    def attempt_key(cls, kind: str, job_id: str, attempt: int) -> str:
+        """Key of one per-attempt report."""
+        if kind not in cls.ATTEMPT_KINDS:
+            raise ValueError(f"unknown report kind {kind!r}")
+        return f"{cls.PREFIX}:{kind}:{job_id}:{int(attempt)}"
+
+    @classmethod
+    def claim(cls, job_id: str, attempt: int) -> str:
+        """Who runs this attempt."""
+        return cls.attempt_key("claim", job_id, attempt)
+
+    @classmethod
+    def heartbeat(cls, job_id: str, attempt: int) -> str:
+        """The attempt's liveness."""
+        return cls.attempt_key("heartbeat", job_id, attempt)
+
+    @classmethod
+    def progress(cls, job_id: str, attempt: int) -> str:
+        """Latest progress of the attempt."""
+        return cls.attempt_key("progress", job_id, attempt)
+
+    @classmethod
+    def preview(cls, job_id: str, attempt: int) -> str:
+        """Latest preview PNG of the attempt."""
+        return cls.attempt_key("preview", job_id, attempt)
+
+    @classmethod
+    def checkpoint(cls, job_id: str, attempt: int) -> str:
+        """Latest checkpoint of the attempt."""
+        return cls.attempt_key("checkpoint", job_id, attempt)
+
+    @classmethod
+    def result(cls, job_id: str, attempt: int) -> str:
+        """Final outcome of the attempt."""
+        return cls.attempt_key("result", job_id, attempt)
+
+    @classmethod
+    def control(cls, job_id: str) -> str:
+        """The job's current attempt and cancel flag."""
+        return f"{cls.PREFIX}:control:{job_id}"
+
+    @classmethod
+    def worker(cls, slot: int) -> str:
+        """A worker's registration."""
+        return f"{cls.PREFIX}:worker:{int(slot)}"
+
+
+def _sqlite_path(url: str) -> Path:
+    """sqlite:///relative/path or sqlite:////absolute/path (also sqlite:///abs from config)."""
+    rest = url[len("sqlite:///") :]
+    if not rest:
+        raise ValueError(
+            f"queue URL {url!r}: give a file, e.g. sqlite:///artgen-data/queue.sqlite3"
+        )
+    return Path(rest)
+
+
+class JobQueue:
+    """The task queue and the key-value store that workers report through."""
+
+    def __init__(self, huey: Huey, url: str) -> None:
+        self.huey = huey
+        self.url = url
+        self._handler: TaskHandler | None = None
+        self._task: Any = None
+
+    @classmethod
+    def from_url(cls, url: str, name: str = "artgen") -> JobQueue:
+        """Build Huey from sqlite:///path (embedded) or redis://host:port/db (scale-out)."""
+        huey: Huey
+        if url.startswith("sqlite:///"):
+            path = _sqlite_path(url)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            huey = SqliteHuey(name, filename=str(path), results=False, timeout=30)
+        elif url.startswith(("redis://", "rediss://", "unix://")):
+            from redis import ConnectionPool
+
+            # Timeouts so a dead Redis raises (and is retried with backoff) instead of hanging.
+            pool = ConnectionPool.from_url(
+                url, socket_connect_timeout=3, socket_timeout=10, health_check_interval=15
+            )
+            huey = RedisHuey(name, connection_pool=pool, results=False, read_timeout=1)
+        else:
+            raise ValueError(
+                f"queue URL {url!r}: use sqlite:///path/to/queue.sqlite3 or redis://host:6379/0"
+            )
+        queue = cls(huey, url)
+
+        def run_job(job_id: str, attempt: int, payload: dict[str, Any]) -> None:
+            queue._dispatch(job_id, attempt, payload)
+
+        queue._task = huey.task(name=TASK_NAME)(run_job)
+        return queue
+
+    @property
+    def embedded(self) -> bool:
+        """True for the SQLite queue, whose only worker runs inside the API process."""
+        return self.url.startswith("sqlite:")
+
+    def close(self) -> None:
+        """Release the storage's connections."""
+        self.huey.storage.close()
+
+    # Tasks
+
+    def set_handler(self, handler: TaskHandler | None) -> None:
+        """What this process does with the tasks it dequeues (workers only)."""
+        self._handler = handler
+
+    def _dispatch(self, job_id: str, attempt: int, payload: dict[str, Any]) -> None:
+        if self._handler is None:
+            raise RuntimeError("this JobQueue has no task handler: it is not a worker")
+        self._handler(job_id, attempt, payload)
+
+    def enqueue(self, job_id: str, attempt: int, payload: dict[str, Any]) -> None:
+        """Queue one attempt of a job; payload carries params and input bytes (and checkpoint)."""
+        self.huey.enqueue(self._task.s(job_id, attempt, payload))
+
+    def dequeue(self) -> Task | None:
+        """The next task, or None (the Redis storage blocks up to a second)."""
+        return self.huey.dequeue()
+
+    def execute(self, task: Task) -> None:
+        """Run a dequeued task through Huey (which calls the handler)."""
+        self.huey.execute(task)
+
+    @property
+    def blocking(self) -> bool:
+        """Whether dequeue() waits for work itself (Redis) or must be polled (SQLite)."""
+        return bool(self.huey.storage.blocking)
+
+    def queued_attempts(self) -> set[tuple[str, int]]:
+        """(job_id, attempt) of every task waiting in the queue."""
+        found = set()
+        for data in self.huey.storage.enqueued_items():
+            try:
+                task = self.huey.deserialize_task(data)
+            except Exception:
+                logger.warning("unreadable task in the queue", exc_info=True)
+                continue
+            if task.args and len(task.args) >= 2:
+                found.add((str(task.args[0]), int(task.args[1])))
+        return found
+
+    def pending_count(self) -> int:
+        """Tasks waiting in the queue."""
+        return int(self.huey.pending_count())
+
+    def ping(self) -> None:
+        """Raise if the storage cannot be reached."""
+        self.huey.storage.queue_size()
+
+    def flush(self) -> None:
+        """Remove every task and key of this queue (tests)."""
+        self.huey.storage.flush_all()
+
+    # Key-value reports
+
+    def put(self, key: str, value: Any) -> None:
+        """Store a value under key (overwrites)."""
+        self.huey.put(key, value)
+
+    def put_if_empty(self, key: str, value: Any) -> bool:
+        """Store only if the key is free; True if stored."""
+        return bool(self.huey.put_if_empty(key, value))
+
+    def peek(self, key: str) -> Any:
+        """The value under key, or None."""
+        return self.huey.get(key, peek=True)
+
+    def pop(self, key: str) -> Any:
+        """Remove and return the value under key, or None."""
+        return self.huey.get(key, peek=False)
+
+    def delete(self, key: str) -> None:
+        """Remove the key if present."""
+        self.huey.delete(key)
+
+    def peek_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        """The values present among keys, in one round trip per 500 keys."""
+        keys = list(keys)
+        found: dict[str, Any] = {}
+        storage = self.huey.storage
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            if hasattr(storage, "peek_many"):
+                raw = storage.peek_many(chunk)
+            else:
+                raw = {key: storage.peek_data(key) for key in chunk}
+            for key, data in raw.items():
+                if data is None or data is EmptyData:
+                    continue
+                name = key.decode() if isinstance(key, bytes) else key
+                found[name] = self.huey.serializer.deserialize(data)
+        return found
+
+    def incr(self, key: str, amount: int = 1) -> int:
+        """Atomically add to a counter and return its value."""
+        return int(self.huey.storage.incr(key, amount))
+
+    # Job control (read by workers every iteration)
+
+    def set_control(
+        self, job_id: str, attempt: int, *, cancel: bool = False, deleted: bool = False
+    ) -> None:
+        """Publish the job's current attempt and whether it must stop."""
+        self.put(Keys.control(job_id), {"attempt": attempt, "cancel": cancel, "deleted": deleted})
+
+    def control(self, job_id: str) -> dict[str, Any] | None:
+        """The job's control record, or None."""
+        value = self.peek(Keys.control(job_id))
+        return value if isinstance(value, dict) else None
+
+    def clear_job(self, job_id: str, attempts: int, *, keep_control: bool = False) -> None:
+        """Delete every report key of attempts 1..attempts (and the control key)."""
+        for attempt in range(1, attempts + 1):
+            for kind in Keys.ATTEMPT_KINDS:
+                self.delete(Keys.attempt_key(kind, job_id, attempt))
+        if not keep_control:
+            self.delete(Keys.control(job_id))
+
+    # Workers
+
+    def register_worker(self) -> int:
+        """A fresh registration slot for a starting worker."""
+        return self.incr(Keys.WORKER_SEQ, 1)
+
+    def workers(self, window: int = 256) -> list[dict[str, Any]]:
+        """Registrations of the most recent `window` workers."""
+        last = self.incr(Keys.WORKER_SEQ, 0)
+        slots = range(max(1, last - window + 1), last + 1)
+        found = self.peek_many(Keys.worker(slot) for slot in slots)
+        return [value for value in found.values() if isinstance(value, dict)]

@@ -1,0 +1,252 @@
+"""Job schemas: the request (JobCreate), the stored record (Job) and its public JSON (JobPublic)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from artgen.engine.params import GenerationParams
+
+# Fields of JobCreate that are not GenerationParams (the worker strips them before generating).
+JOB_ONLY_FIELDS = ("model", "clip_models", "video", "preview_every")
+
+
+def utcnow() -> datetime:
+    """Timezone-aware now in UTC, second resolution is not enforced."""
+    return datetime.now(UTC)
+
+
+class JobStatus(StrEnum):
+    """Lifecycle of a job; succeeded, failed and canceled are terminal."""
+
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    canceled = "canceled"
+
+    @property
+    def terminal(self) -> bool:
+        """True once the job will never change again."""
+        return self in (JobStatus.succeeded, JobStatus.failed, JobStatus.canceled)
+
+
+ACTIVE_STATUSES = (JobStatus.queued, JobStatus.running)
+
+
+class JobCreate(GenerationParams):
+    """What a client asks for: the generation parameters plus models, video and previews."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    model: str | None = Field(None, description="VQGAN name; None uses the server's default")
+    clip_models: list[str] | None = Field(
+        None, description="CLIP critic names; None uses the server's default"
+    )
+    video: bool = Field(False, description="also render an MP4 timelapse of the previews")
+    preview_every: int = Field(5, ge=1, le=100_000, description="iterations between previews")
+
+    @field_validator("prompts", mode="before")
+    @classmethod
+    def _join_prompt_list(cls, value: Any) -> Any:
+        # A list of prompts is the same as the "a | b" syntax.
+        if isinstance(value, list):
+            if not all(isinstance(item, str) for item in value):
+                raise ValueError("prompts: a list of prompts must contain only strings")
+            return " | ".join(item.strip() for item in value)
+        return value
+
+    @field_validator("clip_models")
+    @classmethod
+    def _check_clip_models(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and not value:
+            raise ValueError("clip_models: give at least one name, or leave it out")
+        return value
+
+    def generation_params(self) -> GenerationParams:
+        """The engine's part of the request."""
+        return GenerationParams(**self.model_dump(exclude=set(JOB_ONLY_FIELDS)))
+
+
+class JobError(BaseModel):
+    """Why a job failed: a stable code and a human message."""
+
+    code: str
+    message: str
+
+
+class JobEvent(BaseModel):
+    """One entry of a job's event stream (SSE): ids increase."""
+
+    id: int
+    type: str
+    data: dict[str, Any]
+
+
+class Job(BaseModel):
+    """The stored record of a job."""
+
+    id: str
+    status: JobStatus = JobStatus.queued
+    params: dict[str, Any]
+    owner: str | None = None
+    # Incremented at every requeue; reports from another attempt are ignored (fencing).
+    attempt: int = 1
+    seed: int | None = None
+    iteration: int = 0
+    iterations: int
+    loss: float | None = None
+    eta_seconds: float | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    # When the current attempt entered the queue: orders the queue for queue_position.
+    enqueued_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: JobError | None = None
+    cancel_requested: bool = False
+    idempotency_key_hash: str | None = None
+    worker_id: str | None = None
+    # Names of files in the job's directory; set only after the file is fully on disk.
+    init_image_file: str | None = None
+    image_prompt_files: list[str] = Field(default_factory=list)
+    preview_file: str | None = None
+    preview_iteration: int | None = None
+    image_file: str | None = None
+    video_file: str | None = None
+    checkpoint_file: str | None = None
+    checkpoint_iteration: int | None = None
+
+    @property
+    def progress(self) -> float:
+        """Fraction of iterations done, 0..1."""
+        if self.status == JobStatus.succeeded:
+            return 1.0
+        return min(1.0, self.iteration / self.iterations) if self.iterations else 0.0
+
+    def file_names(self) -> list[str]:
+        """Every file the record points at."""
+        names = [self.init_image_file, *self.image_prompt_files, self.preview_file]
+        names += [self.image_file, self.video_file, self.checkpoint_file]
+        return [name for name in names if name]
+
+
+class JobUrls(BaseModel):
+    """Where the job's resources live; None where not (yet) available."""
+
+    self: str
+    events: str
+    preview: str | None
+    image: str | None
+    video: str | None
+    cancel: str
+
+
+class JobPublic(BaseModel):
+    """The job as the API shows it (docs/architecture.md, "Job JSON")."""
+
+    id: str
+    status: JobStatus
+    params: dict[str, Any]
+    seed: int | None
+    iteration: int
+    iterations: int
+    progress: float
+    eta_seconds: float | None
+    loss: float | None
+    # Jobs ahead of this one in the queue (0: next to start); None unless queued.
+    queue_position: int | None
+    attempt: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: JobError | None
+    urls: JobUrls
+
+    @classmethod
+    def from_job(cls, job: Job, queue_position: int | None = None) -> JobPublic:
+        """Build the public view of a stored job."""
+        base = f"/v1/jobs/{job.id}"
+        finished = job.status == JobStatus.succeeded
+        urls = JobUrls(
+            self=base,
+            events=f"{base}/events",
+            preview=f"{base}/preview" if job.preview_file else None,
+            image=f"{base}/image" if finished and job.image_file else None,
+            video=f"{base}/video" if finished and job.video_file else None,
+            cancel=f"{base}/cancel",
+        )
+        active = job.status in ACTIVE_STATUSES
+        return cls(
+            id=job.id,
+            status=job.status,
+            params=job.params,
+            seed=job.seed,
+            iteration=job.iteration,
+            iterations=job.iterations,
+            progress=round(job.progress, 4),
+            eta_seconds=job.eta_seconds if active else None,
+            loss=job.loss,
+            queue_position=queue_position if job.status == JobStatus.queued else None,
+            attempt=job.attempt,
+            created_at=job.created_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+            error=job.error,
+            urls=urls,
+        )
+
+
+class JobsPublic(BaseModel):
+    """A page of jobs, newest first."""
+
+    items: list[JobPublic]
+    total: int
+    limit: int
+    offset: int
+
+
+class WorkerInfo(BaseModel):
+    """A worker as it last registered itself in the queue storage."""
+
+    id: str
+    device: str
+    busy: bool = False
+    job_id: str | None = None
+    model: str | None = None
+    clip_models: list[str] = Field(default_factory=list)
+    # True once the default models are loaded and jobs are being taken.
+    ready: bool = False
+    model_error: str | None = None
+    heartbeat: float = 0.0
+    stopped: bool = False
+    alive: bool = False
+
+
+class ServiceHealth(BaseModel):
+    """What /readyz and /metrics need: queue reachability, workers, queue depth."""
+
+    queue_ok: bool
+    queue_error: str | None = None
+    workers: list[WorkerInfo] = Field(default_factory=list)
+    queued: int = 0
+    running: int = 0
+    draining: bool = False
+
+    @property
+    def workers_alive(self) -> int:
+        """Workers that heartbeat within the lease."""
+        return sum(1 for worker in self.workers if worker.alive)
+
+    @property
+    def workers_busy(self) -> int:
+        """Alive workers running a job."""
+        return sum(1 for worker in self.workers if worker.alive and worker.busy)
+
+    @property
+    def ready(self) -> bool:
+        """Queue reachable and at least one alive worker with its models loaded."""
+        alive_ready = any(w.alive and w.ready and not w.model_error for w in self.workers)
+        return self.queue_ok and alive_ready and not self.draining

@@ -1,0 +1,360 @@
+"""JobService: what the API (and the CLI) call to submit, inspect, cancel and delete jobs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+from artgen.config import Settings
+from artgen.jobs.collector import Collector, build_payload, status_events
+from artgen.jobs.queue import JobQueue
+from artgen.jobs.schemas import (
+    ACTIVE_STATUSES,
+    Job,
+    JobCreate,
+    JobEvent,
+    JobStatus,
+    ServiceHealth,
+    WorkerInfo,
+    utcnow,
+)
+from artgen.jobs.store import INIT_IMAGE, JobStore, prompt_file_name, validate_job_id
+
+logger = logging.getLogger("artgen.jobs.service")
+
+# Seeds picked for jobs that do not give one stay in a range every tool handles.
+RANDOM_SEED_LIMIT = 2**31
+
+
+class QueueFull(Exception):
+    """queue_limit jobs are already queued or running (answer 503 with Retry-After)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the queue is full ({limit} jobs waiting or running); retry later")
+        self.limit = limit
+
+
+class IdempotencyConflict(Exception):
+    """The Idempotency-Key was used before with another request body (answer 409)."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__("this Idempotency-Key was already used with a different request")
+        self.job_id = job_id
+
+
+class InvalidJob(ValueError):
+    """The request is well-formed but cannot run here (unknown model, too big ...): 422."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class ShuttingDown(Exception):
+    """The service is draining after SIGTERM: new jobs are refused (503)."""
+
+
+def _check_models(settings: Settings, request: JobCreate) -> None:
+    """InvalidJob for model names the catalog cannot build (nothing is loaded here)."""
+    from artgen.models.catalog import Catalog, UnknownModel
+
+    catalog = Catalog(settings.home)
+    vqgan = request.model or settings.model
+    clips = request.clip_models or list(settings.resolved_clip_models)
+    try:
+        catalog.validate(vqgan, clips)
+    except UnknownModel as exc:
+        field = "model" if vqgan not in catalog.vqgan_names() else "clip_models"
+        raise InvalidJob(field, str(exc)) from None
+
+
+class JobService:
+    """Submit/get/list/cancel/delete jobs; collector thread applies worker reports."""
+
+    def __init__(self, settings: Settings, store: JobStore, queue: JobQueue) -> None:
+        self.settings = settings
+        self.store = store
+        self.queue = queue
+        self.collector = Collector(settings, store, queue)
+        self.draining = False
+        self._submit_lock = threading.Lock()
+        self._started = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> JobService:
+        """Store under settings.data_dir and the queue of settings.resolved_queue_url."""
+        store = JobStore(settings.data_dir)
+        return cls(settings, store, JobQueue.from_url(settings.resolved_queue_url))
+
+    def start(self) -> None:
+        """Recover from a previous run, then start the collector and reaper (no GPU here)."""
+        if self._started:
+            return
+        self.collector.recover()
+        self.collector.start()
+        self._started = True
+
+    def stop(self) -> None:
+        """Stop the collector after a last pass (stop the embedded worker before this)."""
+        if self._started:
+            self.collector.stop()
+            self._started = False
+
+    def close(self) -> None:
+        """Stop and release the database and queue connections."""
+        self.stop()
+        self.store.close()
+        self.queue.close()
+
+    # Submitting
+
+    def submit(
+        self,
+        request: JobCreate,
+        *,
+        init_image: bytes | None = None,
+        image_prompts: Sequence[bytes] = (),
+        owner: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> tuple[Job, bool]:
+        """Create and enqueue a job; (job, created) where created is False for a replay."""
+        if self.draining:
+            raise ShuttingDown("the server is shutting down; retry on another instance")
+        self._validate(request, init_image, image_prompts)
+        key_hash = body_hash = None
+        if idempotency_key is not None:
+            key_hash = _sha256(json.dumps([owner, idempotency_key]).encode())
+            body_hash = _body_hash(request, init_image, image_prompts)
+        with self._submit_lock:
+            if key_hash is not None:
+                existing = self.store.idempotent_job(key_hash)
+                if existing is not None:
+                    job_id, recorded_hash = existing
+                    if recorded_hash != body_hash:
+                        raise IdempotencyConflict(job_id)
+                    job = self.store.get(job_id)
+                    if job is not None:
+                        return job, False
+            if self.store.count_active() >= self.settings.queue_limit:
+                raise QueueFull(self.settings.queue_limit)
+            job = self._create(request, init_image, image_prompts, owner, key_hash, body_hash)
+        self._enqueue(job)
+        return job, True
+
+    def _validate(
+        self, request: JobCreate, init_image: bytes | None, image_prompts: Sequence[bytes]
+    ) -> None:
+        settings = self.settings
+        if len(request.prompts) > settings.max_prompt_chars:
+            raise InvalidJob("prompts", f"at most {settings.max_prompt_chars} characters")
+        if not request.prompts.strip() and not image_prompts:
+            raise InvalidJob("prompts", "give a text prompt or at least one image prompt")
+        for name in ("width", "height"):
+            if getattr(request, name) > settings.max_size:
+                raise InvalidJob(name, f"must be at most {settings.max_size}")
+        if request.iterations > settings.max_iterations:
+            raise InvalidJob("iterations", f"must be at most {settings.max_iterations}")
+        weights = request.image_prompt_weights
+        if weights and len(weights) != len(image_prompts):
+            raise InvalidJob(
+                "image_prompt_weights",
+                f"{len(weights)} weights for {len(image_prompts)} image prompts",
+            )
+        _check_models(settings, request)
+
+    def _create(
+        self,
+        request: JobCreate,
+        init_image: bytes | None,
+        image_prompts: Sequence[bytes],
+        owner: str | None,
+        key_hash: str | None,
+        body_hash: str | None,
+    ) -> Job:
+        job_id = str(uuid.uuid4())
+        seed = request.seed if request.seed is not None else secrets.randbelow(RANDOM_SEED_LIMIT)
+        # The record names the models and seed it will actually run with.
+        resolved = {
+            "seed": seed,
+            "model": request.model or self.settings.model,
+            "clip_models": request.clip_models or list(self.settings.resolved_clip_models),
+        }
+        params = request.model_copy(update=resolved).model_dump(mode="json")
+        job = Job(
+            id=job_id,
+            params=params,
+            owner=owner,
+            seed=seed,
+            iterations=request.iterations,
+            idempotency_key_hash=key_hash,
+        )
+        # Files first, then the record that points at them.
+        if init_image is not None:
+            self.store.write_file(job_id, INIT_IMAGE, init_image)
+            job.init_image_file = INIT_IMAGE
+        for index, data in enumerate(image_prompts):
+            name = prompt_file_name(index)
+            self.store.write_file(job_id, name, data)
+            job.image_prompt_files.append(name)
+        idempotency = (key_hash, body_hash) if key_hash and body_hash else None
+        self.store.create(job, status_events(job), idempotency)
+        return job
+
+    def _enqueue(self, job: Job) -> None:
+        try:
+            self.queue.set_control(job.id, job.attempt)
+            self.queue.enqueue(job.id, job.attempt, build_payload(self.store, job))
+        except Exception:
+            # The record is durable: the collector's audit enqueues it once the queue is back.
+            logger.error("job %s: queue unreachable, will enqueue later", job.id, exc_info=True)
+
+    # Reading
+
+    def get(self, job_id: str, owner: str | None = None) -> Job | None:
+        """The job, if it exists and (with an owner) belongs to that owner."""
+        try:
+            job_id = validate_job_id(job_id)
+        except ValueError:
+            return None
+        job = self.store.get(job_id)
+        if job is None or (owner is not None and job.owner != owner):
+            return None
+        return job
+
+    def list(
+        self,
+        owner: str | None = None,
+        status: JobStatus | None = None,
+        limit: int = 20,
+        offset: int = 0,
+    ) -> tuple[list[Job], int]:
+        """A page of jobs, newest first, and the total."""
+        return self.store.list(owner=owner, status=status, limit=limit, offset=offset)
+
+    def events(self, job_id: str, after: int = 0) -> list[JobEvent]:
+        """The job's events with id > after, in order."""
+        try:
+            job_id = validate_job_id(job_id)
+        except ValueError:
+            return []
+        return self.store.events(job_id, after)
+
+    def preview_file(self, job_id: str) -> tuple[Path, int] | None:
+        """(path of the latest preview PNG, its iteration), or None before the first."""
+        job = self.get(job_id)
+        if job is None or job.preview_file is None or job.preview_iteration is None:
+            return None
+        return self.store.file_path(job.id, job.preview_file), job.preview_iteration
+
+    def image_file(self, job_id: str) -> Path | None:
+        """Path of the final PNG of a succeeded job."""
+        job = self.get(job_id)
+        if job is None or job.status != JobStatus.succeeded or job.image_file is None:
+            return None
+        return self.store.file_path(job.id, job.image_file)
+
+    def video_file(self, job_id: str) -> Path | None:
+        """Path of the MP4 of a succeeded job that asked for one."""
+        job = self.get(job_id)
+        if job is None or job.status != JobStatus.succeeded or job.video_file is None:
+            return None
+        return self.store.file_path(job.id, job.video_file)
+
+    def latest_job_id(self) -> str | None:
+        """The newest job's id (the seed's progress endpoints)."""
+        return self.store.latest_job_id()
+
+    def queue_position(self, job: Job) -> int | None:
+        """Jobs ahead of a queued job (0: next to start); None when not queued."""
+        if job.status != JobStatus.queued:
+            return None
+        return self.store.queued_ahead(job)
+
+    # Changing
+
+    def cancel(self, job_id: str, owner: str | None = None) -> Job | None:
+        """Cancel (idempotent): a queued job never starts, a running one stops within a step."""
+        job = self.get(job_id, owner)
+        if job is None or job.status.terminal:
+            return job
+
+        def mutate(current: Job) -> list | None:
+            if current.status == JobStatus.queued:
+                current.status = JobStatus.canceled
+                current.finished_at = utcnow()
+                current.eta_seconds = None
+                return status_events(current)
+            if current.status == JobStatus.running:
+                current.cancel_requested = True
+            return None
+
+        updated = self.store.update(job.id, mutate)
+        if updated is None:
+            return None
+        try:
+            self.queue.set_control(updated.id, updated.attempt, cancel=True)
+        except Exception:
+            logger.error("job %s: cancel flag not set (queue unreachable)", job.id, exc_info=True)
+        return updated
+
+    def delete(self, job_id: str, owner: str | None = None) -> bool:
+        """Remove the record, its files and its queue data (a running job is stopped first)."""
+        job = self.get(job_id, owner)
+        if job is None:
+            return False
+        try:
+            if job.status in ACTIVE_STATUSES:
+                self.queue.set_control(job.id, job.attempt, cancel=True, deleted=True)
+                self.queue.clear_job(job.id, job.attempt, keep_control=True)
+            else:
+                self.queue.clear_job(job.id, job.attempt)
+        except Exception:
+            logger.warning("job %s: queue data not removed", job.id, exc_info=True)
+        return self.store.delete(job.id)
+
+    # Health
+
+    def health(self) -> ServiceHealth:
+        """Queue reachability, workers (alive, busy, devices, model errors), queue depth."""
+        counts = self.store.count_by_status()
+        health = ServiceHealth(
+            queue_ok=True,
+            queued=counts.get(JobStatus.queued.value, 0),
+            running=counts.get(JobStatus.running.value, 0),
+            draining=self.draining,
+        )
+        try:
+            self.queue.ping()
+            registrations = self.queue.workers()
+        except Exception as exc:
+            health.queue_ok = False
+            health.queue_error = f"{type(exc).__name__}: {exc}"
+            return health
+        now = time.time()
+        for data in registrations:
+            worker = WorkerInfo.model_validate(data)
+            fresh = now - worker.heartbeat <= self.settings.lease_seconds
+            worker.alive = fresh and not worker.stopped
+            health.workers.append(worker)
+        return health
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _body_hash(request: JobCreate, init_image: bytes | None, image_prompts: Sequence[bytes]) -> str:
+    """Hash of everything that defines the job (not the random seed picked later)."""
+    digest = hashlib.sha256(request.model_dump_json().encode())
+    digest.update(_sha256(init_image or b"").encode())
+    for data in image_prompts:
+        digest.update(_sha256(data).encode())
+    return digest.hexdigest()

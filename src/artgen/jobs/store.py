@@ -1,0 +1,368 @@
+"""JobStore: job records and events in SQLite (WAL); job files written atomically under data_dir."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sqlite3
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from artgen.jobs.schemas import ACTIVE_STATUSES, Job, JobError, JobEvent, JobStatus
+
+logger = logging.getLogger("artgen.jobs.store")
+
+# The only file names that may exist in a job directory (no client string ever reaches a path).
+INIT_IMAGE = "input.png"
+PREVIEW = "preview.png"
+FINAL = "final.png"
+VIDEO = "video.mp4"
+CHECKPOINT = "checkpoint.pt"
+TEMP_SUFFIX = ".tmp"
+
+_SCHEMA = """
+create table if not exists jobs (
+    id text primary key,
+    owner text,
+    status text not null,
+    created_at text not null,
+    enqueued_at text not null,
+    data text not null
+);
+create index if not exists jobs_status on jobs (status, enqueued_at);
+create index if not exists jobs_created on jobs (created_at);
+create table if not exists events (
+    id integer primary key autoincrement,
+    job_id text not null,
+    type text not null,
+    data text not null
+);
+create index if not exists events_job on events (job_id, id);
+create table if not exists idempotency (
+    key_hash text primary key,
+    body_hash text not null,
+    job_id text not null
+);
+"""
+
+
+def prompt_file_name(index: int) -> str:
+    """File name of the index-th image prompt."""
+    return f"prompt_{int(index)}.png"
+
+
+def validate_job_id(job_id: str) -> str:
+    """The canonical form of a job id, or ValueError if it is not a UUID."""
+    try:
+        return str(uuid.UUID(str(job_id)))
+    except ValueError:
+        raise ValueError(f"job id {job_id!r} is not a UUID") from None
+
+
+def write_file_atomic(path: Path, data: bytes) -> None:
+    """Write to a temp file in the same dir, fsync, rename over path, fsync the dir."""
+    directory = path.parent
+    directory.mkdir(parents=True, exist_ok=True)
+    temp = directory / f".{path.name}.{uuid.uuid4().hex}{TEMP_SUFFIX}"
+    try:
+        with open(temp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class JobStore:
+    """Job records, events and idempotency keys in SQLite; files under data_dir/jobs/<uuid>/."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = Path(data_dir)
+        self.jobs_dir = self.data_dir / "jobs"
+        self.jobs_dir.mkdir(parents=True, exist_ok=True)
+        self.db_path = self.data_dir / "jobs.sqlite3"
+        # One connection shared by the API's threads; the lock makes each transaction atomic.
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(self.db_path, check_same_thread=False, timeout=30)
+        self._conn.isolation_level = None
+        self._conn.execute("pragma journal_mode=wal")
+        self._conn.execute("pragma synchronous=full")
+        self._conn.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        """Close the database connection."""
+        with self._lock:
+            self._conn.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._conn.execute("begin immediate")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("rollback")
+                raise
+            self._conn.execute("commit")
+
+    # Files
+
+    def job_dir(self, job_id: str) -> Path:
+        """The job's directory (the id is validated as a UUID first)."""
+        return self.jobs_dir / validate_job_id(job_id)
+
+    def file_path(self, job_id: str, name: str) -> Path:
+        """Path of one of the job's files; name must be one of ours."""
+        if "/" in name or "\\" in name or name.startswith("."):
+            raise ValueError(f"bad job file name {name!r}")
+        return self.job_dir(job_id) / name
+
+    def write_file(self, job_id: str, name: str, data: bytes) -> Path:
+        """Write one job file atomically (the caller records it afterwards)."""
+        path = self.file_path(job_id, name)
+        write_file_atomic(path, data)
+        return path
+
+    def read_file(self, job_id: str, name: str) -> bytes:
+        """Bytes of one job file."""
+        return self.file_path(job_id, name).read_bytes()
+
+    def remove_file(self, job_id: str, name: str) -> None:
+        """Delete one job file if present (call after the record stopped pointing at it)."""
+        self.file_path(job_id, name).unlink(missing_ok=True)
+
+    # Records
+
+    def _save(self, conn: sqlite3.Connection, job: Job) -> None:
+        conn.execute(
+            "insert or replace into jobs (id, owner, status, created_at, enqueued_at, data) "
+            "values (?, ?, ?, ?, ?, ?)",
+            (
+                job.id,
+                job.owner,
+                job.status.value,
+                job.created_at.isoformat(),
+                job.enqueued_at.isoformat(),
+                job.model_dump_json(),
+            ),
+        )
+
+    def _add_events(
+        self, conn: sqlite3.Connection, job_id: str, events: Sequence[tuple[str, dict[str, Any]]]
+    ) -> None:
+        for event_type, data in events:
+            conn.execute(
+                "insert into events (job_id, type, data) values (?, ?, ?)",
+                (job_id, event_type, json.dumps(data)),
+            )
+
+    def create(
+        self,
+        job: Job,
+        events: Sequence[tuple[str, dict[str, Any]]] = (),
+        idempotency: tuple[str, str] | None = None,
+    ) -> None:
+        """Insert a new job (with its first events and idempotency key) in one transaction."""
+        with self._transaction() as conn:
+            if idempotency is not None:
+                key_hash, body_hash = idempotency
+                conn.execute(
+                    "insert into idempotency (key_hash, body_hash, job_id) values (?, ?, ?)",
+                    (key_hash, body_hash, job.id),
+                )
+            self._save(conn, job)
+            self._add_events(conn, job.id, events)
+
+    def get(self, job_id: str) -> Job | None:
+        """The job, or None."""
+        with self._lock:
+            row = self._conn.execute("select data from jobs where id = ?", (job_id,)).fetchone()
+        return Job.model_validate_json(row[0]) if row else None
+
+    def update(
+        self,
+        job_id: str,
+        mutate: Callable[[Job], list[tuple[str, dict[str, Any]]] | None],
+    ) -> Job | None:
+        """Read-modify-write one job atomically; mutate may return events to append."""
+        with self._transaction() as conn:
+            row = conn.execute("select data from jobs where id = ?", (job_id,)).fetchone()
+            if row is None:
+                return None
+            job = Job.model_validate_json(row[0])
+            events = mutate(job)
+            self._save(conn, job)
+            if events:
+                self._add_events(conn, job_id, events)
+            return job
+
+    def delete(self, job_id: str) -> bool:
+        """Remove the record, its events and idempotency key, then its files."""
+        with self._transaction() as conn:
+            deleted = conn.execute("delete from jobs where id = ?", (job_id,)).rowcount
+            conn.execute("delete from events where job_id = ?", (job_id,))
+            conn.execute("delete from idempotency where job_id = ?", (job_id,))
+        shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
+        return bool(deleted)
+
+    def list(
+        self,
+        owner: str | None = None,
+        status: JobStatus | None = None,
+        limit: int = 20,
+        offset: int = 0,
+    ) -> tuple[list[Job], int]:
+        """A page of jobs, newest first, and the total matching."""
+        where, args = self._filter(owner, status)
+        with self._lock:
+            total = self._conn.execute(f"select count(*) from jobs{where}", args).fetchone()[0]
+            rows = self._conn.execute(
+                f"select data from jobs{where} order by created_at desc, rowid desc "
+                "limit ? offset ?",
+                (*args, limit, offset),
+            ).fetchall()
+        return [Job.model_validate_json(row[0]) for row in rows], total
+
+    @staticmethod
+    def _filter(owner: str | None, status: JobStatus | None) -> tuple[str, tuple[Any, ...]]:
+        clauses, args = [], []
+        if owner is not None:
+            clauses.append("owner = ?")
+            args.append(owner)
+        if status is not None:
+            clauses.append("status = ?")
+            args.append(status.value)
+        return (" where " + " and ".join(clauses) if clauses else ""), tuple(args)
+
+    def active(self) -> list[Job]:
+        """Queued and running jobs, in queue order."""
+        marks = ",".join("?" * len(ACTIVE_STATUSES))
+        with self._lock:
+            rows = self._conn.execute(
+                f"select data from jobs where status in ({marks}) order by enqueued_at, rowid",
+                tuple(status.value for status in ACTIVE_STATUSES),
+            ).fetchall()
+        return [Job.model_validate_json(row[0]) for row in rows]
+
+    def count_active(self) -> int:
+        """Queued plus running jobs."""
+        marks = ",".join("?" * len(ACTIVE_STATUSES))
+        with self._lock:
+            row = self._conn.execute(
+                f"select count(*) from jobs where status in ({marks})",
+                tuple(status.value for status in ACTIVE_STATUSES),
+            ).fetchone()
+        return int(row[0])
+
+    def count_by_status(self) -> dict[str, int]:
+        """How many jobs are in each status."""
+        with self._lock:
+            rows = self._conn.execute("select status, count(*) from jobs group by status")
+            return {status: count for status, count in rows.fetchall()}
+
+    def queued_ahead(self, job: Job) -> int:
+        """Queued jobs that entered the queue before this one."""
+        with self._lock:
+            row = self._conn.execute(
+                "select count(*) from jobs where status = ? and enqueued_at < ? and id != ?",
+                (JobStatus.queued.value, job.enqueued_at.isoformat(), job.id),
+            ).fetchone()
+        return int(row[0])
+
+    def latest_job_id(self) -> str | None:
+        """The most recently created job's id."""
+        with self._lock:
+            row = self._conn.execute(
+                "select id from jobs order by created_at desc, rowid desc limit 1"
+            ).fetchone()
+        return row[0] if row else None
+
+    # Events
+
+    def add_events(self, job_id: str, events: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        """Append events to a job's stream."""
+        with self._transaction() as conn:
+            self._add_events(conn, job_id, events)
+
+    def events(self, job_id: str, after: int = 0) -> list[JobEvent]:
+        """The job's events with id > after, in order."""
+        with self._lock:
+            rows = self._conn.execute(
+                "select id, type, data from events where job_id = ? and id > ? order by id",
+                (job_id, after),
+            ).fetchall()
+        return [JobEvent(id=row[0], type=row[1], data=json.loads(row[2])) for row in rows]
+
+    # Idempotency
+
+    def idempotent_job(self, key_hash: str) -> tuple[str, str] | None:
+        """(job_id, body_hash) recorded under this key hash, or None."""
+        with self._lock:
+            row = self._conn.execute(
+                "select job_id, body_hash from idempotency where key_hash = ?", (key_hash,)
+            ).fetchone()
+        return (row[0], row[1]) if row else None
+
+    # Recovery
+
+    def recover(self) -> list[str]:
+        """Remove temp files and orphan dirs; drop record fields that point at missing files."""
+        notes: list[str] = []
+        with self._lock:
+            known = {row[0] for row in self._conn.execute("select id from jobs").fetchall()}
+        for entry in self.jobs_dir.iterdir():
+            if not entry.is_dir() or entry.name not in known:
+                # A directory written before its record was inserted (crash in between).
+                notes.append(f"removed orphan {entry.name}")
+                if entry.is_dir():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
+                continue
+            for path in entry.iterdir():
+                if path.name.endswith(TEMP_SUFFIX):
+                    notes.append(f"removed temp file {entry.name}/{path.name}")
+                    path.unlink(missing_ok=True)
+        for job_id in known:
+            job = self.get(job_id)
+            if job is not None and any(
+                not self.file_path(job_id, name).is_file() for name in job.file_names()
+            ):
+                self.update(job_id, self._drop_missing_files)
+                notes.append(f"dropped missing files of {job_id}")
+        for note in notes:
+            logger.warning("recover: %s", note)
+        return notes
+
+    def _drop_missing_files(self, job: Job) -> None:
+        def present(name: str | None) -> bool:
+            return name is not None and self.file_path(job.id, name).is_file()
+
+        if not present(job.init_image_file):
+            job.init_image_file = None
+        job.image_prompt_files = [name for name in job.image_prompt_files if present(name)]
+        if not present(job.preview_file):
+            job.preview_file, job.preview_iteration = None, None
+        if not present(job.checkpoint_file):
+            job.checkpoint_file, job.checkpoint_iteration = None, None
+        if not present(job.video_file):
+            job.video_file = None
+        if not present(job.image_file):
+            job.image_file = None
+            if job.status == JobStatus.succeeded:
+                # Never claim success without the image on disk.
+                job.status = JobStatus.failed
+                job.error = JobError(code="internal_error", message="the final image was lost")
