@@ -1,4 +1,8 @@
-"""CLIP critics over open_clip: text and image embeddings with CLIP's normalisation inside."""
+"""CLIP critics over open_clip: text and image embeddings with CLIP's normalisation inside.
+
+open_clip is imported inside the builders: it takes seconds to import, and listing models or
+reading checkpoints should not pay for it.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +10,16 @@ import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import open_clip
 import torch
-from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from torch import Tensor, nn
 
 from artgen.models.checkpoints import CheckpointError, ModelUnavailable, read_checkpoint
 
 # Keys of TorchScript archives that are not parameters of open_clip's CLIP.
 OPENAI_EXTRA_KEYS = ("input_resolution", "context_length", "vocab_size", "attn_mask")
+# CLIP's input normalisation (OpenAI's values; open_clip's OPENAI_DATASET_MEAN/STD).
+OPENAI_DATASET_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_DATASET_STD = (0.26862954, 0.26130258, 0.27577711)
 # The tokenizer bundled in open_clip's wheel (no download); shared by every OpenAI-style model.
 BUNDLED_TOKENIZER = "ViT-B-32"
 
@@ -56,6 +61,9 @@ class Critic(nn.Module):
 
 
 def _tokenizer(arch: str = BUNDLED_TOKENIZER) -> Callable[[list[str]], Tensor]:
+    """open_clip's tokenizer for `arch` (the bundled BPE one for OpenAI-style models)."""
+    import open_clip
+
     return open_clip.get_tokenizer(arch)
 
 
@@ -65,6 +73,8 @@ def _finish(critic: Critic, device: torch.device | str) -> Critic:
 
 def tiny_critic(device: torch.device | str = "cpu", seed: int = 0) -> Critic:
     """A tiny ViT CLIP (width 64, 2 layers, patch 16, 64 px) with random weights from `seed`."""
+    import open_clip
+
     vision = open_clip.model.CLIPVisionCfg(
         layers=2, width=64, head_width=32, patch_size=16, image_size=64
     )
@@ -83,10 +93,24 @@ def random_critic(
     name: str | None = None,
 ) -> Critic:
     """Any open_clip architecture with random weights (real shapes for benchmarks, no download)."""
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = open_clip.create_model(arch, pretrained=None)
+        model = _build_arch(arch)
     return _finish(Critic(name or f"{arch}/random", model, _tokenizer(arch)), device)
+
+
+def _build_arch(arch: str) -> nn.Module:
+    """An open_clip architecture with its default (random) initialisation."""
+    import open_clip
+
+    config = open_clip.get_model_config(arch)
+    if config is None:
+        raise ValueError(f"unknown open_clip architecture {arch!r}")
+    if config.get("custom_text") or "hf_model_name" in config.get("text_cfg", {}):
+        return open_clip.create_model(arch, pretrained=None)
+    # Built directly: create_model would log that the model is "initialized randomly".
+    return open_clip.model.CLIP(**config)
 
 
 def _openai_state_dict(path: Path) -> dict[str, Tensor]:
@@ -121,10 +145,11 @@ def openai_critic(
     device: torch.device | str = "cpu",
 ) -> Critic:
     """OpenAI CLIP weights from a local file (e.g. ViT-B-32.pt) into open_clip's `arch`."""
+
     path = Path(path)
     state = _openai_state_dict(path)
     with torch.random.fork_rng(devices=[]):
-        model = open_clip.create_model(arch, pretrained=None)
+        model = _build_arch(arch)
     load_openai_weights(model, state, path)
     return _finish(Critic(name, model, _tokenizer(arch)), device)
 
@@ -144,6 +169,8 @@ def load_openai_weights(model: nn.Module, state: dict[str, Tensor] | Path, path:
 
 def is_pretrained_tag(arch: str, tag: str) -> bool:
     """Whether open_clip knows the architecture/tag pair."""
+    import open_clip
+
     return (arch, tag) in {(a, t) for a, t in open_clip.list_pretrained()}
 
 
@@ -151,6 +178,8 @@ def pretrained_critic(
     arch: str, tag: str, cache_dir: str | Path, device: torch.device | str = "cpu"
 ) -> Critic:
     """Any open_clip `arch/tag`, downloaded by open_clip's own mechanism into `cache_dir`."""
+    import open_clip
+
     name = f"{arch}/{tag}"
     if not is_pretrained_tag(arch, tag):
         raise ValueError(f"unknown CLIP model {name!r}: not in open_clip.list_pretrained()")

@@ -1,0 +1,45 @@
+"""The loaded model bundle a generation needs: one VQGAN and one or more CLIP critics."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from artgen.models.catalog import RANDOM_CLIP, RANDOM_VQGAN, TINY, Catalog
+from artgen.models.clip import Critic
+from artgen.models.vqgan import VQGAN
+
+
+@dataclass
+class Models:
+    """Models ready for inference: eval mode, frozen, on one device."""
+
+    vqgan: VQGAN
+    critics: list[Critic]  # one or more; prompt losses are summed over critics
+    vqgan_name: str
+    clip_names: list[str]
+
+
+def load_models(vqgan: str, clips: list[str], device: torch.device, catalog: Catalog) -> Models:
+    """Build the named VQGAN and critics through the catalog and move them to `device`."""
+    if not clips:
+        raise ValueError("load_models needs at least one CLIP model name")
+    catalog.validate(vqgan, list(clips))
+    generator = catalog.build_vqgan(vqgan, device)
+    critics = [catalog.build_critic(name, device) for name in clips]
+    for module in (generator, *critics):
+        module.to(device).eval().requires_grad_(False)
+    return Models(generator, critics, vqgan, list(clips))
+
+
+def random_models(kind: str, device: torch.device) -> Models:
+    """Random-weight bundles needing no files: "real" (f16 16384 + ViT-B-32) or "tiny"."""
+    names = {"real": (RANDOM_VQGAN, RANDOM_CLIP), "tiny": (TINY, TINY)}
+    if kind not in names:
+        raise ValueError(f"random models {kind!r}: use 'real' or 'tiny'")
+    vqgan, critic = names[kind]
+    # No catalog files are touched for these names, so any home directory will do.
+    return load_models(vqgan, [critic], device, Catalog(Path(tempfile.gettempdir())))
