@@ -1,0 +1,307 @@
+"""Random cutouts + augmentations of the image that CLIP judges: a plain reference and a fast path.
+
+Both paths draw the same `CutoutParams` from the job's generator (never the global RNG), so the fast
+path can be checked against the reference on identical randomness. The augmentations follow the
+seed notebook: horizontal flip (p 0.5), affine with rotation 30 deg / translation 0.1 and border
+padding (p 0.8), perspective 0.2 (p 0.4), hue/saturation jitter 0.01 (p 0.7), noise up to 0.1.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import kornia.enhance
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+FLIP_P = 0.5
+AFFINE_P, AFFINE_DEGREES, AFFINE_TRANSLATE = 0.8, 30.0, 0.1
+PERSPECTIVE_P, PERSPECTIVE_SCALE = 0.4, 0.2
+JITTER_P, JITTER_HUE, JITTER_SATURATION = 0.7, 0.01, 0.01
+NOISE_MAX = 0.1
+
+
+@dataclass
+class CutoutParams:
+    """Everything random about one batch of cutouts (n cutouts, side S), as device tensors."""
+
+    sizes: Tensor  # (n,) crop side in image pixels (whole numbers)
+    offsets: Tensor  # (n, 2) crop top-left (x, y) in image pixels (whole numbers)
+    flips: Tensor  # (n,) bool: mirror horizontally
+    affines: Tensor  # (n, 3, 3) output -> input map in the cutout's [-1, 1] coordinates
+    perspectives: Tensor  # (n, 3, 3) output -> input homography in the same coordinates
+    hues: Tensor  # (n,) hue shift in radians
+    saturations: Tensor  # (n,) saturation factor
+    noise: Tensor  # (n, 3, S, S) additive noise, already scaled per cutout
+
+
+def _uniform(n: int, low: float, high: float, generator: torch.Generator) -> Tensor:
+    """n uniform samples in [low, high) from `generator` on its device."""
+    return torch.rand(n, generator=generator, device=generator.device) * (high - low) + low
+
+
+def _homography(source: Tensor, target: Tensor) -> Tensor:
+    """Batched homographies taking 4 source points to 4 target points: (n, 4, 2) -> (n, 3, 3)."""
+    x, y = source[..., 0], source[..., 1]
+    u, v = target[..., 0], target[..., 1]
+    zeros, ones = torch.zeros_like(x), torch.ones_like(x)
+    rows_u = torch.stack([x, y, ones, zeros, zeros, zeros, -u * x, -u * y], dim=-1)
+    rows_v = torch.stack([zeros, zeros, zeros, x, y, ones, -v * x, -v * y], dim=-1)
+    system = torch.cat([rows_u, rows_v], dim=1)  # (n, 8, 8)
+    rhs = torch.cat([u, v], dim=1).unsqueeze(-1)  # (n, 8, 1)
+    # solve_ex: no error check, so no host sync; the corners never make the system singular.
+    solution = torch.linalg.solve_ex(system, rhs)[0].squeeze(-1)  # (n, 8)
+    return torch.cat([solution, torch.ones_like(solution[:, :1])], dim=1).view(-1, 3, 3)
+
+
+def sample_cutout_params(
+    image_size: tuple[int, int],
+    cutn: int,
+    cut_size: int,
+    cut_pow: float,
+    augment: bool,
+    generator: torch.Generator,
+) -> CutoutParams:
+    """Draw sizes, offsets and augmentations of `cutn` cutouts of an (H, W) image."""
+    height, width = image_size
+    device = generator.device
+    max_size = min(width, height)
+    min_size = min(width, height, cut_size)
+    # The seed: size = rand ** cut_pow * (max - min) + min, offsets uniform over valid positions.
+    sizes = (_uniform(cutn, 0, 1, generator) ** cut_pow * (max_size - min_size) + min_size).floor()
+    sizes = sizes.clamp(max=max_size)
+    offset_x = (_uniform(cutn, 0, 1, generator) * (width - sizes + 1)).floor()
+    offset_y = (_uniform(cutn, 0, 1, generator) * (height - sizes + 1)).floor()
+    offsets = torch.stack([offset_x, offset_y], dim=1)
+    eye = torch.eye(3, device=device).expand(cutn, 3, 3)
+    if not augment:
+        return CutoutParams(
+            sizes=sizes,
+            offsets=offsets,
+            flips=torch.zeros(cutn, dtype=torch.bool, device=device),
+            affines=eye.clone(),
+            perspectives=eye.clone(),
+            hues=torch.zeros(cutn, device=device),
+            saturations=torch.ones(cutn, device=device),
+            noise=torch.zeros(cutn, 3, cut_size, cut_size, device=device),
+        )
+    flips = _uniform(cutn, 0, 1, generator) < FLIP_P
+
+    # Affine: rotate about the centre and translate (a fraction of the side; [-1, 1] spans 2).
+    affine_on = (_uniform(cutn, 0, 1, generator) < AFFINE_P).float()
+    angles = _uniform(cutn, -1, 1, generator) * math.radians(AFFINE_DEGREES) * affine_on
+    shifts = torch.stack(
+        [_uniform(cutn, -1, 1, generator), _uniform(cutn, -1, 1, generator)], dim=1
+    ) * (2 * AFFINE_TRANSLATE * affine_on[:, None])
+    cos, sin = angles.cos(), angles.sin()
+    # Sampling map (output -> input) is the inverse of "rotate, then shift": R^T (p - t).
+    affines = eye.clone()
+    affines[:, 0, 0], affines[:, 0, 1] = cos, sin
+    affines[:, 1, 0], affines[:, 1, 1] = -sin, cos
+    affines[:, :2, 2] = -(affines[:, :2, :2] @ shifts.unsqueeze(-1)).squeeze(-1)
+
+    # Perspective: each corner moves inward by up to PERSPECTIVE_SCALE of the half side.
+    perspective_on = (_uniform(cutn, 0, 1, generator) < PERSPECTIVE_P).float()
+    corners = torch.tensor([[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]], device=device)
+    inward = -corners
+    moves = torch.rand(cutn, 4, 2, generator=generator, device=device) * PERSPECTIVE_SCALE
+    moved = corners + inward * moves * perspective_on[:, None, None]
+    perspectives = _homography(moved, corners.expand(cutn, 4, 2))
+
+    jitter_on = (_uniform(cutn, 0, 1, generator) < JITTER_P).float()
+    hues = _uniform(cutn, -JITTER_HUE, JITTER_HUE, generator) * 2 * math.pi * jitter_on
+    saturations = 1 + _uniform(cutn, -JITTER_SATURATION, JITTER_SATURATION, generator) * jitter_on
+
+    noise_levels = _uniform(cutn, 0, NOISE_MAX, generator)
+    noise = torch.randn(cutn, 3, cut_size, cut_size, generator=generator, device=device)
+    noise = noise * noise_levels[:, None, None, None]
+    return CutoutParams(sizes, offsets, flips, affines, perspectives, hues, saturations, noise)
+
+
+def _sinc(x: Tensor) -> Tensor:
+    return torch.where(x != 0, torch.sin(math.pi * x) / (math.pi * x), torch.ones_like(x))
+
+
+def lanczos_kernel(ratio: float, lobes: int = 2) -> Tensor:
+    """1-D Lanczos low-pass for downscaling by `ratio` (< 1), sampled at input pixel spacing."""
+    half = math.ceil(lobes / ratio + 1)
+    positions = torch.arange(-half + 1, half, dtype=torch.float64) * ratio
+    kernel = torch.where(positions.abs() < lobes, _sinc(positions) * _sinc(positions / lobes), 0.0)
+    return (kernel / kernel.sum()).float()
+
+
+def _lowpass(image: Tensor, ratio: float) -> Tensor:
+    """Separable Lanczos pre-filter of (B, C, H, W) for a downscale by `ratio` on both axes."""
+    return _lowpass_axis(_lowpass_axis(image, ratio, dim=2), ratio, dim=3)
+
+
+def resample(image: Tensor, size: int) -> Tensor:
+    """The seed's resize: Lanczos pre-filter when shrinking, then bicubic (align_corners)."""
+    _, _, height, width = image.shape
+    # Filter each axis by its own ratio, as the seed does.
+    if size < height:
+        image = _lowpass_axis(image, size / height, dim=2)
+    if size < width:
+        image = _lowpass_axis(image, size / width, dim=3)
+    return F.interpolate(image, (size, size), mode="bicubic", align_corners=True)
+
+
+def _lowpass_axis(image: Tensor, ratio: float, dim: int) -> Tensor:
+    """Lanczos pre-filter along one axis (2: height, 3: width) with reflect padding."""
+    kernel = lanczos_kernel(ratio).to(image.device, image.dtype)
+    pad = (kernel.shape[0] - 1) // 2
+    batch, channels, height, width = image.shape
+    flat = image.reshape(batch * channels, 1, height, width)
+    length = height if dim == 2 else width
+    mode = "reflect" if pad < length else "replicate"
+    if dim == 2:
+        flat = F.conv2d(F.pad(flat, (0, 0, pad, pad), mode), kernel[None, None, :, None])
+    else:
+        flat = F.conv2d(F.pad(flat, (pad, pad, 0, 0), mode), kernel[None, None, None, :])
+    return flat.view(batch, channels, height, width)
+
+
+def _base_grid(size: int, device: torch.device) -> Tensor:
+    """Homogeneous output coordinates (S*S, 3) in [-1, 1] (align_corners convention), x fastest."""
+    line = torch.linspace(-1, 1, size, device=device)
+    grid_y, grid_x = torch.meshgrid(line, line, indexing="ij")
+    return torch.stack([grid_x, grid_y, torch.ones_like(grid_x)], dim=-1).view(-1, 3)
+
+
+def _apply_map(points: Tensor, matrices: Tensor) -> Tensor:
+    """Apply (n, 3, 3) homographies to homogeneous points (n, P, 3) -> clamped (n, P, 2)."""
+    mapped = points @ matrices.transpose(1, 2)  # (n, P, 3)
+    # Border padding: a sample outside the picture repeats its edge.
+    return (mapped[..., :2] / mapped[..., 2:]).clamp(-1, 1)
+
+
+def _warp(image: Tensor, matrix: Tensor) -> Tensor:
+    """Warp one cutout (1, 3, S, S) with an output -> input map, border padding, bilinear."""
+    size = image.shape[-1]
+    points = _base_grid(size, image.device).unsqueeze(0)
+    grid = _apply_map(points, matrix.unsqueeze(0)).view(1, size, size, 2)
+    return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=True)
+
+
+def _color_matrices(hues: Tensor, saturations: Tensor) -> Tensor:
+    """Per-cutout RGB 3x3 matrices: hue rotation about the grey axis, then saturation scaling."""
+    cos, sin = hues.cos(), hues.sin()
+    n = hues.shape[0]
+    eye = torch.eye(3, device=hues.device).expand(n, 3, 3)
+    ones = torch.full((3, 3), 1 / 3, device=hues.device)
+    # Rodrigues rotation about (1, 1, 1)/sqrt(3): cos I + (1 - cos) uu^T + sin [u]x.
+    cross = torch.tensor(
+        [[0.0, -1.0, 1.0], [1.0, 0.0, -1.0], [-1.0, 1.0, 0.0]], device=hues.device
+    ) / math.sqrt(3)
+    cos, sin = cos[:, None, None], sin[:, None, None]
+    rotation = cos * eye + (1 - cos) * ones + sin * cross
+    saturate = saturations[:, None, None] * eye + (1 - saturations)[:, None, None] * ones
+    return saturate @ rotation
+
+
+class ReferenceCutouts:
+    """The seed's cutouts done plainly, one cutout at a time, in fp32: the definition to match."""
+
+    def __init__(self, cut_size: int, cutn: int, cut_pow: float = 1.0, augment: bool = True):
+        self.cut_size, self.cutn, self.cut_pow, self.augment = cut_size, cutn, cut_pow, augment
+
+    def sample(self, image_size: tuple[int, int], generator: torch.Generator) -> CutoutParams:
+        """Draw the random parameters of one batch of cutouts."""
+        return sample_cutout_params(
+            image_size, self.cutn, self.cut_size, self.cut_pow, self.augment, generator
+        )
+
+    def __call__(self, image: Tensor, generator: torch.Generator) -> Tensor:
+        """(1, 3, H, W) in [0, 1] -> (cutn, 3, S, S)."""
+        return self.apply(image, self.sample(tuple(image.shape[-2:]), generator))
+
+    def apply(self, image: Tensor, params: CutoutParams) -> Tensor:
+        """Cut, resize and augment with the given parameters."""
+        image = image.float()
+        identity = torch.eye(3, device=image.device)
+        cutouts = []
+        for index in range(params.sizes.shape[0]):
+            size = int(params.sizes[index])
+            x, y = (int(value) for value in params.offsets[index])
+            cutout = resample(image[:, :, y : y + size, x : x + size], self.cut_size)
+            if bool(params.flips[index]):
+                cutout = cutout.flip(3)
+            if not torch.equal(params.affines[index], identity):
+                cutout = _warp(cutout, params.affines[index])
+            if not torch.equal(params.perspectives[index], identity):
+                cutout = _warp(cutout, params.perspectives[index])
+            if float(params.saturations[index]) != 1.0:
+                cutout = kornia.enhance.adjust_saturation(cutout, params.saturations[index])
+            if float(params.hues[index]) != 0.0:
+                cutout = kornia.enhance.adjust_hue(cutout, params.hues[index])
+            cutouts.append(cutout + params.noise[index])
+        return torch.cat(cutouts, dim=0)
+
+
+class FastCutouts(ReferenceCutouts):
+    """All cutouts at once: crop, resize, flip, affine and perspective in one grid_sample.
+
+    Downscaling is anti-aliased with a stack of Lanczos-filtered copies of the image at half-octave
+    steps; each cutout blends the two levels around its own scale factor.
+    """
+
+    def __init__(
+        self,
+        cut_size: int,
+        cutn: int,
+        cut_pow: float = 1.0,
+        augment: bool = True,
+        mode: str = "bilinear",
+        antialias: bool = True,
+    ):
+        super().__init__(cut_size, cutn, cut_pow, augment)
+        self.mode, self.antialias = mode, antialias
+
+    def apply(self, image: Tensor, params: CutoutParams) -> Tensor:
+        """Cut, resize and augment with the given parameters, batched."""
+        image = image.float()
+        _, _, height, width = image.shape
+        n, side = params.sizes.shape[0], self.cut_size
+
+        # 1. Where each output pixel samples from: perspective, affine (each clamped to the border
+        #    like the reference's padding), flip, then the crop box in image coordinates.
+        points = _base_grid(side, image.device).expand(n, -1, -1)  # (n, S*S, 3)
+        points = _apply_map(points, params.perspectives)
+        homogeneous = torch.cat([points, torch.ones_like(points[..., :1])], dim=-1)
+        points = _apply_map(homogeneous, params.affines)
+        flip_sign = 1 - 2 * params.flips.float()
+        crop_x = points[..., 0] * flip_sign[:, None]
+        crop_y = points[..., 1]
+        scale = (params.sizes - 1)[:, None] / 2
+        pixel_x = params.offsets[:, 0:1] + (crop_x + 1) * scale
+        pixel_y = params.offsets[:, 1:2] + (crop_y + 1) * scale
+        grid = torch.stack(
+            [pixel_x / max(width - 1, 1) * 2 - 1, pixel_y / max(height - 1, 1) * 2 - 1], dim=-1
+        )  # (n, S*S, 2)
+
+        # 2. Anti-aliasing: filtered copies at half-octave scale factors, blended per cutout.
+        max_factor = min(height, width) / side
+        levels = 1
+        if self.antialias and max_factor > 1:
+            levels += math.ceil(2 * math.log2(max_factor))
+        stack = [image] + [_lowpass(image, 2 ** (-level / 2)) for level in range(1, levels)]
+        sources = torch.cat(stack, dim=1)  # (1, 3L, H, W)
+        grid = grid.reshape(1, n * side, side, 2)
+        sampled = F.grid_sample(
+            sources, grid, mode=self.mode, padding_mode="border", align_corners=True
+        )  # (1, 3L, n*S, S)
+        sampled = sampled.view(levels, 3, n, side, side)
+        if levels == 1:
+            cutouts = sampled[0].transpose(0, 1)
+        else:
+            factor = (params.sizes / side).clamp(min=1)
+            position = (2 * factor.log2()).clamp(max=levels - 1)  # (n,)
+            level_ids = torch.arange(levels, device=image.device, dtype=position.dtype)
+            weights = (1 - (position[None, :] - level_ids[:, None]).abs()).clamp(min=0)  # (L, n)
+            cutouts = torch.einsum("ln,lcnhw->nchw", weights, sampled)
+
+        # 3. Colour jitter as one 3x3 matrix per cutout, plus noise: elementwise on the batch.
+        colors = _color_matrices(params.hues, params.saturations)
+        return torch.einsum("nij,njhw->nihw", colors, cutouts) + params.noise

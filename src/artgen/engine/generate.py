@@ -1,0 +1,378 @@
+"""One CLIP-guided VQGAN generation (Crowson's method) as an object, and a loop that runs it.
+
+A latent grid z is optimised so that CLIP embeddings of random cutouts of decode(quantize(z)) move
+toward the prompt embeddings. Pure: no file I/O, no globals; all randomness comes from one
+torch.Generator seeded from the job's seed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from artgen.engine.cutouts import FastCutouts, ReferenceCutouts
+from artgen.engine.images import from_pil, to_pil
+from artgen.engine.ops import clamp_with_grad, quantize_latent
+from artgen.engine.params import GenerationParams
+from artgen.engine.prompts import Prompt, noise_embedding, parse_prompts
+
+if TYPE_CHECKING:
+    from artgen.models.loading import Models
+
+# Above this many output pixels the fast path recomputes decoder blocks in backward to save memory.
+CHECKPOINT_PIXELS = 512 * 512
+
+_OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "adagrad": torch.optim.Adagrad,
+    "sgd": torch.optim.SGD,
+}
+
+
+@dataclass
+class StepResult:
+    """What one step returns: the iteration count after it and the loss as a device tensor."""
+
+    iteration: int
+    loss: Tensor  # 0-d, on the device; reading it (float()) waits for the GPU
+
+
+@dataclass
+class StepInfo:
+    """What the run() callback receives."""
+
+    iteration: int  # iterations done so far (1-based after the first step)
+    iterations: int
+    loss: Callable[[], float]  # syncs only when called
+    image: Callable[[], Image.Image]  # decodes (the current z) only when called
+
+
+def _rounded_size(width: int, height: int, factor: int) -> tuple[int, int]:
+    """Round width/height down to the model's factor; refuse sizes below one latent token."""
+    rounded = (width // factor * factor, height // factor * factor)
+    if min(rounded) == 0:
+        raise ValueError(
+            f"size {width}x{height} is below one latent token of this model: width and height "
+            f"must be at least {factor}"
+        )
+    return rounded
+
+
+def _decode_checkpointed(vqgan: nn.Module, z_q: Tensor) -> Tensor:
+    """vqgan.decode with each decoder block recomputed in backward (taming's block layout)."""
+    decoder = vqgan.decoder
+
+    def block(module: nn.Module, h: Tensor) -> Tensor:
+        return checkpoint(module, h, use_reentrant=False)
+
+    h = decoder.conv_in(vqgan.post_quant_conv(z_q))
+    h = block(decoder.mid.block_2, block(decoder.mid.attn_1, block(decoder.mid.block_1, h)))
+    for stage in reversed(decoder.up):
+        for index, resnet in enumerate(stage.block):
+            h = block(resnet, h)
+            if len(stage.attn) > 0:
+                h = block(stage.attn[index], h)
+        if hasattr(stage, "upsample"):
+            h = block(stage.upsample, h)
+    return decoder.conv_out(F.silu(decoder.norm_out(h)))
+
+
+class _MaybeCompiled:
+    """torch.compile a function, and fall back to eager for good if compiling fails."""
+
+    def __init__(self, function: Callable[..., Tensor]) -> None:
+        self.function = function
+        self.compiled: Callable[..., Tensor] | None
+        try:
+            self.compiled = torch.compile(function, dynamic=False)
+        except Exception as error:  # noqa: BLE001 - any backend problem means "run eagerly"
+            warnings.warn(f"torch.compile unavailable, running eagerly: {error}", stacklevel=2)
+            self.compiled = None
+
+    def __call__(self, *args: Any) -> Tensor:
+        if self.compiled is not None:
+            try:
+                return self.compiled(*args)
+            except Exception as error:  # noqa: BLE001
+                warnings.warn(f"torch.compile failed, running eagerly: {error}", stacklevel=2)
+                self.compiled = None
+        return self.function(*args)
+
+
+class Generation:
+    """The state of one generation: z, its optimiser, the prompts and the job's generator."""
+
+    def __init__(
+        self,
+        models: Models,
+        params: GenerationParams,
+        *,
+        device: torch.device,
+        init_image: Image.Image | None = None,
+        image_prompts: Sequence[Image.Image] = (),
+        fast: bool | None = None,
+        compile: bool = False,
+    ) -> None:
+        device = torch.device(device)
+        self.models, self.params, self.device = models, params, device
+        self.fast = device.type == "cuda" if fast is None else fast
+        # bf16 and channels_last only where they pay off and are well supported: CUDA.
+        self._autocast = self.fast and device.type == "cuda"
+        self.seed = params.seed if params.seed is not None else secrets.randbits(63)
+        self.generator = torch.Generator(device=device).manual_seed(self.seed)
+        self.iteration = 0
+
+        vqgan = models.vqgan
+        self.width, self.height = _rounded_size(params.width, params.height, vqgan.factor)
+        tokens_x, tokens_y = self.width // vqgan.factor, self.height // vqgan.factor
+        self._check_prompts(image_prompts)
+
+        # Inference only: no gradients into the weights.
+        vqgan.requires_grad_(False)
+        for critic in models.critics:
+            critic.requires_grad_(False)
+        if self._autocast:
+            vqgan.to(memory_format=torch.channels_last)
+        self._codebook = vqgan.codebook.detach().float()  # (K, D)
+        self._z_min = self._codebook.min(dim=0).values[None, :, None, None]
+        self._z_max = self._codebook.max(dim=0).values[None, :, None, None]
+
+        cutout_class = FastCutouts if self.fast else ReferenceCutouts
+        self._cutouts = [
+            cutout_class(critic.cut_size, params.cutn, params.cut_pow, params.augment)
+            for critic in models.critics
+        ]
+        use_checkpoint = self.fast and self.width * self.height > CHECKPOINT_PIXELS
+        decode: Callable[[Tensor], Tensor] = (
+            (lambda z_q: _decode_checkpointed(vqgan, z_q)) if use_checkpoint else vqgan.decode
+        )
+        self._decode = _MaybeCompiled(decode) if compile else decode
+        self._encode_images = [
+            _MaybeCompiled(critic.encode_image) if compile else critic.encode_image
+            for critic in models.critics
+        ]
+
+        # 1. The starting latent: an encoded init image, or random codebook tokens.
+        with torch.no_grad():
+            if init_image is not None:
+                pixels = from_pil(init_image, (self.width, self.height)).to(device)
+                z = quantize_latent(vqgan.encode(pixels * 2 - 1).float(), self._codebook)
+            else:
+                tokens = torch.randint(
+                    self._codebook.shape[0],
+                    (tokens_y * tokens_x,),
+                    generator=self.generator,
+                    device=device,
+                )
+                z = self._codebook[tokens].view(1, tokens_y, tokens_x, -1).permute(0, 3, 1, 2)
+        self.z = z.contiguous().requires_grad_(True)  # (1, D, h, w), fp32
+        self._z_initial = z.detach().clone()
+
+        # 2. Prompts, per critic: text (one set per schedule segment), image and noise prompts.
+        self._text_prompts: dict[str, list[list[Prompt]]] = {}
+        for text in {params.prompts, *(item.prompts for item in params.schedule)}:
+            self._text_prompts[text] = self._embed_texts(text)
+        self._image_prompts = self._embed_images(image_prompts)
+        self._noise_prompts = self._make_noise_prompts()
+
+        optimizer_class = _OPTIMIZERS[params.optimizer]
+        self.optimizer = optimizer_class([self.z], lr=params.step_size)
+
+    def _check_prompts(self, image_prompts: Sequence[Image.Image]) -> None:
+        """Every schedule segment needs something to aim at; image weights must match images."""
+        weights = self.params.image_prompt_weights
+        if weights and len(weights) != len(image_prompts):
+            raise ValueError(
+                f"image_prompt_weights has {len(weights)} weights for {len(image_prompts)} "
+                "image prompts"
+            )
+        if image_prompts or self.params.noise_prompts.strip():
+            return
+        for text in [self.params.prompts, *(item.prompts for item in self.params.schedule)]:
+            if not parse_prompts(text):
+                raise ValueError("prompts: empty; give a text prompt, an image prompt or both")
+
+    @torch.no_grad()
+    def _embed_texts(self, text: str) -> list[list[Prompt]]:
+        """Text prompts of `text` for each critic."""
+        specs = parse_prompts(text)
+        if not specs:
+            return [[] for _ in self.models.critics]
+        per_critic = []
+        for critic in self.models.critics:
+            embeddings = critic.encode_text([spec.text for spec in specs]).float()  # (N, D)
+            per_critic.append(
+                [
+                    Prompt(embeddings[index : index + 1], spec.weight, spec.stop).to(self.device)
+                    for index, spec in enumerate(specs)
+                ]
+            )
+        return per_critic
+
+    @torch.no_grad()
+    def _embed_images(self, images: Sequence[Image.Image]) -> list[list[Prompt]]:
+        """Image prompts: embeddings of cutouts of each image (resized to the output size)."""
+        weights = self.params.image_prompt_weights or [1.0] * len(images)
+        per_critic: list[list[Prompt]] = [[] for _ in self.models.critics]
+        for image, weight in zip(images, weights, strict=True):
+            pixels = from_pil(image, (self.width, self.height)).to(self.device)
+            for index, critic in enumerate(self.models.critics):
+                cutouts = self._cutouts[index](pixels, self.generator)
+                with self._precision():
+                    embeddings = critic.encode_image(cutouts).float()  # (cutn, D)
+                per_critic[index].append(Prompt(embeddings, weight).to(self.device))
+        return per_critic
+
+    @torch.no_grad()
+    def _make_noise_prompts(self) -> list[list[Prompt]]:
+        """Noise prompts: a seeded random embedding of each critic's width."""
+        specs = self.params.noise_prompt_specs()
+        per_critic: list[list[Prompt]] = []
+        for critic in self.models.critics:
+            if not specs:
+                per_critic.append([])
+                continue
+            dim = critic.encode_text([""]).shape[-1]
+            per_critic.append(
+                [
+                    Prompt(noise_embedding(spec.seed, dim), spec.weight).to(self.device)
+                    for spec in specs
+                ]
+            )
+        return per_critic
+
+    def _precision(self) -> contextlib.AbstractContextManager[Any]:
+        """bf16 autocast on the fast CUDA path; plain fp32 otherwise."""
+        if self._autocast:
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _synthesize(self, z: Tensor) -> Tensor:
+        """Quantize z, decode, map to [0, 1]: (1, D, h, w) -> (1, 3, H, W) fp32."""
+        z_q = quantize_latent(z, self._codebook)
+        if self._autocast:
+            z_q = z_q.contiguous(memory_format=torch.channels_last)
+        with self._precision():
+            decoded = self._decode(z_q)
+        return clamp_with_grad(decoded.float().add(1).div(2), 0, 1)
+
+    def _prompts_now(self) -> Iterator[tuple[int, list[Prompt]]]:
+        """(critic index, its prompts in force at the current iteration)."""
+        texts = self._text_prompts[self.params.prompts_at(self.iteration)]
+        for index in range(len(self.models.critics)):
+            yield index, texts[index] + self._image_prompts[index] + self._noise_prompts[index]
+
+    def loss(self) -> Tensor:
+        """The total loss of the current z (one draw of cutouts); a 0-d tensor with a graph."""
+        image = self._synthesize(self.z)
+        losses = []
+        if self.params.init_weight:
+            losses.append(F.mse_loss(self.z, self._z_initial) * (self.params.init_weight / 2))
+        for index, prompts in self._prompts_now():
+            cutouts = self._cutouts[index](image, self.generator)  # (cutn, 3, S, S)
+            if self._autocast:
+                cutouts = cutouts.contiguous(memory_format=torch.channels_last)
+            with self._precision():
+                embeddings = self._encode_images[index](cutouts).float()  # (cutn, D)
+            losses.extend(prompt(embeddings) for prompt in prompts)
+        return torch.stack(losses).sum()
+
+    def step(self) -> StepResult:
+        """One iteration: loss, backward, optimiser step, clamp z to the codebook's range."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.loss()
+        loss.backward()
+        self.optimizer.step()
+        with torch.no_grad():
+            self.z.copy_(self.z.maximum(self._z_min).minimum(self._z_max))
+        self.iteration += 1
+        return StepResult(iteration=self.iteration, loss=loss.detach())
+
+    @torch.no_grad()
+    def image_tensor(self) -> Tensor:
+        """The current image as a (1, 3, H, W) tensor in [0, 1] on the device."""
+        return self._synthesize(self.z)
+
+    def image(self) -> Image.Image:
+        """Decode the current z into a PIL image."""
+        return to_pil(self.image_tensor())
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly here (CPU tensors)."""
+        return {
+            "iteration": self.iteration,
+            "seed": self.seed,
+            "z": self.z.detach().cpu().clone(),
+            "z_initial": self._z_initial.cpu().clone(),
+            "optimizer": _to_cpu(self.optimizer.state_dict()),
+            "generator": self.generator.get_state(),
+            "image_prompt_embeddings": [
+                [prompt.embed.cpu().clone() for prompt in prompts]
+                for prompts in self._image_prompts
+            ],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a state_dict() of a Generation with the same params and images."""
+        z = state["z"]
+        if tuple(z.shape) != tuple(self.z.shape):
+            raise ValueError(
+                f"saved latent has shape {tuple(z.shape)}, this generation {tuple(self.z.shape)}: "
+                "were the size or model changed?"
+            )
+        with torch.no_grad():
+            self.z.copy_(z.to(self.device))
+            self._z_initial = state["z_initial"].to(self.device)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        self.iteration = int(state["iteration"])
+        self.seed = int(state["seed"])
+        saved_images = state.get("image_prompt_embeddings", [])
+        for prompts, embeddings in zip(self._image_prompts, saved_images, strict=False):
+            for prompt, embed in zip(prompts, embeddings, strict=True):
+                prompt.embed = embed.to(self.device)
+
+
+def _to_cpu(value: Any) -> Any:
+    """Copy every tensor inside nested dicts/lists to the CPU."""
+    if isinstance(value, Tensor):
+        return value.detach().cpu().clone()
+    if isinstance(value, dict):
+        return {key: _to_cpu(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_to_cpu(item) for item in value)
+    return value
+
+
+def run(
+    generation: Generation,
+    callback: Callable[[StepInfo], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Image.Image:
+    """Step until params.iterations (or should_stop() is true); return the final image."""
+    iterations = generation.params.iterations
+    while generation.iteration < iterations:
+        if should_stop is not None and should_stop():
+            break
+        result = generation.step()
+        if callback is not None:
+            callback(
+                StepInfo(
+                    iteration=result.iteration,
+                    iterations=iterations,
+                    loss=lambda loss=result.loss: float(loss),
+                    image=generation.image,
+                )
+            )
+    return generation.image()

@@ -1,0 +1,131 @@
+"""Prompt syntax ("text:weight:stop | ...") and the prompt losses of CLIP-guided VQGAN."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from artgen.engine.ops import replace_grad
+
+# Something meant as a number: digits with optional sign, point and exponent, or +-inf.
+_NUMBER_LIKE = re.compile(r"^\s*[+-]?(\d[\d.]*|\.\d[\d.]*|inf)([eE][+-]?\d*)?\s*$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class PromptSpec:
+    """One parsed text prompt: pull toward `text` with `weight` until the distance is `stop`."""
+
+    text: str
+    weight: float = 1.0
+    stop: float = -math.inf
+
+
+@dataclass(frozen=True)
+class NoisePromptSpec:
+    """A random embedding drawn from `seed`, weighted like a text prompt."""
+
+    seed: int
+    weight: float = 1.0
+
+
+def _number(field: str, what: str, item: str) -> float:
+    """Parse a number that the syntax promised, or say which part of which prompt is wrong."""
+    try:
+        value = float(field)
+    except ValueError:
+        raise ValueError(f"{what} {field.strip()!r} in prompt {item!r} is not a number") from None
+    if math.isnan(value):
+        raise ValueError(f"{what} in prompt {item!r} is not a number")
+    return value
+
+
+def _split_items(text: str) -> list[str]:
+    """Split on '|' and reject empty items such as 'a || b' or a trailing '|'."""
+    if not text.strip():
+        return []
+    items = [item.strip() for item in text.split("|")]
+    for position, item in enumerate(items, start=1):
+        if not item:
+            raise ValueError(f"prompt {position} of {text!r} is empty (check the '|' separators)")
+    return items
+
+
+def parse_prompt(item: str) -> PromptSpec:
+    """Parse "text", "text:weight" or "text:weight:stop"; trailing fields count only if numeric."""
+    fields = item.split(":")
+    numeric_tail = 0
+    for field in reversed(fields[1:]):
+        if numeric_tail == 2 or not _NUMBER_LIKE.match(field):
+            break
+        numeric_tail += 1
+    if numeric_tail == 0 and len(fields) > 1 and not fields[-1].strip():
+        raise ValueError(f"prompt {item!r} ends with ':' but no weight follows")
+    text = ":".join(fields[: len(fields) - numeric_tail]).strip()
+    numbers = fields[len(fields) - numeric_tail :]
+    if not text:
+        raise ValueError(f"prompt {item!r} has a weight but no text")
+    weight = _number(numbers[0], "weight", item) if numbers else 1.0
+    if math.isinf(weight):
+        raise ValueError(f"weight in prompt {item!r} must be finite")
+    stop = _number(numbers[1], "stop", item) if len(numbers) > 1 else -math.inf
+    return PromptSpec(text=text, weight=weight, stop=stop)
+
+
+def parse_prompts(text: str) -> list[PromptSpec]:
+    """Parse "text:weight:stop | other:-0.5" into specs; "" gives no prompts."""
+    return [parse_prompt(item) for item in _split_items(text)]
+
+
+def parse_noise_prompts(text: str) -> list[NoisePromptSpec]:
+    """Parse "seed:weight | seed" (weight 1 when omitted) into noise prompt specs."""
+    specs = []
+    for item in _split_items(text):
+        fields = [field.strip() for field in item.split(":")]
+        if len(fields) > 2:
+            raise ValueError(f"noise prompt {item!r} must be 'seed' or 'seed:weight'")
+        if not re.fullmatch(r"\d+", fields[0]):
+            raise ValueError(f"noise prompt {item!r}: seed must be a non-negative integer")
+        seed = int(fields[0])
+        if seed >= 2**63:
+            raise ValueError(f"noise prompt {item!r}: seed must be below 2**63")
+        weight = _number(fields[1], "weight", item) if len(fields) == 2 else 1.0
+        if math.isinf(weight):
+            raise ValueError(f"weight in noise prompt {item!r} must be finite")
+        specs.append(NoisePromptSpec(seed=seed, weight=weight))
+    return specs
+
+
+def spherical_distance(x: Tensor, y: Tensor) -> Tensor:
+    """Squared great-circle distance between normalised rows: x (B, D), y (N, D) -> (B, N)."""
+    x = F.normalize(x, dim=-1).unsqueeze(1)  # (B, 1, D)
+    y = F.normalize(y, dim=-1).unsqueeze(0)  # (1, N, D)
+    return (x - y).norm(dim=-1).div(2).arcsin().pow(2).mul(2)
+
+
+class Prompt(nn.Module):
+    """Loss pulling image embeddings toward `embed` (N, D); a negative weight pushes away."""
+
+    def __init__(self, embed: Tensor, weight: float = 1.0, stop: float = -math.inf) -> None:
+        super().__init__()
+        self.register_buffer("embed", embed.detach().float())
+        self.weight = float(weight)
+        self.stop = float(stop)
+
+    def forward(self, image_embeddings: Tensor) -> Tensor:
+        """Mean weighted distance of the cutout embeddings (B, D) to this prompt; a scalar."""
+        distances = spherical_distance(image_embeddings.float(), self.embed)  # (B, N)
+        distances = distances * math.copysign(1.0, self.weight)
+        # Below `stop` the value still counts but the gradient stops pulling.
+        stopped = torch.clamp(distances, min=self.stop)
+        return abs(self.weight) * replace_grad(distances, stopped).mean()
+
+
+def noise_embedding(seed: int, dim: int) -> Tensor:
+    """The random embedding (1, dim) of a noise prompt, from its own CPU generator."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.empty(1, dim).normal_(generator=generator)
