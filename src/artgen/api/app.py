@@ -1,0 +1,192 @@
+"""create_app(settings): the FastAPI application with its job service, worker and middleware."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from artgen.api.errors import install_error_handlers
+from artgen.api.metrics import install_metrics, poll_metrics_forever
+from artgen.api.routes import events, health, jobs, legacy, models
+from artgen.api.routes.legacy import LegacyDefaults
+from artgen.api.security import RateLimiter
+from artgen.api.uploads import BodyLimitMiddleware, body_limit
+from artgen.config import Settings, get_settings
+
+logger = logging.getLogger("artgen.api")
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+EXPOSED_HEADERS = ["Location", "Retry-After", "X-Request-ID", "X-Job-Id", "X-Iteration"]
+
+
+class RequestIdMiddleware:
+    """Takes a safe X-Request-ID from the client (or makes one) and returns it on every answer."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = ""
+        for name, value in scope.get("headers", []):
+            if name == b"x-request-id":
+                request_id = value.decode("latin-1")
+        if not _REQUEST_ID.match(request_id):
+            request_id = uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k != b"x-request-id"]
+                headers.append((b"x-request-id", request_id.encode("latin-1")))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def should_start_worker(settings: Settings) -> bool:
+    """Embedded worker: on for the embedded SQLite queue; with Redis only when asked explicitly."""
+    if not settings.worker:
+        return False
+    if settings.resolved_queue_url.startswith("sqlite"):
+        return True
+    return "worker" in settings.model_fields_set
+
+
+def _close(service: Any) -> None:
+    try:
+        service.close()
+    except Exception:
+        logger.exception("error while closing the job service")
+
+
+def _stop(component: Any, what: str) -> None:
+    try:
+        component.stop()
+    except Exception:
+        logger.exception("error while stopping the %s", what)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Start the job service (and the embedded worker); on shutdown drain and checkpoint."""
+    from artgen.jobs.service import JobService
+    from artgen.jobs.worker import start_embedded_worker
+
+    settings: Settings = app.state.settings
+    service = await run_in_threadpool(JobService.from_settings, settings)
+    await run_in_threadpool(service.start)
+    worker = None
+    if should_start_worker(settings):
+        worker = await run_in_threadpool(start_embedded_worker, settings, service.queue)
+    app.state.service = service
+    app.state.worker = worker
+    poller = asyncio.create_task(poll_metrics_forever(app, app.state.metrics))
+    logger.info("artgen API ready to accept jobs (embedded worker: %s)", worker is not None)
+    try:
+        yield
+    finally:
+        begin_draining(app)
+        poller.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await poller
+        # The worker checkpoints its running job when stopped, so a restart resumes it.
+        if worker is not None:
+            await run_in_threadpool(_stop, worker, "embedded worker")
+        await run_in_threadpool(_close, service)
+        app.state.service = None
+
+
+def begin_draining(app: FastAPI) -> None:
+    """Readiness 503 and new submissions 503 `shutting_down` from now on."""
+    app.state.draining = True
+    service = getattr(app.state, "service", None)
+    if service is not None:
+        service.draining = True
+
+
+def _custom_openapi(app: FastAPI) -> dict[str, Any]:
+    """OpenAPI with JobCreate's schema (POST /v1/jobs parses its body by hand: JSON or form)."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    from artgen.jobs.schemas import JobCreate
+
+    schema = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    job_create = JobCreate.model_json_schema(ref_template="#/components/schemas/{model}")
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components.update(job_create.pop("$defs", {}))
+    components["JobCreate"] = job_create
+    app.openapi_schema = schema
+    return schema
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The service's ASGI app; `settings` default to the environment's (ARTGEN_*)."""
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="artgen",
+        version="0.1.0",
+        description="CLIP-guided VQGAN art generation as background jobs.",
+        lifespan=lifespan,
+        docs_url="/docs",
+    )
+    app.state.settings = settings
+    app.state.service = None
+    app.state.worker = None
+    app.state.draining = False
+    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
+    app.state.legacy_defaults = LegacyDefaults()
+    # Routes read settings through the cached get_settings dependency: point it at ours.
+    app.dependency_overrides[get_settings] = lambda: settings
+
+    install_error_handlers(app)
+    app.state.metrics = install_metrics(app)
+    for router in (jobs.router, events.router, legacy.router, models.router, health.router):
+        app.include_router(router)
+    app.openapi = lambda: _custom_openapi(app)  # type: ignore[method-assign]
+
+    # Added inner to outer: CORS wraps the body limit so even a 413 carries CORS headers.
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=body_limit(settings.max_upload_bytes))
+    if settings.cors_origins:
+        wildcard = "*" in settings.cors_origins
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            # Credentials only with explicit origins, never with "*".
+            allow_credentials=not wildcard,
+            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            allow_headers=[
+                "Content-Type",
+                "X-API-Key",
+                "Idempotency-Key",
+                "Last-Event-ID",
+                "X-Request-ID",
+            ],
+            expose_headers=EXPOSED_HEADERS,
+        )
+    app.add_middleware(RequestIdMiddleware)
+
+    if (WEB_DIR / "index.html").is_file():
+        # Mounted last so every API route matches first; html=True serves index.html at "/".
+        app.mount("/", StaticFiles(directory=WEB_DIR, html=True), name="web")
+    return app

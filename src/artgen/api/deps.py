@@ -1,0 +1,60 @@
+"""Dependencies shared by the routes: settings, the job service, the caller's identity."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import Depends, Path, Request
+from fastapi.security import APIKeyHeader
+
+from artgen.api.errors import ApiError
+from artgen.api.security import API_KEY_HEADER, authenticate
+from artgen.config import Settings, get_settings
+
+if TYPE_CHECKING:
+    from artgen.jobs.service import JobService
+
+# auto_error=False: a missing key is our own 401 JSON, not FastAPI's 403.
+_api_key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False)
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def get_service(request: Request) -> JobService:
+    """The app's JobService; 503 while it is not running (startup or shutdown)."""
+    service = getattr(request.app.state, "service", None)
+    if service is None:
+        raise ApiError(503, "unavailable", "the job service is not running yet")
+    return service
+
+
+ServiceDep = Annotated[Any, Depends(get_service)]
+
+
+def get_owner(
+    settings: SettingsDep, api_key: Annotated[str | None, Depends(_api_key_header)]
+) -> str | None:
+    """The caller's owner id (a hash of its key), None when keys are off; 401 otherwise."""
+    return authenticate(api_key, settings.api_keys)
+
+
+OwnerDep = Annotated[str | None, Depends(get_owner)]
+
+JobIdPath = Annotated[uuid.UUID, Path(description="the job's id (a UUID)")]
+
+
+def caller_id(request: Request, owner: str | None) -> str:
+    """Who a rate limit counts against: the key's owner id, else the client address."""
+    if owner is not None:
+        return f"key:{owner}"
+    client = request.client
+    return f"addr:{client.host if client else 'unknown'}"
+
+
+def job_or_404(service: Any, job_id: uuid.UUID, owner: str | None) -> Any:
+    """The job, or 404 (also for another key's job, so ids of others' jobs are not revealed)."""
+    job = service.get(str(job_id), owner=owner)
+    if job is None:
+        raise ApiError(404, "not_found", f"no job with id {job_id}")
+    return job

@@ -1,0 +1,110 @@
+"""Server-Sent Events of one job: replay after Last-Event-ID, then follow until `done`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from artgen.api.deps import JobIdPath, OwnerDep, ServiceDep, job_or_404
+from artgen.api.errors import ApiError
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+POLL_SECONDS = 0.25
+HEARTBEAT_SECONDS = 15.0
+# How often the stream checks that the job still exists (it may be deleted while followed).
+EXISTS_CHECK_SECONDS = 2.0
+MAX_EVENT_ID = 2**63 - 1
+
+
+def format_event(event: Any) -> str:
+    """One SSE frame: id, event type and JSON data."""
+    data = json.dumps(event.data, separators=(",", ":"), default=str)
+    return f"id: {event.id}\nevent: {event.type}\ndata: {data}\n\n"
+
+
+def _parse_last_event_id(header: str | None, query: int | None) -> int:
+    if query is not None:
+        return query
+    if header is None or not header.strip():
+        return 0
+    try:
+        value = int(header.strip())
+    except ValueError:
+        value = -1
+    if not 0 <= value <= MAX_EVENT_ID:
+        raise ApiError(
+            422,
+            "validation_error",
+            "Last-Event-ID: must be a non-negative integer (an event id this stream sent)",
+            field="Last-Event-ID",
+        )
+    return value
+
+
+async def follow_events(
+    request: Request, service: Any, job_id: str, after: int
+) -> AsyncIterator[str]:
+    """Yield SSE frames for events with id > `after` until `done` or shutdown.
+
+    A client disconnect cancels this generator (StreamingResponse listens for it).
+    """
+    last_sent = time.monotonic()
+    last_exists_check = time.monotonic()
+    yield "retry: 1000\n\n"
+    while True:
+        events = await run_in_threadpool(service.events, job_id, after)
+        for event in events:
+            after = event.id
+            yield format_event(event)
+            if event.type == "done":
+                return
+        now = time.monotonic()
+        if events:
+            last_sent = now
+        elif now - last_sent >= HEARTBEAT_SECONDS:
+            last_sent = now
+            yield ": heartbeat\n\n"
+        if getattr(request.app.state, "draining", False):
+            yield ": server shutting down; reconnect with Last-Event-ID\n\n"
+            return
+        if now - last_exists_check >= EXISTS_CHECK_SECONDS:
+            last_exists_check = now
+            if await run_in_threadpool(service.get, job_id) is None:
+                return
+        await asyncio.sleep(POLL_SECONDS)
+
+
+@router.get(
+    "/{job_id}/events",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "the event stream"},
+        404: {"description": "no such job"},
+    },
+)
+async def job_events(
+    request: Request,
+    job_id: JobIdPath,
+    service: ServiceDep,
+    owner: OwnerDep,
+    last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    last_event_id: Annotated[
+        int | None, Query(ge=0, le=MAX_EVENT_ID, description="resume after this event id")
+    ] = None,
+) -> StreamingResponse:
+    """progress, preview, status and a final done; ids increase; Last-Event-ID resumes."""
+    after = _parse_last_event_id(last_event_id_header, last_event_id)
+    await run_in_threadpool(job_or_404, service, job_id, owner)
+    return StreamingResponse(
+        follow_events(request, service, str(job_id), after),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

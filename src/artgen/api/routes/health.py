@@ -1,0 +1,74 @@
+"""Liveness and readiness probes (open even when API keys are on)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", summary="Liveness: the process is up")
+async def healthz() -> dict[str, str]:
+    """Always 200 while the process serves requests."""
+    return {"status": "ok"}
+
+
+def readiness(app_state: Any) -> tuple[bool, dict[str, Any]]:
+    """(ready, body): ready when not draining, the queue answers and a worker has its models."""
+    if getattr(app_state, "draining", False):
+        return False, {"status": "draining", "reason": "the server is shutting down"}
+    service = getattr(app_state, "service", None)
+    if service is None:
+        return False, {"status": "starting", "reason": "the job service is not running yet"}
+    try:
+        health = service.health()
+    except Exception as exc:  # an unreachable queue is a reason, not a crash
+        return False, {"status": "unavailable", "reason": f"health check failed: {exc}"}
+    body: dict[str, Any] = {
+        "queue_ok": health.queue_ok,
+        "workers_alive": health.workers_alive,
+        "workers_busy": health.workers_busy,
+        "queued": health.queued,
+        "running": health.running,
+        "workers": [
+            {
+                "id": worker.id,
+                "device": worker.device,
+                "alive": worker.alive,
+                "ready": worker.ready,
+                "busy": worker.busy,
+                "model": worker.model,
+                "model_error": worker.model_error,
+            }
+            for worker in health.workers
+        ],
+    }
+    if health.ready:
+        return True, {"status": "ready", **body}
+    if not health.queue_ok:
+        reason = f"queue unreachable: {health.queue_error or 'no answer'}"
+    elif health.draining:
+        reason = "the server is shutting down"
+    elif not health.workers_alive:
+        reason = "no worker is alive (is a worker running for this queue?)"
+    elif any(worker.model_error for worker in health.workers if worker.alive):
+        errors = [worker.model_error for worker in health.workers if worker.model_error]
+        reason = f"models failed to load: {errors[0]}"
+    else:
+        reason = "models are still loading"
+    return False, {"status": "not_ready", "reason": reason, **body}
+
+
+@router.get(
+    "/readyz",
+    summary="Readiness: models loaded and a worker alive",
+    responses={503: {"description": "not ready; the body says why"}},
+)
+async def readyz(request: Request) -> JSONResponse:
+    """200 when jobs can run now, else 503 with the reason."""
+    ready, body = await run_in_threadpool(readiness, request.app.state)
+    return JSONResponse(body, status_code=200 if ready else 503)

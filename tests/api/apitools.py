@@ -1,0 +1,95 @@
+"""Helpers for the API tests: settings on tiny CPU models, images, polling, error checks."""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from artgen.config import Settings
+
+TERMINAL = {"succeeded", "failed", "canceled"}
+
+
+def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    """Settings for a throwaway server on the tiny models, everything under tmp_path."""
+    values: dict[str, Any] = {
+        "model": "tiny",
+        "device": "cpu",
+        "data_dir": tmp_path / "data",
+        "home": tmp_path / "home",
+        "lease_seconds": 30.0,
+        "checkpoint_every": 5,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+def small_job(**overrides: Any) -> dict[str, Any]:
+    """A job body that runs in well under a second on the tiny models."""
+    body: dict[str, Any] = {
+        "prompts": "a red apple:1 | blur:-0.5",
+        "width": 32,
+        "height": 32,
+        "iterations": 6,
+        "cutn": 4,
+        "seed": 1,
+        "preview_every": 2,
+    }
+    body.update(overrides)
+    return body
+
+
+def png_bytes(size: tuple[int, int] = (32, 32), color: str = "red", fmt: str = "PNG") -> bytes:
+    """A small real image file."""
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def wait_for(
+    client: TestClient,
+    job_id: str,
+    until: Callable[[dict[str, Any]], bool] = lambda job: job["status"] in TERMINAL,
+    timeout: float = 60.0,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Poll GET /v1/jobs/{id} until `until(job)` holds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = client.get(f"/v1/jobs/{job_id}", headers=headers)
+        assert response.status_code == 200, response.text
+        job = response.json()
+        if until(job):
+            return job
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job {job_id} stuck: {job}")
+        time.sleep(0.05)
+
+
+def wait_ready(client: TestClient, timeout: float = 60.0) -> None:
+    """Poll /readyz until the embedded worker has its models loaded."""
+    deadline = time.monotonic() + timeout
+    while client.get("/readyz").status_code != 200:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never ready: {client.get('/readyz').json()}")
+        time.sleep(0.05)
+
+
+def assert_error(response: Any, status: int, code: str, field: str | None = None) -> dict:
+    """The response is our JSON error with this status/code (and field), and no traceback."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["error"]["code"] == code, body
+    assert body["error"]["message"]
+    assert "Traceback" not in response.text
+    if field is not None:
+        fields = [body["error"].get("field")]
+        fields += [detail["field"] for detail in body["error"].get("details", [])]
+        assert field in fields, body
+    return body
