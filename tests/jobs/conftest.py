@@ -1,0 +1,81 @@
+"""Fixtures for the job tests: settings on a temp data dir, a cached tiny-model loader, waiting."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from jobtools import wait_for
+
+from artgen.config import Settings
+from artgen.jobs.queue import JobQueue
+from artgen.jobs.service import JobService
+from artgen.jobs.worker import EmbeddedWorker, start_embedded_worker
+
+
+@pytest.fixture(scope="session")
+def models_loader(
+    tiny_models: Any, models_home: Path
+) -> Callable[[str, list[str], torch.device], Any]:
+    """The real load_models, with the shared tiny models reused so worker starts are instant."""
+    from artgen.models.catalog import Catalog
+    from artgen.models.loading import load_models
+
+    cache: dict[tuple[str, tuple[str, ...]], Any] = {("tiny", ("tiny",)): tiny_models}
+
+    def load(vqgan: str, clips: list[str], device: torch.device) -> Any:
+        key = (vqgan, tuple(clips))
+        if key not in cache:
+            cache[key] = load_models(vqgan, clips, device, Catalog(models_home))
+        return cache[key]
+
+    return load
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Tiny models on CPU, an embedded SQLite queue and fast checkpoints."""
+    return Settings(
+        data_dir=tmp_path / "data",
+        home=tmp_path / "home",
+        model="tiny",
+        device="cpu",
+        checkpoint_every=4,
+        lease_seconds=5.0,
+        max_attempts=3,
+    )
+
+
+@pytest.fixture
+def service(settings: Settings) -> Iterator[JobService]:
+    """A started JobService (collector running), closed after the test."""
+    service = JobService.from_settings(settings)
+    service.start()
+    yield service
+    service.close()
+
+
+@pytest.fixture
+def start_worker(
+    settings: Settings, service: JobService, models_loader: Callable[..., Any]
+) -> Iterator[Callable[[], EmbeddedWorker]]:
+    """Start embedded workers on the service's queue; all are stopped after the test."""
+    started: list[EmbeddedWorker] = []
+
+    def start() -> EmbeddedWorker:
+        handle = start_embedded_worker(settings, service.queue, models_loader)
+        started.append(handle)
+        wait_for(lambda: handle.worker.info.ready or handle.worker.info.model_error, 60)
+        return handle
+
+    yield start
+    for handle in started:
+        handle.stop()
+
+
+def queue_for(settings: Settings) -> JobQueue:
+    """A JobQueue on the settings' queue URL."""
+    return JobQueue.from_url(settings.resolved_queue_url)

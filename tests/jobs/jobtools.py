@@ -1,0 +1,36 @@
+"""Helpers shared by the job tests (imported as a plain module: tests/ is not a package)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from artgen.jobs.schemas import JobCreate
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:
+    """Poll until predicate() is truthy; fail the test after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+def tiny_request(**overrides: Any) -> JobCreate:
+    """A job small enough for CPU tests (32x32, 2 cutouts, no augmentation)."""
+    fields: dict[str, Any] = {
+        "prompts": "a red square",
+        "width": 32,
+        "height": 32,
+        "iterations": 12,
+        "cutn": 2,
+        "augment": False,
+        "seed": 3,
+        "preview_every": 4,
+    }
+    fields.update(overrides)
+    return JobCreate(**fields)

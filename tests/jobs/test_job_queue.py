@@ -1,0 +1,104 @@
+"""JobQueue on both engines: tasks round-trip with their payload, reports, control, workers."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from artgen.jobs.queue import JobQueue, Keys
+
+REDIS_URL = "redis://127.0.0.1:6379/15"
+
+
+def redis_available() -> bool:
+    try:
+        import redis
+
+        return bool(redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping())
+    except Exception:
+        return False
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def queue(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[JobQueue]:
+    """A queue on each engine; the Redis one uses a unique name (key prefix) and is flushed."""
+    if request.param == "sqlite":
+        queue = JobQueue.from_url(f"sqlite:///{tmp_path / 'queue.sqlite3'}")
+    else:
+        if not redis_available():
+            pytest.skip(f"no redis-server answering at {REDIS_URL}")
+        queue = JobQueue.from_url(REDIS_URL, name=f"artgen_test_{uuid.uuid4().hex}")
+    yield queue
+    queue.flush()
+    queue.close()
+
+
+def test_task_round_trip_carries_payload_bytes(queue: JobQueue) -> None:
+    received: list[tuple[str, int, dict[str, Any]]] = []
+    queue.set_handler(lambda job_id, attempt, payload: received.append((job_id, attempt, payload)))
+    payload = {"params": {"prompts": "x"}, "init_image": b"\x89PNG\x00\xff", "image_prompts": []}
+    queue.enqueue("job-1", 1, payload)
+    queue.enqueue("job-2", 3, {"params": {}})
+    assert queue.queued_attempts() == {("job-1", 1), ("job-2", 3)}
+    assert queue.pending_count() == 2
+
+    for _ in range(2):
+        task = queue.dequeue()
+        assert task is not None
+        queue.execute(task)
+    assert received == [("job-1", 1, payload), ("job-2", 3, {"params": {}})]
+    assert queue.dequeue() is None
+    assert queue.queued_attempts() == set()
+
+
+def test_a_queue_without_handler_cannot_run_tasks(queue: JobQueue) -> None:
+    queue.enqueue("job", 1, {})
+    with pytest.raises(RuntimeError, match="not a worker"):
+        queue._dispatch("job", 1, {})
+
+
+def test_key_value_reports(queue: JobQueue) -> None:
+    key = Keys.progress("job", 1)
+    assert queue.peek(key) is None
+    queue.put(key, {"attempt": 1, "iteration": 5})
+    queue.put(Keys.preview("job", 1), {"png": b"\x00" * 1000})
+    assert queue.peek(key) == {"attempt": 1, "iteration": 5}
+    found = queue.peek_many([key, Keys.preview("job", 1), Keys.result("job", 1)])
+    assert set(found) == {key, Keys.preview("job", 1)}
+    assert queue.pop(Keys.preview("job", 1)) == {"png": b"\x00" * 1000}
+    assert queue.pop(Keys.preview("job", 1)) is None
+
+    assert queue.put_if_empty(Keys.claim("job", 1), "a")
+    assert not queue.put_if_empty(Keys.claim("job", 1), "b")
+    assert queue.peek(Keys.claim("job", 1)) == "a"
+
+    queue.set_control("job", 2, cancel=True)
+    assert queue.control("job") == {"attempt": 2, "cancel": True, "deleted": False}
+    queue.clear_job("job", 2)
+    assert queue.peek_many([key, Keys.claim("job", 1), Keys.control("job")]) == {}
+
+
+def test_worker_registrations(queue: JobQueue) -> None:
+    first, second = queue.register_worker(), queue.register_worker()
+    assert second == first + 1
+    queue.put(Keys.worker(first), {"id": "w1"})
+    queue.put(Keys.worker(second), {"id": "w2"})
+    assert sorted(worker["id"] for worker in queue.workers()) == ["w1", "w2"]
+    queue.ping()
+
+
+def test_bad_urls_are_refused() -> None:
+    with pytest.raises(ValueError, match="sqlite:///"):
+        JobQueue.from_url("amqp://localhost")
+    with pytest.raises(ValueError, match="give a file"):
+        JobQueue.from_url("sqlite:///")
+
+
+def test_keys_are_per_attempt() -> None:
+    assert Keys.progress("j", 1) != Keys.progress("j", 2)
+    with pytest.raises(ValueError):
+        Keys.attempt_key("nonsense", "j", 1)
