@@ -263,12 +263,22 @@ def snap_to_codebook(z: Tensor, codebook: Tensor) -> Tensor:
     return z + (z_q - z).detach()
 
 
+class Codebook(nn.Module):
+    """A (n_embed, embed_dim) table under the name `weight`, like nn.Embedding's."""
+
+    def __init__(self, n_embed: int, embed_dim: int) -> None:
+        super().__init__()
+        # taming's initialisation; uniform_ also keeps meta-device construction cheap.
+        bound = 1.0 / n_embed
+        self.weight = nn.Parameter(torch.empty(n_embed, embed_dim).uniform_(-bound, bound))
+
+
 class VectorQuantizer(nn.Module):
     """Nearest-neighbour codebook (taming `VectorQuantizer2`; key `quantize.embedding.weight`)."""
 
     def __init__(self, n_embed: int, embed_dim: int) -> None:
         super().__init__()
-        self.embedding = nn.Embedding(n_embed, embed_dim)
+        self.embedding = Codebook(n_embed, embed_dim)
 
     @property
     def codebook(self) -> Tensor:
@@ -289,7 +299,7 @@ class GumbelQuantizer(nn.Module):
     def __init__(self, in_channels: int, n_embed: int, embed_dim: int) -> None:
         super().__init__()
         self.proj = nn.Conv2d(in_channels, n_embed, 1)
-        self.embed = nn.Embedding(n_embed, embed_dim)
+        self.embed = Codebook(n_embed, embed_dim)
 
     @property
     def codebook(self) -> Tensor:
@@ -369,8 +379,8 @@ def init_random_(model: VQGAN, generator: torch.Generator) -> VQGAN:
 
 def random_vqgan(config: VQGANConfig, seed: int = 0, device: torch.device | str = "cpu") -> VQGAN:
     """A VQGAN with random weights drawn from a generator seeded with `seed`."""
-    with torch.device("meta"):
+    # The default initialisation is overwritten; fork_rng keeps it off the caller's global RNG.
+    with torch.random.fork_rng(devices=[]):
         model = VQGAN(config)
-    model.to_empty(device="cpu")
     init_random_(model, torch.Generator().manual_seed(seed))
     return model.to(device).eval().requires_grad_(False)
