@@ -139,7 +139,7 @@ def memory_measure(device: torch.device) -> str:
 
 
 def build_models(model: str, device: torch.device) -> Any:
-    """The Models bundle to benchmark: real shapes with random weights, or the tiny models."""
+    """The Models bundle to benchmark: "real" shapes with random weights, or "tiny"."""
     from artgen.models.loading import random_models
 
     return random_models(model, device)
@@ -235,9 +235,14 @@ def environment() -> dict[str, Any]:
 
 
 def run_benchmark(
-    config: BenchConfig, report: Callable[[CaseResult], None] | None = None
+    config: BenchConfig,
+    report: Callable[[CaseResult], None] | None = None,
+    models: Any | None = None,
 ) -> BenchResult:
-    """Measure every (path, size) case, then the batch case; `report` sees each as it ends."""
+    """Measure every (path, size) case, then the batch case; `report` sees each as it ends.
+
+    `models` (a loaded Models bundle) skips building them again when several runs share them.
+    """
     unknown = [path for path in config.paths if path not in PATHS]
     if unknown:
         raise ValueError(f"unknown path {unknown[0]!r}; choose from {', '.join(PATHS)}")
@@ -253,7 +258,8 @@ def run_benchmark(
         config=config_json,
         environment=environment(),
     )
-    models = build_models(config.model, config.device)
+    if models is None:
+        models = build_models(config.model, config.device)
     result.environment["models"] = {"vqgan": models.vqgan_name, "clip": models.clip_names}
     for size in config.sizes:
         for path in config.paths:
@@ -317,11 +323,148 @@ def render_table(result: BenchResult) -> Any:
     return table
 
 
-def write_result(result: BenchResult, directory: Path, tag: str | None = None) -> Path:
+def write_json(data: dict[str, Any], directory: Path, device: str, tag: str | None = None) -> Path:
     """Write <directory>/<device>-<UTC timestamp>[-tag].json and return its path."""
     directory.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    name = f"{result.device}-{stamp}" + (f"-{tag}" if tag else "")
-    path = directory / f"{name}.json"
-    path.write_text(json.dumps(result.to_json(), indent=2) + "\n")
+    path = directory / (f"{device}-{stamp}" + (f"-{tag}" if tag else "") + ".json")
+    path.write_text(json.dumps(data, indent=2) + "\n")
     return path
+
+
+def write_result(result: BenchResult, directory: Path, tag: str | None = None) -> Path:
+    """Write a benchmark result as JSON under `directory`; returns the file."""
+    return write_json(result.to_json(), directory, result.device, tag)
+
+
+def psnr(first: Any, second: Any) -> float:
+    """PSNR in dB between two same-size RGB PIL images (inf when identical)."""
+    import numpy as np
+
+    a = np.asarray(first.convert("RGB"), dtype=np.float64)
+    b = np.asarray(second.convert("RGB"), dtype=np.float64)
+    mse = float(np.mean((a - b) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
+
+
+def loss_trajectory(models: Any, params: Any, device: torch.device, fast: bool) -> tuple:
+    """(losses of every step, final image) of one run on the given path."""
+    from artgen.engine.generate import Generation, run
+
+    generation = Generation(models, params, device=device, fast=fast)
+    losses: list[float] = []
+    final = run(generation, lambda info: losses.append(info.loss()))
+    return losses, final
+
+
+def check_agreement(
+    models: Any,
+    device: torch.device,
+    size: int = 64,
+    cutn: int = 16,
+    iterations: int = 20,
+    tolerance: float = 0.05,
+) -> dict[str, Any]:
+    """Run reference and fast path from the same seed; compare losses step by step and images.
+
+    The fast path on CUDA runs in bf16, so agreement is within `tolerance` (relative), not exact.
+    """
+    from artgen.engine.params import GenerationParams
+
+    params = GenerationParams(
+        prompts="a castle in the clouds:1 | fog:-0.5",
+        width=size,
+        height=size,
+        iterations=iterations,
+        seed=0,
+        cutn=cutn,
+    )
+    reference_losses, reference_image = loss_trajectory(models, params, device, fast=False)
+    fast_losses, fast_image = loss_trajectory(models, params, device, fast=True)
+    relative = [
+        abs(fast - reference) / max(abs(reference), 1e-8)
+        for reference, fast in zip(reference_losses, fast_losses, strict=True)
+    ]
+    first, mean = relative[0], sum(relative) / len(relative)
+    return {
+        "size": size,
+        "cutn": cutn,
+        "iterations": iterations,
+        "tolerance": tolerance,
+        "reference_losses": reference_losses,
+        "fast_losses": fast_losses,
+        "first_step_relative_difference": first,
+        "mean_relative_difference": mean,
+        "max_relative_difference": max(relative),
+        "final_image_psnr_db": psnr(reference_image, fast_image),
+        "ok": first <= tolerance and mean <= tolerance,
+    }
+
+
+def api_end_to_end(
+    data_dir: Path,
+    model: str,
+    device: str,
+    size: int = 512,
+    iterations: int = 100,
+    cutn: int = 64,
+    ready_timeout: float = 120.0,
+    job_timeout: float = 300.0,
+) -> dict[str, Any]:
+    """POST /v1/jobs to final image through the real app and embedded worker, models resident.
+
+    A short warm-up job runs first so that the timed job sees loaded models and warm kernels.
+    """
+    from fastapi.testclient import TestClient
+
+    from artgen.api.app import create_app
+    from artgen.config import Settings
+    from artgen.models.catalog import RANDOM_CLIP, RANDOM_VQGAN, TINY
+
+    vqgan, clip_model = (TINY, TINY) if model == "tiny" else (RANDOM_VQGAN, RANDOM_CLIP)
+    settings = Settings(
+        data_dir=data_dir, model=vqgan, clip_model=clip_model, device=device, worker=True
+    )
+    result: dict[str, Any] = {"size": size, "iterations": iterations, "cutn": cutn}
+    with TestClient(create_app(settings)) as client:
+        start = time.perf_counter()
+        while client.get("/readyz").status_code != 200:
+            if time.perf_counter() - start > ready_timeout:
+                raise TimeoutError(f"/readyz not ready after {ready_timeout:.0f} s")
+            time.sleep(0.05)
+        result["ready_seconds"] = time.perf_counter() - start
+
+        def one_job(job_iterations: int) -> float:
+            body = {
+                "prompts": "a castle in the clouds",
+                "width": size,
+                "height": size,
+                "iterations": job_iterations,
+                "cutn": cutn,
+                "seed": 0,
+            }
+            begin = time.perf_counter()
+            answer = client.post("/v1/jobs", json=body)
+            if answer.status_code != 202:
+                raise RuntimeError(f"POST /v1/jobs: {answer.status_code} {answer.text[:300]}")
+            job_id = answer.json()["id"]
+            while True:
+                job = client.get(f"/v1/jobs/{job_id}").json()
+                if job["status"] in ("succeeded", "failed", "canceled"):
+                    break
+                if time.perf_counter() - begin > job_timeout:
+                    raise TimeoutError(f"job {job_id} still {job['status']} after {job_timeout} s")
+                time.sleep(0.01)
+            if job["status"] != "succeeded":
+                raise RuntimeError(f"job {job_id} {job['status']}: {job.get('error')}")
+            image = client.get(f"/v1/jobs/{job_id}/image")
+            if image.status_code != 200 or not image.content.startswith(b"\x89PNG"):
+                raise RuntimeError(f"GET image: {image.status_code}")
+            return time.perf_counter() - begin
+
+        result["warmup_seconds"] = one_job(min(5, iterations))
+        result["post_to_image_seconds"] = one_job(iterations)
+    result["ms_per_iteration_including_service"] = (
+        result["post_to_image_seconds"] * 1000 / iterations
+    )
+    return result

@@ -55,8 +55,7 @@ def describe_error(error: Exception) -> str:
 
 def user_error_types() -> tuple[type[Exception], ...]:
     """Errors that mean the input is wrong (not a bug): reported in one line, exit 2."""
-    from artgen.models import ModelUnavailable
-    from artgen.models.checkpoints import CheckpointError
+    from artgen.models.checkpoints import CheckpointError, ModelUnavailable
 
     return (ValueError, OSError, ModelUnavailable, CheckpointError)
 
@@ -119,6 +118,14 @@ def parse_image_prompt(value: str) -> tuple[Path, float]:
         except ValueError:
             pass
     return Path(value), 1.0
+
+
+def parse_schedule_item(value: str) -> dict[str, Any]:
+    """'50=a dragon:1' -> {"at": 50, "prompts": "a dragon:1"}."""
+    at, sep, prompts = value.partition("=")
+    if not sep or not at.strip().isdigit():
+        fail(f'--schedule {value!r} must look like "50=new prompts" (iteration=prompts)')
+    return {"at": int(at), "prompts": prompts}
 
 
 def snapshot_path(output: Path, iteration: int) -> Path:
@@ -210,13 +217,28 @@ class GenerateProgress:
         self._progress.update(self._task, completed=iteration, **fields)
 
 
+# GenerationParams fields whose CLI spelling is not --field-name.
+PARAM_OPTIONS = {"width": "--size", "height": "--size", "prompts": "PROMPTS",
+                 "image_prompt_weights": "--image-prompt"}  # fmt: skip
+
+
 def build_params(values: dict[str, Any]) -> GenerationParams:
     """GenerationParams from the flags that were given (the others keep the library defaults)."""
+    from pydantic import ValidationError
+
     from artgen.engine.params import GenerationParams
 
     given = {name: value for name, value in values.items() if value is not None}
-    with user_errors():
+    try:
         return GenerationParams(**given)
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else ""
+        option = PARAM_OPTIONS.get(field, "--" + field.replace("_", "-"))
+        message = str(first["msg"]).removeprefix("Value error, ").removeprefix(f"{field}: ")
+        if field in PARAM_OPTIONS:
+            option = f"{option} ({field})"
+        fail(f"{option}: {message}" if field else message)
 
 
 def output_metadata(
@@ -250,11 +272,13 @@ def generate(
     size: Annotated[
         tuple[int, int] | None, typer.Option(help="Width and height in pixels.", show_default=False)
     ] = None,
-    iterations: Annotated[int | None, typer.Option(help="Optimisation steps [100].")] = None,
+    iterations: Annotated[
+        int | None, typer.Option(help="Optimisation steps (default 100).")
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed; random when left out.")] = None,
     init_image: Annotated[Path | None, typer.Option(help="Start from this image.")] = None,
     init_weight: Annotated[
-        float | None, typer.Option(help="Pull toward the init image's latent [0].")
+        float | None, typer.Option(help="Pull toward the init image's latent (default 0).")
     ] = None,
     image_prompt: Annotated[
         list[str] | None,
@@ -264,27 +288,33 @@ def generate(
         str | None, typer.Option(help='Noise prompts: "seed:weight | seed:weight".')
     ] = None,
     schedule: Annotated[
-        list[tuple[int, str]] | None,
-        typer.Option(help="Story mode: AT PROMPTS switches prompts at iteration AT (repeatable)."),
+        list[str] | None,
+        typer.Option(
+            help='Story mode: "AT=PROMPTS" switches prompts at iteration AT (repeatable).'
+        ),
     ] = None,
     model: Annotated[str | None, typer.Option(help="VQGAN model name (see `models list`).")] = None,
     clip_model: Annotated[
         list[str] | None, typer.Option(help="CLIP model name (repeatable; losses are summed).")
     ] = None,
-    step_size: Annotated[float | None, typer.Option(help="Learning rate [0.1].")] = None,
-    cutn: Annotated[int | None, typer.Option(help="Cutouts per iteration [64].")] = None,
-    cut_pow: Annotated[float | None, typer.Option(help="Cutout size power [1.0].")] = None,
+    step_size: Annotated[float | None, typer.Option(help="Learning rate (default 0.1).")] = None,
+    cutn: Annotated[int | None, typer.Option(help="Cutouts per iteration (default 64).")] = None,
+    cut_pow: Annotated[float | None, typer.Option(help="Cutout size power (default 1.0).")] = None,
     optimizer: Annotated[
-        str | None, typer.Option(help="adam, adamw, adagrad or sgd [adam].")
+        str | None, typer.Option(help="adam, adamw, adagrad or sgd (default adam).")
     ] = None,
     augment: Annotated[
-        bool | None, typer.Option("--augment/--no-augment", help="Augment cutouts [on].")
+        bool | None, typer.Option("--augment/--no-augment", help="Augment cutouts (default on).")
     ] = None,
     fast: Annotated[
         bool | None,
-        typer.Option("--fast/--reference", help="Engine path [fast on CUDA, reference on CPU]."),
+        typer.Option(
+            "--fast/--reference", help="Engine path (default fast on CUDA, reference on CPU)."
+        ),
     ] = None,
-    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N [auto].")] = None,
+    device: Annotated[
+        str | None, typer.Option(help="auto, cpu, cuda or cuda:N (default auto).")
+    ] = None,
     save_every: Annotated[
         int | None, typer.Option(min=1, help="Write a snapshot NAME-0010.png every N iterations.")
     ] = None,
@@ -313,7 +343,7 @@ def generate(
             "optimizer": optimizer,
             "augment": augment,
             "noise_prompts": noise_prompts,
-            "schedule": [{"at": at, "prompts": text} for at, text in schedule or []] or None,
+            "schedule": [parse_schedule_item(item) for item in schedule or []] or None,
             "image_prompt_weights": [weight for _, weight in image_prompts] or None,
         }
     )
@@ -323,7 +353,8 @@ def generate(
     prompt_images = [read_image(path, "--image-prompt") for path, _ in image_prompts]
 
     from artgen.engine.generate import Generation, run
-    from artgen.models import Catalog, load_models
+    from artgen.models.catalog import Catalog
+    from artgen.models.loading import load_models
 
     with user_errors():
         models = load_models(settings.model, clip_models, torch_device, Catalog(settings.home))
@@ -377,8 +408,10 @@ def generate(
 
 @app.command()
 def serve(
-    host: Annotated[str | None, typer.Option(help="Address to listen on [127.0.0.1].")] = None,
-    port: Annotated[int | None, typer.Option(help="Port [8000].")] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on (default 127.0.0.1).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
     data_dir: Annotated[
         Path | None, typer.Option(help="Job records, images and the embedded queue.")
     ] = None,
@@ -386,13 +419,15 @@ def serve(
     clip_model: Annotated[
         list[str] | None, typer.Option(help="Default CLIP model (repeatable).")
     ] = None,
-    device: Annotated[str | None, typer.Option(help="Embedded worker's device [auto].")] = None,
+    device: Annotated[
+        str | None, typer.Option(help="Embedded worker's device (default auto).")
+    ] = None,
     queue: Annotated[
         str | None, typer.Option(help="Queue URL: sqlite:///path (default) or redis://host/db.")
     ] = None,
     worker: Annotated[
         bool | None,
-        typer.Option("--worker/--no-worker", help="Run a worker inside this process [on]."),
+        typer.Option("--worker/--no-worker", help="Run a worker inside this process (default on)."),
     ] = None,
 ) -> None:
     """Run the HTTP API (and, by default, an embedded worker)."""
@@ -416,7 +451,9 @@ def worker(
     queue: Annotated[
         str | None, typer.Option(help="Queue URL shared with `artgen serve` (redis://host/db).")
     ] = None,
-    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N [auto].")] = None,
+    device: Annotated[
+        str | None, typer.Option(help="auto, cpu, cuda or cuda:N (default auto).")
+    ] = None,
     model: Annotated[str | None, typer.Option(help="VQGAN model to keep loaded.")] = None,
     clip_model: Annotated[
         list[str] | None, typer.Option(help="CLIP model to keep loaded (repeatable).")
@@ -435,7 +472,7 @@ def worker(
         resolve_device(device)
     from artgen.jobs.worker import run_worker
 
-    run_worker(settings)
+    raise typer.Exit(run_worker(settings))
 
 
 def parse_int_list(value: str, option: str) -> tuple[int, ...]:
@@ -454,12 +491,18 @@ def bench(
     model: Annotated[
         str, typer.Option(help="real (f16 16384 VQGAN + ViT-B-32, random weights) or tiny.")
     ] = "real",
-    sizes: Annotated[str | None, typer.Option(help="Square sizes, comma-separated [64].")] = None,
-    cutn: Annotated[int | None, typer.Option(min=1, help="Cutouts per iteration [8].")] = None,
-    iterations: Annotated[
-        int | None, typer.Option(min=1, help="Timed iterations per case [10].")
+    sizes: Annotated[
+        str | None, typer.Option(help="Square sizes, comma-separated (default 64).")
     ] = None,
-    warmup: Annotated[int | None, typer.Option(min=0, help="Untimed iterations first [2].")] = None,
+    cutn: Annotated[
+        int | None, typer.Option(min=1, help="Cutouts per iteration (default 8).")
+    ] = None,
+    iterations: Annotated[
+        int | None, typer.Option(min=1, help="Timed iterations per case (default 10).")
+    ] = None,
+    warmup: Annotated[
+        int | None, typer.Option(min=0, help="Untimed iterations first (default 2).")
+    ] = None,
     paths: Annotated[str, typer.Option(help="Engine paths, comma-separated.")] = "reference,fast",
     batch_jobs: Annotated[
         int, typer.Option(min=0, help="Also step N jobs together (engine batch mode); 0: off.")
@@ -508,3 +551,98 @@ def bench(
     console.print(render_table(result))
     path = write_result(result, output_dir, tag)
     console.print(f"wrote {path}")
+
+
+def format_size(size_bytes: int | None) -> str:
+    """1_000_000_000 -> '1.0 GB'; None -> '-'."""
+    if size_bytes is None:
+        return "-"
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size_bytes >= scale:
+            return f"{size_bytes / scale:.1f} {unit}"
+    return f"{size_bytes} B"
+
+
+def catalog_from_env() -> Any:
+    """The model catalog over ARTGEN_HOME."""
+    from artgen.models.catalog import Catalog
+
+    return Catalog(build_settings().home)
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Show every model: name, kind, whether its weights are here, default, size."""
+    from rich.console import Console
+    from rich.table import Table
+
+    catalog = catalog_from_env()
+    with user_errors():
+        rows = catalog.list_models()
+    table = Table(title=f"models (cache: {catalog.home})")
+    for column in ("name", "kind", "available", "default", "size", "description"):
+        table.add_column(column, justify="right" if column == "size" else "left")
+    for row in rows:
+        table.add_row(
+            row.name,
+            row.kind,
+            "yes" if row.available else "no",
+            "yes" if row.default else "",
+            format_size(row.size_bytes),
+            row.description,
+        )
+    Console(width=160).print(table)
+
+
+@models_app.command("download")
+def models_download(
+    name: Annotated[str, typer.Argument(help="Model name from `artgen models list`.")],
+) -> None:
+    """Download a model's weights into the cache (resumes a partial download)."""
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    catalog = catalog_from_env()
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns) as progress:
+        tasks: dict[str, Any] = {}
+
+        def on_progress(file_name: str, done: int, total: int | None) -> None:
+            if file_name not in tasks:
+                tasks[file_name] = progress.add_task(file_name, total=total)
+            progress.update(tasks[file_name], completed=done, total=total)
+
+        with user_errors():
+            paths = catalog.download(name, progress=on_progress)
+    if not paths:
+        typer.echo(f"{name} needs no download")
+    for path in paths:
+        typer.echo(f"ready: {path}")
+
+
+@models_app.command("add")
+def models_add(
+    name: Annotated[str, typer.Argument(help="Name to register the model under.")],
+    config: Annotated[Path, typer.Option(help="taming YAML config file.")],
+    checkpoint: Annotated[Path, typer.Option(help="Checkpoint (.ckpt) with a state_dict.")],
+) -> None:
+    """Register a local VQGAN (config + checkpoint) under NAME after checking that it loads."""
+    for option, path in (("--config", config), ("--checkpoint", checkpoint)):
+        if not path.is_file():
+            fail(f"{option} {str(path)!r} does not exist")
+    catalog = catalog_from_env()
+    with user_errors():
+        info = catalog.add(name, config, checkpoint)
+    typer.echo(f"added {info.name}: use --model {info.name}")

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# One run on a GPU machine (H100/H200), under 6 minutes: CUDA correctness checks, then the issue 6
+# table (reference vs fast path side by side, peak memory, batched jobs, API end to end).
+#
+#   benchmarks/fetch_wheels.sh            # here, once: wheels the GPU image lacks, into .whl/
+#   run(command="benchmarks/gpu_check.sh", carry=[".whl"], timeout_s=420)   # from the device tool
+#   benchmarks/gpu_check.sh --device cpu --quick     # rehearsal of every step on a CPU machine
+#
+# Results: JSON and a log in $OUT (the device tool's output folder) and in benchmarks/results/.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+device=cuda
+quick=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --device) device="$2"; shift 2 ;;
+    --quick) quick=1; shift ;;
+    *) echo "usage: $0 [--device cuda|cpu] [--quick]" >&2; exit 2 ;;
+  esac
+done
+
+results=benchmarks/results
+out="${OUT:-$results}"
+mkdir -p "$results" "$out"
+exec > >(tee -a "${OUT:-/tmp}/gpu_check.log") 2>&1
+export PYTHONUNBUFFERED=1
+started=$(date +%s)
+failures=()
+
+step() { echo; echo "=== $1 ($(( $(date +%s) - started )) s)"; }
+# Run a step under a time limit; a failed or timed-out step is recorded and the script goes on.
+checked() {
+  local name="$1" limit="$2"; shift 2
+  timeout --signal=INT --kill-after=10 "$limit" "$@"
+  local rc=$?
+  if [ $rc -ne 0 ]; then failures+=("$name (exit $rc)"); echo "--- $name failed: exit $rc"; fi
+}
+
+step "packages"
+if ! python3 -c "import open_clip, kornia, pydantic_settings, typer, fastapi, huey" 2>/dev/null; then
+  if ls .whl/*.whl >/dev/null 2>&1; then
+    # The image's torch/torchvision/timm/numpy stay; only what it lacks comes from .whl.
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+      --target /tmp/site .whl/*.whl || { echo "wheel install failed"; exit 1; }
+    export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
+  else
+    echo "missing packages and no .whl/: run benchmarks/fetch_wheels.sh here and carry .whl"
+    exit 1
+  fi
+fi
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+python3 - "$device" <<'EOF' || exit 1
+import sys
+
+import torch
+
+import artgen.bench  # noqa: F401  (fails here, not later, if something is missing)
+
+device = sys.argv[1]
+print("torch", torch.__version__, "cuda", torch.version.cuda)
+if device.startswith("cuda"):
+    if not torch.cuda.is_available():
+        sys.exit("CUDA is not available")
+    props = torch.cuda.get_device_properties(0)
+    print(props.name, f"{props.total_memory / 2**30:.0f} GiB,", props.multi_processor_count, "SMs")
+EOF
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total \
+  --format=csv,noheader
+
+step "GPU tests (pytest -m gpu)"
+if [ "$device" != cpu ]; then
+  timeout --kill-after=10 75 python3 -m pytest -m gpu -q -p no:cacheprovider tests
+  rc=$?
+  # 5: no test carries the gpu marker.
+  if [ $rc -ne 0 ] && [ $rc -ne 5 ]; then failures+=("pytest -m gpu (exit $rc)"); fi
+else
+  echo "skipped on $device"
+fi
+
+step "agreement, engine table, peak memory, batched jobs, API end to end"
+quick_flag=()
+[ "$quick" = 1 ] && quick_flag=(--quick)
+# The suite skips parts that would start after --budget seconds; timeout is the hard stop.
+budget=$(( 330 - ($(date +%s) - started) ))
+checked suite $(( budget + 30 )) python3 benchmarks/gpu_suite.py --device "$device" \
+  "${quick_flag[@]}" --output-dir "$out" --budget "$budget"
+
+if [ "$out" != "$results" ]; then cp "$out"/*.json "$results"/ 2>/dev/null; fi
+echo "total $(( $(date +%s) - started )) s"
+if [ ${#failures[@]} -gt 0 ]; then
+  printf 'FAILED: %s\n' "${failures[@]}"
+  exit 1
+fi
+echo "all checks passed"

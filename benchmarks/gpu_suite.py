@@ -1,0 +1,247 @@
+"""The issue 6 checks and table in one process (models built once), within a time budget.
+
+Called by benchmarks/gpu_check.sh; `--device cpu --quick` rehearses every part on a CPU.
+Each part writes its JSON as soon as it ends, so a run cut short keeps what it measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from artgen.bench import (
+    BenchConfig,
+    api_end_to_end,
+    build_models,
+    check_agreement,
+    device_label,
+    device_name,
+    render_table,
+    run_benchmark,
+    write_json,
+    write_result,
+)
+
+GIB = 2**30
+
+# Issue 6 targets (same GPU, cutn 64, real shapes, random weights): (target, seed loop's figure).
+TARGETS: dict[str, tuple[str, float | None]] = {
+    "fast ms/it at 64x64": ("<= 3", 76.0),
+    "fast ms/it at 512x512": ("<= 8", 130.0),
+    "fast peak GiB at 512x512": ("<= 4", 8.8),
+    "fast peak GiB at 1024x1024": ("<= 16", None),
+    "batched jobs: aggregate it/s / one job": (">= 4", None),
+    "API POST to final image, s": ("<= 2", 27.0),
+}
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--quick", action="store_true", help="tiny models, small sizes")
+    parser.add_argument("--output-dir", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--budget", type=float, default=250.0, help="seconds for all parts")
+    return parser.parse_args(argv)
+
+
+def plan(quick: bool) -> dict[str, Any]:
+    """Sizes and counts of each part."""
+    if quick:
+        return {
+            "model": "tiny",
+            "sizes": (32, 64),
+            "memory_sizes": (64,),
+            "cutn": 4,
+            "iterations": 2,
+            "warmup": 1,
+            "jobs": 2,
+            "job_size": 32,
+            "agree_size": 32,
+            "agree_iterations": 4,
+            "api_size": 32,
+            "api_iterations": 5,
+        }
+    return {
+        "model": "real",
+        "sizes": (64, 128, 256, 512),
+        "memory_sizes": (1024,),
+        "cutn": 64,
+        "iterations": 20,
+        "warmup": 5,
+        "jobs": 8,
+        "job_size": 256,
+        "agree_size": 64,
+        "agree_iterations": 20,
+        "api_size": 512,
+        "api_iterations": 100,
+    }
+
+
+class Budget:
+    """Skips the parts that would start after the time budget is spent."""
+
+    def __init__(self, seconds: float) -> None:
+        self.deadline = time.monotonic() + seconds
+        self.outcomes: dict[str, str] = {}
+
+    def part(self, name: str, action: Callable[[], Any]) -> Any:
+        """Run `action` unless out of time; record ok / failed / skipped."""
+        if time.monotonic() > self.deadline:
+            self.outcomes[name] = "skipped (time budget spent)"
+            print(f"--- {name}: skipped, time budget spent", flush=True)
+            return None
+        start = time.monotonic()
+        print(f"=== {name}", flush=True)
+        try:
+            value = action()
+        except Exception as error:  # one broken part must not lose the others
+            traceback.print_exc()
+            self.outcomes[name] = f"failed: {type(error).__name__}: {error}".splitlines()[0]
+            return None
+        self.outcomes[name] = f"ok ({time.monotonic() - start:.0f} s)"
+        return value
+
+
+def case_value(result: Any, path: str, size: int, field: str) -> float | None:
+    """A field of the single-job case (path, size) of a BenchResult, if measured."""
+    if result is None:
+        return None
+    for case in result.cases:
+        if case.path == path and case.size == size and case.jobs == 1 and case.error is None:
+            return getattr(case, field)
+    return None
+
+
+def summary(table: Any, memory: Any, api: dict | None, job_size: int) -> dict[str, Any]:
+    """The measured figure for each TARGETS entry (None where not measured)."""
+    peak_512 = case_value(table, "fast", 512, "peak_memory_bytes")
+    peak_1024 = case_value(memory, "fast", 1024, "peak_memory_bytes")
+    single = case_value(table, "fast", job_size, "iterations_per_second")
+    batch = None
+    if table is not None:
+        batch = next(
+            (c.iterations_per_second for c in table.cases if c.path == "batch" and not c.error),
+            None,
+        )
+    return {
+        "fast ms/it at 64x64": case_value(table, "fast", 64, "ms_per_iteration"),
+        "fast ms/it at 512x512": case_value(table, "fast", 512, "ms_per_iteration"),
+        "fast peak GiB at 512x512": peak_512 / GIB if peak_512 else None,
+        "fast peak GiB at 1024x1024": peak_1024 / GIB if peak_1024 else None,
+        "batched jobs: aggregate it/s / one job": batch / single if batch and single else None,
+        "API POST to final image, s": api["post_to_image_seconds"] if api else None,
+    }
+
+
+def print_summary(measured: dict[str, Any], table: Any) -> None:
+    """Targets next to the seed loop's figure, our reference path and the fast path."""
+    reference = {
+        "fast ms/it at 64x64": case_value(table, "reference", 64, "ms_per_iteration"),
+        "fast ms/it at 512x512": case_value(table, "reference", 512, "ms_per_iteration"),
+        "fast peak GiB at 512x512": (case_value(table, "reference", 512, "peak_memory_bytes")
+                                     or 0) / GIB or None,
+    }  # fmt: skip
+    print(f"\n{'figure':<42} {'target':>7} {'seed':>7} {'reference':>10} {'measured':>9}")
+    for name, value in measured.items():
+        target, seed = TARGETS[name]
+        cells = [f"{x:.2f}" if x is not None else "-" for x in (seed, reference.get(name), value)]
+        print(f"{name:<42} {target:>7} {cells[0]:>7} {cells[1]:>10} {cells[2]:>9}")
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    budget = Budget(args.budget)
+    sizes = plan(args.quick)
+    device = torch.device(args.device)
+    label = device_label(device)
+    print(f"device: {device_name(device)}; torch {torch.__version__}; plan {sizes}", flush=True)
+
+    models = budget.part("build models", lambda: build_models(sizes["model"], device))
+    if models is None:
+        return 1
+
+    def agreement() -> dict:
+        data = check_agreement(
+            models, device, size=sizes["agree_size"], cutn=16,
+            iterations=sizes["agree_iterations"],
+        )  # fmt: skip
+        data.update(device=label, device_name=device_name(device), torch_version=torch.__version__)
+        print(
+            f"first-step loss difference {data['first_step_relative_difference']:.4f}, "
+            f"mean {data['mean_relative_difference']:.4f}, final image PSNR "
+            f"{data['final_image_psnr_db']:.1f} dB: {'ok' if data['ok'] else 'NOT OK'}"
+        )
+        write_json(data, args.output_dir, label, "agreement")
+        if not data["ok"]:
+            raise AssertionError("fast and reference paths disagree beyond tolerance")
+        return data
+
+    budget.part("fast vs reference agreement", agreement)
+
+    def bench(part_sizes: tuple[int, ...], iterations: int, warmup: int, jobs: int, tag: str):
+        config = BenchConfig(
+            device=device, model=sizes["model"], sizes=part_sizes, cutn=sizes["cutn"],
+            iterations=iterations, warmup=warmup, batch_jobs=jobs, batch_size=sizes["job_size"],
+        )  # fmt: skip
+        result = run_benchmark(
+            config,
+            lambda case: print(f"  {case.path:>9} {case.size:>5} x{case.jobs}: "
+                               f"{case.error or f'{case.ms_per_iteration:.2f} ms/it'}", flush=True),
+            models=models,
+        )  # fmt: skip
+        write_result(result, args.output_dir, tag)
+        return result
+
+    table = budget.part(
+        "engine table (reference vs fast, batched jobs)",
+        lambda: bench(sizes["sizes"], sizes["iterations"], sizes["warmup"], sizes["jobs"], "table"),
+    )
+    memory = budget.part(
+        "peak memory at large sizes",
+        lambda: bench(sizes["memory_sizes"], 3, 1, 0, "memory"),
+    )
+    models = None  # the API's worker loads its own copy: free this one
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+    def api() -> dict:
+        with tempfile.TemporaryDirectory(prefix="artgen-api-") as data_dir:
+            data = api_end_to_end(
+                Path(data_dir), sizes["model"], str(device), size=sizes["api_size"],
+                iterations=sizes["api_iterations"], cutn=sizes["cutn"],
+            )  # fmt: skip
+        data.update(device=label, device_name=device_name(device))
+        print(f"POST to image: {data['post_to_image_seconds']:.2f} s", flush=True)
+        write_json(data, args.output_dir, label, "api")
+        return data
+
+    api_result = budget.part("API end to end", api)
+
+    for result in (table, memory):
+        if result is not None:
+            from rich.console import Console
+
+            Console(width=140).print(render_table(result))
+    measured = summary(table, memory, api_result, sizes["job_size"])
+    print_summary(measured, table)
+    write_json(
+        {"device": label, "device_name": device_name(device), "torch_version": torch.__version__,
+         "plan": sizes, "targets": {k: v[0] for k, v in TARGETS.items()}, "measured": measured,
+         "parts": budget.outcomes},
+        args.output_dir, label, "summary",
+    )  # fmt: skip
+    print("\nparts:", *(f"  {name}: {outcome}" for name, outcome in budget.outcomes.items()),
+          sep="\n")  # fmt: skip
+    return 0 if all(o.startswith("ok") for o in budget.outcomes.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
