@@ -57,11 +57,15 @@ def _numpy_global(full_name: str) -> Any | None:
         import numpy as np
     except ImportError:
         return None
+    try:  # numpy >= 2 (numpy.core is a deprecated alias there)
+        from numpy._core import multiarray
+    except ImportError:
+        from numpy.core import multiarray
     known = {
-        "numpy.core.multiarray.scalar": np.core.multiarray.scalar,
-        "numpy._core.multiarray.scalar": np.core.multiarray.scalar,
-        "numpy.core.multiarray._reconstruct": np.core.multiarray._reconstruct,
-        "numpy._core.multiarray._reconstruct": np.core.multiarray._reconstruct,
+        "numpy.core.multiarray.scalar": multiarray.scalar,
+        "numpy._core.multiarray.scalar": multiarray.scalar,
+        "numpy.core.multiarray._reconstruct": multiarray._reconstruct,
+        "numpy._core.multiarray._reconstruct": multiarray._reconstruct,
         "numpy.ndarray": np.ndarray,
         "numpy.dtype": np.dtype,
     }
