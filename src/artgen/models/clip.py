@@ -6,6 +6,7 @@ reading checkpoints should not pay for it.
 
 from __future__ import annotations
 
+import warnings
 import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -125,7 +126,10 @@ def _openai_state_dict(path: Path) -> dict[str, Tensor]:
         pass
     if is_torchscript:
         try:
-            state = torch.jit.load(str(path), map_location="cpu").state_dict()
+            with warnings.catch_warnings():
+                # OpenAI's weights exist only as TorchScript; the deprecation is not actionable.
+                warnings.simplefilter("ignore", FutureWarning)
+                state = torch.jit.load(str(path), map_location="cpu").state_dict()
         except Exception as error:
             raise CheckpointError(f"{path}: corrupt CLIP archive ({error})") from None
     else:
