@@ -28,6 +28,7 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 # Set to the URL of a running server to test against it instead of starting one.
 BASE_URL_ENV = "ARTGEN_WEB_BASE_URL"
 READY_TIMEOUT_S = 90.0
+API_KEY = "web-test-key-123"
 
 
 def free_port() -> int:
@@ -41,8 +42,12 @@ def server_command(port: int, data_dir: Path) -> tuple[list[str], dict[str, str]
     """The CLI's `serve` when present, else uvicorn on the app factory with ARTGEN_ settings."""
     env = {**os.environ, "ARTGEN_MODEL": "tiny", "ARTGEN_DATA_DIR": str(data_dir)}
     env["ARTGEN_DEVICE"] = "cpu"
+    # One torch thread: on a small shared CPU more threads contend and run several times slower.
+    env.update({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
     if importlib.util.find_spec("artgen.cli") and importlib.util.find_spec("artgen.api.server"):
-        command = [sys.executable, "-m", "artgen.cli", "serve", "--model", "tiny"]
+        # Same as the `artgen` console script, with this interpreter.
+        command = [sys.executable, "-c", "from artgen.cli import app; app()", "serve"]
+        command += ["--model", "tiny"]
         command += ["--port", str(port), "--data-dir", str(data_dir), "--device", "cpu"]
         return command, env
     command = [sys.executable, "-m", "uvicorn", "--factory", "artgen.api.app:create_app"]
@@ -99,6 +104,19 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def api_key() -> str:
+    """The key the keyed server accepts."""
+    return API_KEY
+
+
+@pytest.fixture(scope="session")
+def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A second server that requires the X-API-Key header (key: API_KEY)."""
+    env = {"ARTGEN_API_KEYS": API_KEY}
+    yield from start_server(tmp_path_factory.mktemp("artgen-web-keys"), env)
+
+
+@pytest.fixture(scope="session")
 def browser() -> Iterator[object]:
     """Headless Debian Chromium driven by Playwright."""
     if not CHROMIUM.exists():
@@ -110,10 +128,9 @@ def browser() -> Iterator[object]:
         browser.close()
 
 
-@pytest.fixture
-def page(browser, server: str) -> Iterator[object]:
-    """A fresh page on the server's web UI; fails the test on JavaScript errors."""
-    context = browser.new_context(base_url=server, viewport={"width": 1280, "height": 900})
+def open_page(browser, base_url: str) -> Iterator[object]:
+    """A fresh browser page on `base_url`; fails the test on JavaScript errors."""
+    context = browser.new_context(base_url=base_url, viewport={"width": 1280, "height": 900})
     context.set_default_timeout(30_000)
     page = context.new_page()
     errors: list[str] = []
@@ -121,6 +138,18 @@ def page(browser, server: str) -> Iterator[object]:
     yield page
     context.close()
     assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+@pytest.fixture
+def page(browser, server: str) -> Iterator[object]:
+    """A fresh page on the server's web UI."""
+    yield from open_page(browser, server)
+
+
+@pytest.fixture
+def keyed_page(browser, keyed_server: str) -> Iterator[object]:
+    """A fresh page on the server that requires an API key."""
+    yield from open_page(browser, keyed_server)
 
 
 @pytest.fixture(scope="session")

@@ -274,3 +274,80 @@ def test_phone_width_has_no_horizontal_overflow(page, server: str, artifacts: Pa
     assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
     assert page.locator("#submit").bounding_box()["width"] > 300
     page.screenshot(path=str(artifacts / "web-phone.png"), full_page=True)
+
+
+def test_failed_job_shows_its_reason(page) -> None:
+    """A failed job (simulated answers: a real failure needs a broken worker) says why."""
+    job_id = "00000000-0000-4000-8000-000000000001"
+    base = f"/v1/jobs/{job_id}"
+    job = {
+        "id": job_id, "status": "failed", "params": {"prompts": "a doomed picture", "width": 64,
+                                                     "height": 64, "iterations": 10},
+        "seed": 3, "iteration": 4, "iterations": 10, "progress": 0.4, "eta_seconds": None,
+        "loss": 0.9, "queue_position": None, "attempt": 1, "created_at": "2026-11-27T03:20:00Z",
+        "started_at": "2026-11-27T03:20:01Z", "finished_at": "2026-11-27T03:20:02Z",
+        "error": {"code": "gpu_out_of_memory", "message": "CUDA ran out of memory at 64x64"},
+        "urls": {"self": base, "events": f"{base}/events", "preview": None, "image": None,
+                 "video": None, "cancel": f"{base}/cancel"},
+    }  # fmt: skip
+
+    def answer(route) -> None:
+        path = route.request.url.split("://", 1)[1].split("/", 1)[1]
+        if path.startswith("v1/jobs?"):
+            page_body = {"items": [job], "total": 1, "limit": 12, "offset": 0}
+            route.fulfill(content_type="application/json", body=json.dumps(page_body))
+        elif path == f"v1/jobs/{job_id}":
+            route.fulfill(content_type="application/json", body=json.dumps(job))
+        else:
+            route.continue_()
+
+    page.route("**/v1/jobs**", answer)
+    page.goto("/")
+    item = page.locator(f'#gallery-list li[data-job-id="{job_id}"]')
+    assert item.get_attribute("data-status") == "failed"
+    item.locator(".card-open").click()
+    wait_status(page, "failed")
+    error = page.inner_text("#job-error")
+    assert "gpu_out_of_memory" in error
+    assert "CUDA ran out of memory" in error
+    assert page.locator("#final-image").is_hidden()
+    assert page.locator("#download-png").is_hidden()
+    assert page.locator("#reuse").is_visible()
+
+
+def test_api_key_is_kept_and_used_for_streams_images_and_downloads(
+    keyed_page, api_key: str
+) -> None:
+    """With keys on, the key field is kept and the stream, images and downloads send it."""
+    page = keyed_page
+    page.goto("/")
+    message = page.locator("#message")
+    message.wait_for(state="visible")
+    assert "API key" in message.inner_text()
+
+    page.click("#api-key-panel > summary")
+    page.fill("#api-key", api_key)
+    page.click("#api-key-save")
+    assert page.evaluate("localStorage.getItem('artgen.apiKey')") == api_key
+    page.reload()
+    assert page.input_value("#api-key") == api_key
+    page.wait_for_selector("#model option[value='tiny']", state="attached")
+
+    fill_form(page, "a locked door", 12)
+    page.click("#submit")
+    # With a key the events come through fetch (EventSource cannot send headers).
+    wait_status(page, "succeeded", timeout=60_000)
+    page.wait_for_function("document.querySelector('#final-image').naturalWidth > 0")
+    assert page.get_attribute("#final-image", "src").startswith("blob:")
+    assert page.get_attribute("#progress", "aria-valuenow") == "100"
+
+    with page.expect_download() as download_info:
+        page.click("#download-png")
+    download = download_info.value
+    assert download.suggested_filename.endswith(".png")
+    with open(download.path(), "rb") as downloaded:
+        assert downloaded.read(8) == b"\x89PNG\r\n\x1a\n"
+
+    job_id = page.get_attribute("#job-view", "data-job-id")
+    thumb = f"#gallery-list li[data-job-id='{job_id}'] img"
+    page.wait_for_function(f'document.querySelector("{thumb}")?.naturalWidth > 0')

@@ -267,8 +267,8 @@ async function loadModels() {
   for (const model of catalog.vqgan || []) {
     const option = document.createElement("option");
     option.value = model.name;
-    option.textContent = model.available ? model.name : `${model.name} (not available)`;
-    option.disabled = !model.available;
+    // Not downloaded yet: the server may fetch it on first use, or the job fails saying why.
+    option.textContent = model.available ? model.name : `${model.name} (weights not downloaded)`;
     option.title = model.description || "";
     option.selected = Boolean(model.default);
     select.append(option);
