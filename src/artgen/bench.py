@@ -7,6 +7,7 @@ both call `run_benchmark`.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import platform
 import re
@@ -95,11 +96,22 @@ class BenchResult:
         return data
 
 
+def cpu_name() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo), else what platform knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "cpu"
+
+
 def device_name(device: torch.device) -> str:
     """Human name: the GPU's name, or the CPU's."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return platform.processor() or platform.machine() or "cpu"
+    return cpu_name()
 
 
 def device_label(device: torch.device) -> str:
@@ -188,6 +200,8 @@ def measure_single(models: Any, config: BenchConfig, path: str, size: int) -> Ca
 
 def measure_batch(models: Any, config: BenchConfig) -> CaseResult:
     """`batch_jobs` jobs of the same size stepped together by the engine's batch mode."""
+    if importlib.util.find_spec("artgen.engine.batch") is None:
+        raise NotImplementedError("the engine has no batch mode (no artgen.engine.batch)")
     from artgen.engine.batch import BatchGeneration
     from artgen.engine.generate import Generation
 
@@ -216,6 +230,9 @@ def guarded(measure: Callable[[], CaseResult], fallback: CaseResult) -> CaseResu
     """Run one case; an error (out of memory, a missing feature) is recorded, not fatal."""
     try:
         return measure()
+    except NotImplementedError as error:
+        fallback.error = str(error)
+        return fallback
     except Exception as error:  # one failed case (out of memory, say) must not lose the rest
         traceback.print_exc(file=sys.stderr)
         fallback.error = f"{type(error).__name__}: {error}".splitlines()[0][:300]
@@ -304,22 +321,24 @@ def render_table(result: BenchResult) -> Any:
     for column in ("path", "size", "cutn", "jobs", "ms/it", "it/s", "peak memory", "speedup"):
         table.add_column(column, justify="left" if column == "path" else "right")
     speedup = {row["size"]: row["speedup"] for row in result.speedups()}
+    errors = []
     for case in result.cases:
+        cells = [case.path, str(case.size), str(case.cutn), str(case.jobs)]
         if case.error is not None:
-            table.add_row(case.path, str(case.size), str(case.cutn), str(case.jobs),
-                          "-", "-", "-", f"error: {case.error}")  # fmt: skip
+            errors.append(f"{case.path} {case.size}px x{case.jobs}: {case.error}")
+            table.add_row(*cells, f"error {len(errors)}", "-", "-", "")
             continue
         ratio = speedup.get(case.size) if case.path == "fast" else None
         table.add_row(
-            case.path,
-            str(case.size),
-            str(case.cutn),
-            str(case.jobs),
+            *cells,
             f"{case.ms_per_iteration:.1f}",
             f"{case.iterations_per_second:.2f}",
             format_bytes(case.peak_memory_bytes),
             f"{ratio:.2f}x" if ratio is not None else "",
         )
+    notes = [f"speedup: reference ms/it / fast ms/it; peak memory: {result.memory_measure}"]
+    notes += [f"error {index}: {text}" for index, text in enumerate(errors, start=1)]
+    table.caption = "\n".join(notes)
     return table
 
 

@@ -1,0 +1,271 @@
+"""The `artgen` command line end to end on CPU with the tiny models (32x32, cutn 4)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from importlib import resources
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from artgen.cli import app
+from artgen.models.catalog import tiny_vqgan
+
+TINY = ["--model", "tiny", "--size", "32", "32", "--cutn", "4", "--device", "cpu"]
+
+
+@pytest.fixture
+def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    """A runner in an empty model cache, with no ARTGEN_* settings leaking in."""
+    for name in ("ARTGEN_MODEL", "ARTGEN_CLIP_MODEL", "ARTGEN_DEVICE", "ARTGEN_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ARTGEN_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    return CliRunner()
+
+
+def test_generate_writes_png_with_metadata_snapshots_and_video(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    output = tmp_path / "out" / "castle.png"
+    video = tmp_path / "castle.mp4"
+    args = ["generate", "a castle in the clouds:1 | fog:-0.5", "-o", str(output), *TINY]
+    args += ["--iterations", "4", "--seed", "7", "--save-every", "2", "--video", str(video)]
+    args += ["--fps", "4", "--step-size", "0.2"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+
+    with Image.open(output) as image:
+        assert image.format == "PNG" and image.size == (32, 32)
+        text = dict(image.text)
+    assert text["prompt"] == "a castle in the clouds:1 | fog:-0.5"
+    assert text["seed"] == "7"
+    params = json.loads(text["parameters"])
+    assert params["seed"] == 7 and params["iterations"] == 4 and params["cutn"] == 4
+    assert (params["width"], params["height"], params["step_size"]) == (32, 32, 0.2)
+    assert params["model"] == "tiny" and params["clip_models"] == ["tiny"]
+
+    snapshots = sorted(path.name for path in output.parent.glob("castle-*.png"))
+    assert snapshots == ["castle-0002.png", "castle-0004.png"]
+    with Image.open(output.parent / "castle-0004.png") as snapshot:
+        assert snapshot.size == (32, 32)
+
+    assert video.stat().st_size > 0
+    frames = iio.imread(video, plugin="pyav") if _has_pyav() else _ffmpeg_frames(video)
+    # The initial image plus one frame per iteration.
+    assert len(frames) == 5 and frames[0].shape == (32, 32, 3)
+
+
+def _has_pyav() -> bool:
+    try:
+        import av  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _ffmpeg_frames(video: Path) -> list[np.ndarray]:
+    import imageio.v2 as imageio
+
+    with imageio.get_reader(video, format="FFMPEG") as reader:
+        return [np.asarray(frame) for frame in reader]
+
+
+def test_same_seed_and_params_reproduce_the_image(runner: CliRunner, tmp_path: Path) -> None:
+    first, second = tmp_path / "a.png", tmp_path / "b.png"
+    for path in (first, second):
+        args = ["generate", "fog", "-o", str(path), *TINY, "--iterations", "2", "--seed", "0"]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+    assert np.array_equal(np.asarray(Image.open(first)), np.asarray(Image.open(second)))
+
+
+def test_random_seed_is_recorded(runner: CliRunner, tmp_path: Path) -> None:
+    output = tmp_path / "seedless.png"
+    result = runner.invoke(app, ["generate", "fog", "-o", str(output), *TINY, "--iterations", "1"])
+    assert result.exit_code == 0, result.output
+    seed = Image.open(output).text["seed"]
+    assert seed.isdigit() and f"seed {seed}" in result.output
+    assert json.loads(Image.open(output).text["parameters"])["seed"] == int(seed)
+
+
+@pytest.mark.parametrize(
+    ("prompt", "extra", "message"),
+    [
+        ("a castle ||", [], "prompt 2 of 'a castle ||' is empty"),
+        ("castle:", [], "ends with ':' but no weight follows"),
+        ("castle:1e", [], "'1e' in prompt 'castle:1e' is not a number"),
+        ("castle", ["--size", "8", "8"], "--size"),
+        ("castle", ["--optimizer", "lbfgs"], "--optimizer"),
+        ("castle", ["--init-image", "missing.png"], "--init-image 'missing.png' does not exist"),
+        ("castle", ["--image-prompt", "gone.png:0.5"], "--image-prompt 'gone.png' does not exist"),
+        ("castle", ["--schedule", "soon=dragon"], "--schedule"),
+        ("castle", ["--model", "nosuch"], "unknown VQGAN model 'nosuch'"),
+        ("castle", ["--clip-model", "nosuch"], "unknown CLIP model 'nosuch'"),
+        ("castle", ["-o", "castle.jpg"], "must end in .png"),
+        ("", [], "give a text prompt or at least one --image-prompt"),
+    ],
+)
+def test_bad_input_is_one_clear_line_and_exit_2(
+    runner: CliRunner, prompt: str, extra: list[str], message: str
+) -> None:
+    result = runner.invoke(app, ["generate", prompt, *TINY, "--iterations", "1", *extra])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+
+
+def test_image_prompt_only_generation(runner: CliRunner, tmp_path: Path) -> None:
+    Image.new("RGB", (40, 40), (200, 30, 30)).save(tmp_path / "red.png")
+    output = tmp_path / "from-image.png"
+    args = ["generate", "", "-o", str(output), *TINY, "--iterations", "1"]
+    args += ["--image-prompt", "red.png:0.5", "--init-image", "red.png", "--init-weight", "0.5"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    params = json.loads(Image.open(output).text["parameters"])
+    assert params["image_prompts"] == ["red.png"] and params["image_prompt_weights"] == [0.5]
+    assert params["init_image"] == "red.png" and params["init_weight"] == 0.5
+
+
+def test_missing_model_names_the_file_and_the_download_command(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["generate", "castle", "--model", "wikiart_16384", "-o", "x.png"])
+    assert result.exit_code == 2, result.output
+    assert "wikiart_16384.ckpt" in result.output
+    assert "artgen models download wikiart_16384" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_models_list_shows_presets_and_availability(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["models", "list"])
+    assert result.exit_code == 0, result.output
+    rows = {line.split("│")[1].strip(): line for line in result.output.splitlines() if "│" in line}
+    assert "no" in rows["wikiart_16384"].split("│")[3] and "yes" in rows["wikiart_16384"]
+    assert "1.0 GB" in rows["wikiart_16384"]
+    assert "yes" in rows["tiny"].split("│")[3]
+    assert "ViT-B-32/openai" in rows
+
+
+def test_models_download_of_a_builtin_and_of_an_unknown_name(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["models", "download", "tiny"])
+    assert result.exit_code == 0 and "needs no download" in result.output
+    result = runner.invoke(app, ["models", "download", "nosuch"])
+    assert result.exit_code == 2 and "not a downloadable model" in result.output
+
+
+def test_models_add_registers_a_real_format_checkpoint(runner: CliRunner, tmp_path: Path) -> None:
+    config = tmp_path / "mine.yaml"
+    config.write_text(
+        resources.files("artgen.models").joinpath("configs", "tiny.yaml").read_text("utf-8")
+    )
+    checkpoint = tmp_path / "mine.ckpt"
+    # Lightning's layout: the weights under "state_dict", beside other training state.
+    torch.save({"state_dict": tiny_vqgan().state_dict(), "global_step": 1}, checkpoint)
+
+    args = ["models", "add", "mine", "--config", str(config), "--checkpoint", str(checkpoint)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "added mine" in result.output
+    listed = runner.invoke(app, ["models", "list"])
+    row = next(line for line in listed.output.splitlines() if "│ mine " in line)
+    assert "yes" in row.split("│")[3]
+
+    output = tmp_path / "mine.png"
+    args = ["generate", "fog", "--model", "mine", "--clip-model", "tiny", "-o", str(output)]
+    result = runner.invoke(app, [*args, "--size", "32", "32", "--cutn", "2", "--iterations", "1"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(Image.open(output).text["parameters"])["model"] == "mine"
+
+
+def test_models_add_rejects_bad_files(runner: CliRunner, tmp_path: Path) -> None:
+    config = tmp_path / "mine.yaml"
+    config.write_text(
+        resources.files("artgen.models").joinpath("configs", "tiny.yaml").read_text("utf-8")
+    )
+    broken = tmp_path / "broken.ckpt"
+    broken.write_bytes(b"not a checkpoint")
+    args = ["models", "add", "mine", "--config", str(config), "--checkpoint", str(broken)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "broken.ckpt" in result.output
+    assert "Traceback" not in result.output
+    args = ["models", "add", "mine", "--config", "nope.yaml", "--checkpoint", str(broken)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "--config 'nope.yaml' does not exist" in result.output
+
+
+def test_bench_quick_writes_json(runner: CliRunner, tmp_path: Path) -> None:
+    args = ["bench", "--model", "tiny", "--quick", "--sizes", "32", "--cutn", "2"]
+    args += ["--iterations", "1", "--warmup", "0", "--device", "cpu", "--output-dir", "results"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    (written,) = (tmp_path / "results").glob("cpu-*.json")
+    data = json.loads(written.read_text())
+    assert data["device"] == "cpu" and data["torch_version"] == torch.__version__
+    assert data["config"]["sizes"] == [32] and data["config"]["cutn"] == 2
+    paths = [case["path"] for case in data["cases"]]
+    assert paths == ["reference", "fast"]
+    for case in data["cases"]:
+        assert case["error"] is None and case["ms_per_iteration"] > 0
+        assert case["peak_memory_bytes"] > 0
+    (speedup,) = data["speedups"]
+    expected = speedup["reference_ms"] / speedup["fast_ms"]
+    assert speedup["size"] == 32 and speedup["speedup"] == pytest.approx(expected)
+    assert "reference" in result.output and "fast" in result.output
+
+
+def test_bench_rejects_bad_options(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["bench", "--sizes", "64,big"])
+    assert result.exit_code == 2 and "--sizes" in result.output
+    result = runner.invoke(app, ["bench", "--paths", "reference,warp"])
+    assert result.exit_code == 2 and "unknown path 'warp'" in result.output
+
+
+def test_serve_flags_override_environment(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    server = pytest.importorskip("artgen.api.server")
+    seen = []
+    monkeypatch.setattr(server, "serve", seen.append)
+    monkeypatch.setenv("ARTGEN_PORT", "9000")
+    monkeypatch.setenv("ARTGEN_HOST", "0.0.0.0")
+    args = ["serve", "--port", "8123", "--data-dir", str(tmp_path / "data"), "--model", "tiny"]
+    args += ["--clip-model", "tiny", "--clip-model", "random_vit_b_32", "--no-worker"]
+    args += ["--queue", "redis://localhost:6379/0", "--device", "cpu"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    (settings,) = seen
+    assert (settings.port, settings.host) == (8123, "0.0.0.0")
+    assert settings.data_dir == tmp_path / "data" and settings.worker is False
+    assert settings.resolved_clip_models == ["tiny", "random_vit_b_32"]
+    assert settings.queue_url == "redis://localhost:6379/0" and settings.device == "cpu"
+
+
+def test_worker_builds_settings_and_passes_the_exit_code(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    worker = pytest.importorskip("artgen.jobs.worker")
+    seen = []
+    monkeypatch.setattr(worker, "run_worker", lambda settings: seen.append(settings) or 3)
+    args = ["worker", "--queue", "redis://gpu-queue:6379/1", "--device", "cpu", "--model", "tiny"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 3, result.output
+    (settings,) = seen
+    assert settings.queue_url == "redis://gpu-queue:6379/1" and settings.model == "tiny"
+    assert settings.resolved_clip_models == ["tiny"]
+
+
+def test_python_dash_m_artgen_runs_the_cli() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "artgen", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    for command in ("generate", "models", "serve", "worker", "bench"):
+        assert command in result.stdout
