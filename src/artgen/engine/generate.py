@@ -58,7 +58,7 @@ class StepInfo:
     image: Callable[[], Image.Image]  # decodes (the current z) only when called
 
 
-def _rounded_size(width: int, height: int, factor: int) -> tuple[int, int]:
+def rounded_size(width: int, height: int, factor: int) -> tuple[int, int]:
     """Round width/height down to the model's factor; refuse sizes below one latent token."""
     rounded = (width // factor * factor, height // factor * factor)
     if min(rounded) == 0:
@@ -69,7 +69,7 @@ def _rounded_size(width: int, height: int, factor: int) -> tuple[int, int]:
     return rounded
 
 
-def _decode_checkpointed(vqgan: nn.Module, z_q: Tensor) -> Tensor:
+def decode_checkpointed(vqgan: nn.Module, z_q: Tensor) -> Tensor:
     """vqgan.decode with each decoder block recomputed in backward (taming's block layout)."""
     decoder = vqgan.decoder
 
@@ -134,7 +134,7 @@ class Generation:
         self.iteration = 0
 
         vqgan = models.vqgan
-        self.width, self.height = _rounded_size(params.width, params.height, vqgan.factor)
+        self.width, self.height = rounded_size(params.width, params.height, vqgan.factor)
         tokens_x, tokens_y = self.width // vqgan.factor, self.height // vqgan.factor
         self._check_prompts(image_prompts)
 
@@ -155,7 +155,7 @@ class Generation:
         ]
         use_checkpoint = self.fast and self.width * self.height > CHECKPOINT_PIXELS
         decode: Callable[[Tensor], Tensor] = (
-            (lambda z_q: _decode_checkpointed(vqgan, z_q)) if use_checkpoint else vqgan.decode
+            (lambda z_q: decode_checkpointed(vqgan, z_q)) if use_checkpoint else vqgan.decode
         )
         self._decode = _MaybeCompiled(decode) if compile else decode
         self._encode_images = [
