@@ -36,6 +36,7 @@ class FileServer:
 
     files: dict[str, bytes]
     honour_range: bool = True
+    cut_after: int | None = None  # close the connection after this many body bytes, once
     ranges: list[str | None] = field(default_factory=list)
     url: str = ""
 
@@ -64,6 +65,9 @@ def server() -> Iterator[FileServer]:
                 self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
+            if state.cut_after is not None:
+                body, state.cut_after = body[: state.cut_after], None
+                self.close_connection = True
             self.wfile.write(body)
 
         def log_message(self, *args: object) -> None:
@@ -146,6 +150,18 @@ def test_download_resumes_a_partial_file_and_records_sha256(tmp_path: Path, serv
     requests = len(server.ranges)
     catalog.download("m")
     assert len(server.ranges) == requests
+
+
+def test_interrupted_download_resumes_on_the_next_call(tmp_path: Path, server) -> None:
+    body = bytes(range(256)) * 800
+    server.files = {"/f.bin": body}
+    server.cut_after = 50_000
+    destination = tmp_path / "f.bin"
+    with pytest.raises(ModelUnavailable, match="run the same command again to resume"):
+        download_file(f"{server.url}/f.bin", destination)
+    assert (tmp_path / "f.bin.part").stat().st_size == 50_000
+    assert download_file(f"{server.url}/f.bin", destination).read_bytes() == body
+    assert server.ranges == [None, "bytes=50000-"]
 
 
 def test_download_restarts_when_the_server_ignores_range(tmp_path: Path, server) -> None:

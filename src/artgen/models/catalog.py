@@ -11,6 +11,7 @@ Layout of the cache dir (`home`):
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import re
@@ -214,7 +215,7 @@ def download_file(
                     done += len(chunk)
                     if progress is not None:
                         progress(destination.name, done, total)
-            except (OSError, urllib.error.URLError) as error:
+            except (OSError, http.client.HTTPException) as error:
                 raise ModelUnavailable(
                     f"download of {url} was interrupted after {done} bytes ({error}); "
                     f"run the same command again to resume from {partial}"
