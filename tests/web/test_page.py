@@ -70,12 +70,23 @@ def png_bytes(color: tuple[int, int, int], size: int = 64) -> bytes:
     return buffer.getvalue()
 
 
-def create_job(server: str, prompt: str, iterations: int = 6) -> dict:
-    """Submit a small job through the API and wait until it succeeded."""
+def submit_job(server: str, prompt: str, iterations: int) -> dict:
+    """Submit a small job through the API; return it as answered."""
     params = {"prompts": prompt, "iterations": iterations, **SMALL}
     answer = httpx.post(f"{server}/v1/jobs", json=params, timeout=10)
     assert answer.status_code == 202, answer.text
-    job = answer.json()
+    return answer.json()
+
+
+def cancel_job(server: str, job_id: str) -> None:
+    """Cancel a job through the API."""
+    answer = httpx.post(f"{server}/v1/jobs/{job_id}/cancel", timeout=10)
+    assert answer.status_code == 200, answer.text
+
+
+def create_job(server: str, prompt: str, iterations: int = 6) -> dict:
+    """Submit a small job through the API and wait until it succeeded."""
+    job = submit_job(server, prompt, iterations)
     deadline = time.monotonic() + JOB_TIMEOUT_MS / 1000
     while job["status"] in ("queued", "running") and time.monotonic() < deadline:
         time.sleep(0.3)
@@ -130,6 +141,7 @@ def test_submit_with_starting_image_and_image_prompt(page, tmp_path: Path) -> No
     page.add_init_script(FORM_RECORDER)
     page.goto("/")
     fill_form(page, "a red square", 6, init_weight=0.5)
+    page.check("#video")
     page.set_input_files("#init_image", str(start))
     page.wait_for_selector("#init-thumbs img")
 
@@ -153,13 +165,20 @@ def test_submit_with_starting_image_and_image_prompt(page, tmp_path: Path) -> No
     # Playwright does not expose multipart bodies with files, so the page's FormData is read.
     form = page.evaluate("window.__form")
     assert [name for name, _ in form] == ["params", "init_image", "image_prompts"]
-    assert json.loads(form[0][1])["init_weight"] == 0.5
+    sent_params = json.loads(form[0][1])
+    assert sent_params["init_weight"] == 0.5
+    assert sent_params["video"] is True
     assert form[1][1] == "start.png"
     assert form[2][1] == "prompt.png"
 
     wait_status(page, "succeeded")
     page.wait_for_function("document.querySelector('#final-image').naturalWidth > 0")
     assert page.locator("#download-png").is_visible()
+    video = page.locator("#download-video")
+    assert video.is_visible()
+    job_id = page.get_attribute("#job-view", "data-job-id")
+    assert video.get_attribute("href") == f"/v1/jobs/{job_id}/video"
+    assert video.get_attribute("download") == f"artgen-{job_id}.mp4"
 
 
 def test_cancel_a_running_job(page) -> None:
@@ -177,6 +196,44 @@ def test_cancel_a_running_job(page) -> None:
     assert "Canceled at iteration" in page.inner_text("#job-error")
     assert page.locator("#final-image").is_hidden()
     assert page.locator("#download-png").is_hidden()
+
+
+def test_queue_position_while_another_job_runs(page, server: str) -> None:
+    running = submit_job(server, "the job in front", LONG_ITERATIONS)
+    try:
+        page.goto("/")
+        fill_form(page, "the job behind", 6)
+        page.click("#submit")
+        wait_status(page, "queued")
+        position = page.locator("#queue-position")
+        position.wait_for(state="visible")
+        assert "Waiting in the queue" in position.inner_text()
+        # The queued job is canceled before it ever starts.
+        page.click("#cancel")
+        wait_status(page, "canceled", timeout=20_000)
+        assert position.is_hidden()
+    finally:
+        cancel_job(server, running["id"])
+
+
+def test_gallery_pages(page, server: str) -> None:
+    # Thirteen jobs, canceled at once: more than one page of twelve, newest first.
+    jobs = [submit_job(server, f"page test {number}", 1) for number in range(13)]
+    for job in jobs:
+        cancel_job(server, job["id"])
+    page.goto("/")
+    page.wait_for_selector(f'#gallery-list li[data-job-id="{jobs[-1]["id"]}"]')
+    items = page.locator("#gallery-list li")
+    assert items.count() == 12
+    assert items.first.get_attribute("data-job-id") == jobs[-1]["id"]
+    assert page.locator("#gallery-newer").is_disabled()
+    page.click("#gallery-older")
+    page.wait_for_selector(f'#gallery-list li[data-job-id="{jobs[0]["id"]}"]')
+    assert items.first.get_attribute("data-job-id") == jobs[0]["id"]
+    assert page.locator("#gallery-newer").is_enabled()
+    assert "Page 2 of" in page.inner_text("#gallery-page")
+    page.click("#gallery-newer")
+    page.wait_for_selector(f'#gallery-list li[data-job-id="{jobs[-1]["id"]}"]')
 
 
 def test_validation_errors_show_next_to_their_fields(page) -> None:
