@@ -181,7 +181,10 @@ def download_file(
     progress: Progress | None = None,
     timeout: float = 60.0,
 ) -> Path:
-    """Fetch `url` into `destination`, resuming a `<destination>.part` file with an HTTP Range."""
+    """Fetch `url` into `<destination>.part`, resuming it with an HTTP Range; returns that path.
+
+    The caller checks the file and renames it, so `destination` only ever holds complete files.
+    """
     destination.parent.mkdir(parents=True, exist_ok=True)
     partial = destination.with_name(destination.name + ".part")
     done = partial.stat().st_size if partial.exists() else 0

@@ -149,7 +149,6 @@ def openai_critic(
     device: torch.device | str = "cpu",
 ) -> Critic:
     """OpenAI CLIP weights from a local file (e.g. ViT-B-32.pt) into open_clip's `arch`."""
-
     path = Path(path)
     state = _openai_state_dict(path)
     with torch.random.fork_rng(devices=[]):
