@@ -3,8 +3,6 @@
 import pytest
 import torch
 
-from artgen.models.loading import random_models
-
 
 @pytest.fixture(autouse=True)
 def _one_thread():
@@ -12,9 +10,3 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-# TEMPORARY: stands in for tests/conftest.py's tiny_models until it lands.
-@pytest.fixture(scope="session")
-def tiny_models():
-    return random_models("tiny", torch.device("cpu"))

@@ -43,6 +43,11 @@ def gradient_image(width=48, height=48, flip=False) -> Image.Image:
     return Image.fromarray(pixels.permute(1, 2, 0).numpy())
 
 
+def loss_value(generation) -> float:
+    """The loss of the current z for one draw of cutouts (consumes the generator)."""
+    return float(generation.loss().detach())
+
+
 def steps(generation, count):
     return [float(generation.step().loss) for _ in range(count)]
 
@@ -117,7 +122,7 @@ def test_image_prompt_weights(tiny_models):
     images = [gradient_image(), gradient_image(flip=True)]
     base = make(tiny_models, prompts="", image_prompts=images)
     double = make(tiny_models, prompts="", image_prompts=images, image_prompt_weights=[2.0, 2.0])
-    assert float(double.loss().detach()) == pytest.approx(2 * float(base.loss().detach()), rel=1e-5)
+    assert loss_value(double) == pytest.approx(2 * loss_value(base), rel=1e-5)
     with pytest.raises(ValueError, match="1 weights for 2 image prompts"):
         make(tiny_models, image_prompts=images, image_prompt_weights=[1.0])
 
@@ -133,8 +138,8 @@ def test_noise_prompts(tiny_models):
     three = make(tiny_models, prompts="", noise_prompts="3:1")
     four = make(tiny_models, prompts="", noise_prompts="4:1")
     three_again = make(tiny_models, prompts="", noise_prompts="3")
-    assert float(three.loss().detach()) != float(four.loss().detach())
-    assert float(three_again.loss().detach()) == float(
+    assert loss_value(three) != loss_value(four)
+    assert loss_value(three_again) == float(
         make(tiny_models, prompts="", noise_prompts="3:1").loss().detach()
     )
     assert len(steps(three, 2)) == 2
@@ -221,9 +226,7 @@ def test_two_critics_sum_their_losses(tiny_models):
     generation = make(double, augment=False, cutn=64)
     single = make(tiny_models, augment=False, cutn=64)
     # Different cutouts per critic, but with many cutouts the sum is about twice one critic.
-    assert float(generation.loss().detach()) == pytest.approx(
-        2 * float(single.loss().detach()), rel=0.1
-    )
+    assert loss_value(generation) == pytest.approx(2 * loss_value(single), rel=0.1)
 
 
 def test_checkpointed_decode_matches_decode(tiny_models):

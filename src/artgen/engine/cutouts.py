@@ -104,7 +104,7 @@ def sample_cutout_params(
 
     # Perspective: each corner moves inward by up to PERSPECTIVE_SCALE of the half side.
     perspective_on = (_uniform(cutn, 0, 1, generator) < PERSPECTIVE_P).float()
-    corners = torch.tensor([[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]], device=device)
+    corners = _corners(device)
     inward = -corners
     moves = torch.rand(cutn, 4, 2, generator=generator, device=device) * PERSPECTIVE_SCALE
     moved = corners + inward * moves * perspective_on[:, None, None]
@@ -120,6 +120,14 @@ def sample_cutout_params(
     return CutoutParams(sizes, offsets, flips, affines, perspectives, hues, saturations, noise)
 
 
+def _corners(device: torch.device) -> Tensor:
+    """The corners (4, 2) of [-1, 1]^2, clockwise from top-left, made on the device (no copy)."""
+    index = torch.arange(4, device=device)
+    x = ((index + 1) // 2 % 2) * 2 - 1  # -1, 1, 1, -1
+    y = (index // 2) * 2 - 1  # -1, -1, 1, 1
+    return torch.stack([x, y], dim=1).float()
+
+
 def _sinc(x: Tensor) -> Tensor:
     return torch.where(x != 0, torch.sin(math.pi * x) / (math.pi * x), torch.ones_like(x))
 
@@ -132,25 +140,20 @@ def lanczos_kernel(ratio: float, lobes: int = 2) -> Tensor:
     return (kernel / kernel.sum()).float()
 
 
-def _lowpass(image: Tensor, ratio: float) -> Tensor:
-    """Separable Lanczos pre-filter of (B, C, H, W) for a downscale by `ratio` on both axes."""
-    return _lowpass_axis(_lowpass_axis(image, ratio, dim=2), ratio, dim=3)
-
-
 def resample(image: Tensor, size: int) -> Tensor:
     """The seed's resize: Lanczos pre-filter when shrinking, then bicubic (align_corners)."""
     _, _, height, width = image.shape
     # Filter each axis by its own ratio, as the seed does.
     if size < height:
-        image = _lowpass_axis(image, size / height, dim=2)
+        image = _lowpass_axis(image, lanczos_kernel(size / height).to(image.device), dim=2)
     if size < width:
-        image = _lowpass_axis(image, size / width, dim=3)
+        image = _lowpass_axis(image, lanczos_kernel(size / width).to(image.device), dim=3)
     return F.interpolate(image, (size, size), mode="bicubic", align_corners=True)
 
 
-def _lowpass_axis(image: Tensor, ratio: float, dim: int) -> Tensor:
-    """Lanczos pre-filter along one axis (2: height, 3: width) with reflect padding."""
-    kernel = lanczos_kernel(ratio).to(image.device, image.dtype)
+def _lowpass_axis(image: Tensor, kernel: Tensor, dim: int) -> Tensor:
+    """1-D low-pass `kernel` along one axis (2: height, 3: width) with reflect padding."""
+    kernel = kernel.to(image.dtype)
     pad = (kernel.shape[0] - 1) // 2
     batch, channels, height, width = image.shape
     flat = image.reshape(batch * channels, 1, height, width)
@@ -192,9 +195,9 @@ def _color_matrices(hues: Tensor, saturations: Tensor) -> Tensor:
     eye = torch.eye(3, device=hues.device).expand(n, 3, 3)
     ones = torch.full((3, 3), 1 / 3, device=hues.device)
     # Rodrigues rotation about (1, 1, 1)/sqrt(3): cos I + (1 - cos) uu^T + sin [u]x.
-    cross = torch.tensor(
-        [[0.0, -1.0, 1.0], [1.0, 0.0, -1.0], [-1.0, 1.0, 0.0]], device=hues.device
-    ) / math.sqrt(3)
+    # The cross-product matrix [u]x of u = (1, 1, 1)/sqrt(3), built on the device (no copy).
+    shift = torch.eye(3, device=hues.device).roll(1, dims=1)
+    cross = (shift.T - shift) / math.sqrt(3)
     cos, sin = cos[:, None, None], sin[:, None, None]
     rotation = cos * eye + (1 - cos) * ones + sin * cross
     saturate = saturations[:, None, None] * eye + (1 - saturations)[:, None, None] * ones
@@ -258,6 +261,25 @@ class FastCutouts(ReferenceCutouts):
     ):
         super().__init__(cut_size, cutn, cut_pow, augment)
         self.mode, self.antialias = mode, antialias
+        # Per-device constants, made once: copying from host memory every step would sync.
+        self._kernels: dict[tuple[int, torch.device], Tensor] = {}
+        self._grids: dict[torch.device, Tensor] = {}
+
+    def _kernel(self, level: int, device: torch.device) -> Tensor:
+        """The Lanczos kernel of pyramid level `level` (scale 2 ** (level / 2)) on `device`."""
+        key = (level, device)
+        if key not in self._kernels:
+            self._kernels[key] = lanczos_kernel(2 ** (-level / 2)).to(device)
+        return self._kernels[key]
+
+    def _lowpass(self, image: Tensor, level: int) -> Tensor:
+        kernel = self._kernel(level, image.device)
+        return _lowpass_axis(_lowpass_axis(image, kernel, dim=2), kernel, dim=3)
+
+    def _base_grid(self, device: torch.device) -> Tensor:
+        if device not in self._grids:
+            self._grids[device] = _base_grid(self.cut_size, device)
+        return self._grids[device]
 
     def apply(self, image: Tensor, params: CutoutParams) -> Tensor:
         """Cut, resize and augment with the given parameters, batched."""
@@ -267,7 +289,7 @@ class FastCutouts(ReferenceCutouts):
 
         # 1. Where each output pixel samples from: perspective, affine (each clamped to the border
         #    like the reference's padding), flip, then the crop box in image coordinates.
-        points = _base_grid(side, image.device).expand(n, -1, -1)  # (n, S*S, 3)
+        points = self._base_grid(image.device).expand(n, -1, -1)  # (n, S*S, 3)
         points = _apply_map(points, params.perspectives)
         homogeneous = torch.cat([points, torch.ones_like(points[..., :1])], dim=-1)
         points = _apply_map(homogeneous, params.affines)
@@ -286,7 +308,7 @@ class FastCutouts(ReferenceCutouts):
         levels = 1
         if self.antialias and max_factor > 1:
             levels += math.ceil(2 * math.log2(max_factor))
-        stack = [image] + [_lowpass(image, 2 ** (-level / 2)) for level in range(1, levels)]
+        stack = [image] + [self._lowpass(image, level) for level in range(1, levels)]
         sources = torch.cat(stack, dim=1)  # (1, 3L, H, W)
         grid = grid.reshape(1, n * side, side, 2)
         sampled = F.grid_sample(

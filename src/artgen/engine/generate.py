@@ -74,7 +74,8 @@ def decode_checkpointed(vqgan: nn.Module, z_q: Tensor) -> Tensor:
     decoder = vqgan.decoder
 
     def block(module: nn.Module, h: Tensor) -> Tensor:
-        return checkpoint(module, h, use_reentrant=False)
+        # No randomness in eval-mode blocks, so the RNG state need not be stashed.
+        return checkpoint(module, h, use_reentrant=False, preserve_rng_state=False)
 
     h = decoder.conv_in(vqgan.post_quant_conv(z_q))
     h = block(decoder.mid.block_2, block(decoder.mid.attn_1, block(decoder.mid.block_1, h)))
