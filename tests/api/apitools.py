@@ -36,8 +36,9 @@ def small_job(**overrides: Any) -> dict[str, Any]:
         "prompts": "a red apple:1 | blur:-0.5",
         "width": 32,
         "height": 32,
-        "iterations": 6,
+        "iterations": 4,
         "cutn": 4,
+        "augment": False,
         "seed": 1,
         "preview_every": 2,
     }

@@ -14,13 +14,13 @@ from artgen.api.app import create_app
 from artgen.api.routes.legacy import LegacyDefaults
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def worker_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    """One server with an embedded worker on the tiny models, shared by a test module."""
+    """One server with an embedded worker on the tiny models, shared by the session."""
     tmp_path = tmp_path_factory.mktemp("api")
     app = create_app(make_settings(tmp_path))
     # The seed's endpoints run 100 iterations of 64 cutouts; tests keep the shape, not the cost.
-    app.state.legacy_defaults = LegacyDefaults(iterations=8, cutn=4, preview_every=2)
+    app.state.legacy_defaults = LegacyDefaults(iterations=4, cutn=2, preview_every=2)
     with TestClient(app) as client:
         wait_ready(client)
         yield client

@@ -16,6 +16,7 @@ logger = logging.getLogger("artgen.api")
 # Long waits (SSE, the seed's blocking generate) see the drain flag within a second;
 # this bounds how long a stuck connection can hold up the exit.
 GRACEFUL_SHUTDOWN_SECONDS = 10
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 class DrainingServer(uvicorn.Server):
@@ -34,6 +35,8 @@ class DrainingServer(uvicorn.Server):
 
 def serve(settings: Settings) -> None:
     """Serve until SIGTERM/SIGINT; the lifespan then stops the worker (checkpointing its job)."""
+    # Our own loggers (request ids, tracebacks, worker) next to uvicorn's.
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     app = create_app(settings)
     config = uvicorn.Config(
         app,

@@ -1,0 +1,106 @@
+"""Probes, metrics, the model list and draining."""
+
+from __future__ import annotations
+
+import time
+
+from apitools import assert_error, small_job, wait_for
+from prometheus_client import CollectorRegistry, generate_latest
+
+from artgen.api.app import begin_draining, create_app
+from artgen.api.metrics import JobMetrics
+
+
+def test_healthz_and_readyz_without_a_worker(idle_client):
+    assert idle_client.get("/healthz").json() == {"status": "ok"}
+    ready = idle_client.get("/readyz")
+    assert ready.status_code == 503
+    assert "no worker" in ready.json()["reason"]
+
+
+def test_readyz_with_the_embedded_worker_and_metrics(worker_client):
+    ready = worker_client.get("/readyz")
+    assert ready.status_code == 200, ready.text
+    body = ready.json()
+    assert body["status"] == "ready" and body["workers_alive"] == 1 and body["queue_ok"]
+
+    job_id = worker_client.post("/v1/jobs", json=small_job()).json()["id"]
+    assert wait_for(worker_client, job_id)["status"] == "succeeded"
+    deadline = time.monotonic() + 10
+    while True:
+        text = worker_client.get("/metrics").text
+        if 'artgen_jobs_finished_total{status="succeeded"}' in text or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    for name in (
+        "artgen_queue_depth",
+        "artgen_jobs_running",
+        "artgen_workers_alive 1.0",
+        "artgen_workers_busy",
+        "artgen_iterations_per_second",
+        'artgen_job_duration_seconds_count{status="succeeded"}',
+        'artgen_jobs_finished_total{status="succeeded"}',
+        "artgen_jobs_submitted_total",
+        "http_requests_total",
+    ):
+        assert name in text, name
+
+
+def test_failures_are_counted_by_reason():
+    registry = CollectorRegistry()
+    metrics = JobMetrics(registry)
+
+    class FakeService:
+        def __init__(self, jobs):
+            self.jobs = jobs
+
+        def list(self, status=None, **kwargs):
+            jobs = [job for job in self.jobs if job.status == status]
+            return jobs, len(jobs)
+
+    from artgen.jobs.schemas import Job, JobError, JobStatus
+
+    def failed(code):
+        error = JobError(code=code, message="m")
+        job_id = f"{code}-{time.monotonic_ns()}"
+        return Job(id=job_id, params={}, iterations=1, status=JobStatus.failed, error=error)
+
+    service = FakeService([failed("gpu_out_of_memory")])
+    metrics.poll(service)  # primes: jobs already finished at startup are not counted
+    service.jobs += [failed("gpu_out_of_memory"), failed("timeout")]
+    metrics.poll(service)
+    metrics.poll(service)  # counted once
+    text = generate_latest(registry).decode()
+    assert 'artgen_job_failures_total{reason="gpu_out_of_memory"} 1.0' in text
+    assert 'artgen_job_failures_total{reason="timeout"} 1.0' in text
+
+
+def test_many_apps_do_not_collide_on_metrics(tmp_path):
+    from apitools import make_settings
+
+    for index in range(3):
+        app = create_app(make_settings(tmp_path / str(index), worker=False))
+        assert app.state.metrics is not None
+
+
+def test_draining_refuses_new_jobs_and_readiness(idle_client):
+    job_id = idle_client.post("/v1/jobs", json=small_job()).json()["id"]
+    begin_draining(idle_client.app)
+    response = idle_client.post("/v1/jobs", json=small_job())
+    assert_error(response, 503, "shutting_down")
+    assert response.headers["Retry-After"]
+    ready = idle_client.get("/readyz")
+    assert ready.status_code == 503 and ready.json()["status"] == "draining"
+    assert idle_client.get("/healthz").status_code == 200
+    # Reading still works while draining.
+    assert idle_client.get(f"/v1/jobs/{job_id}").status_code == 200
+
+
+def test_models_list(idle_client):
+    models = idle_client.get("/v1/models").json()
+    vqgan = {entry["name"]: entry for entry in models["vqgan"]}
+    clip = {entry["name"]: entry for entry in models["clip"]}
+    assert vqgan["tiny"]["available"] and vqgan["tiny"]["default"]
+    assert clip["tiny"]["default"]
+    assert "wikiart_16384" in vqgan and not vqgan["wikiart_16384"]["default"]
+    assert all(isinstance(entry["description"], str) for entry in models["vqgan"])
