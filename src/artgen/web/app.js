@@ -676,12 +676,11 @@ async function loadGallery(offset = state.galleryOffset) {
     page = await api("GET", `/v1/jobs?limit=${PAGE_SIZE}&offset=${Math.max(0, offset)}`);
   } catch (error) {
     showMessage(`Could not load the gallery: ${describeError(error)}`);
-    return;
+    return null;
   }
   // The last page may have emptied (deletes): step back one page.
   if (!page.items.length && page.total > 0 && offset > 0) {
-    loadGallery(Math.max(0, offset - PAGE_SIZE));
-    return;
+    return loadGallery(Math.max(0, offset - PAGE_SIZE));
   }
   state.galleryOffset = page.offset;
   const list = $("#gallery-list");
@@ -692,6 +691,7 @@ async function loadGallery(offset = state.galleryOffset) {
   $("#gallery-page").textContent = `Page ${current} of ${pages} (${page.total} jobs)`;
   $("#gallery-newer").disabled = page.offset <= 0;
   $("#gallery-older").disabled = page.offset + page.items.length >= page.total;
+  return page;
 }
 
 function galleryItem(job) {
@@ -705,7 +705,7 @@ function galleryItem(job) {
   open.type = "button";
   open.className = "card-open";
   open.title = "Open this job";
-  const thumbUrl = job.status === "succeeded" ? job.urls.image : null;
+  const thumbUrl = job.status === "succeeded" ? job.urls.image : job.urls.preview;
   const picture = document.createElement(thumbUrl ? "img" : "div");
   picture.className = "card-thumb";
   if (thumbUrl) {
@@ -812,7 +812,11 @@ function setup() {
   });
   renderPromptChips();
   loadModels();
-  loadGallery(0);
+  // After a reload mid-run, pick the newest active job up again.
+  loadGallery(0).then((page) => {
+    const active = page && page.items.find((job) => ACTIVE.has(job.status));
+    if (active && !state.job) showJob(active);
+  });
 }
 
 document.addEventListener("DOMContentLoaded", setup);
