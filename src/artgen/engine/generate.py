@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -259,8 +259,8 @@ class Generation:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def _synthesize(self, z: Tensor) -> Tensor:
-        """Quantize z, decode, map to [0, 1]: (1, D, h, w) -> (1, 3, H, W) fp32."""
+    def synthesize(self, z: Tensor) -> Tensor:
+        """Quantize z, decode, map to [0, 1]: (B, D, h, w) -> (B, 3, H, W) fp32."""
         z_q = quantize_latent(z, self._codebook)
         if self._autocast:
             z_q = z_q.contiguous(memory_format=torch.channels_last)
@@ -268,32 +268,43 @@ class Generation:
             decoded = self._decode(z_q)
         return clamp_with_grad(decoded.float().add(1).div(2), 0, 1)
 
-    def _prompts_now(self) -> Iterator[tuple[int, list[Prompt]]]:
-        """(critic index, its prompts in force at the current iteration)."""
-        texts = self._text_prompts[self.params.prompts_at(self.iteration)]
-        for index in range(len(self.models.critics)):
-            yield index, texts[index] + self._image_prompts[index] + self._noise_prompts[index]
+    def draw_cutouts(self, image: Tensor) -> list[Tensor]:
+        """One batch of cutouts (cutn, 3, S, S) of `image` (1, 3, H, W) per critic."""
+        return [cutouts(image, self.generator) for cutouts in self._cutouts]
 
-    def loss(self) -> Tensor:
-        """The total loss of the current z (one draw of cutouts); a 0-d tensor with a graph."""
-        image = self._synthesize(self.z)
+    def embed_cutouts(self, index: int, cutouts: Tensor) -> Tensor:
+        """Critic `index`'s embeddings (B, D) fp32 of cutouts (B, 3, S, S)."""
+        if self._autocast:
+            cutouts = cutouts.contiguous(memory_format=torch.channels_last)
+        with self._precision():
+            return self._encode_images[index](cutouts).float()
+
+    def loss_from(self, embeddings: Sequence[Tensor]) -> Tensor:
+        """The total loss given each critic's cutout embeddings: prompts in force + init_weight."""
         losses = []
         if self.params.init_weight:
             losses.append(F.mse_loss(self.z, self._z_initial) * (self.params.init_weight / 2))
-        for index, prompts in self._prompts_now():
-            cutouts = self._cutouts[index](image, self.generator)  # (cutn, 3, S, S)
-            if self._autocast:
-                cutouts = cutouts.contiguous(memory_format=torch.channels_last)
-            with self._precision():
-                embeddings = self._encode_images[index](cutouts).float()  # (cutn, D)
-            losses.extend(prompt(embeddings) for prompt in prompts)
+        texts = self._text_prompts[self.params.prompts_at(self.iteration)]
+        for index, critic_embeddings in enumerate(embeddings):
+            prompts = texts[index] + self._image_prompts[index] + self._noise_prompts[index]
+            losses.extend(prompt(critic_embeddings) for prompt in prompts)
         return torch.stack(losses).sum()
+
+    def loss(self) -> Tensor:
+        """The total loss of the current z (one draw of cutouts); a 0-d tensor with a graph."""
+        image = self.synthesize(self.z)
+        cutouts = self.draw_cutouts(image)
+        return self.loss_from([self.embed_cutouts(i, batch) for i, batch in enumerate(cutouts)])
 
     def step(self) -> StepResult:
         """One iteration: loss, backward, optimiser step, clamp z to the codebook's range."""
         self.optimizer.zero_grad(set_to_none=True)
         loss = self.loss()
         loss.backward()
+        return self.finish_step(loss)
+
+    def finish_step(self, loss: Tensor) -> StepResult:
+        """After backward: optimiser step, clamp z to the codebook's range, count the iteration."""
         self.optimizer.step()
         with torch.no_grad():
             self.z.copy_(self.z.maximum(self._z_min).minimum(self._z_max))
@@ -303,7 +314,7 @@ class Generation:
     @torch.no_grad()
     def image_tensor(self) -> Tensor:
         """The current image as a (1, 3, H, W) tensor in [0, 1] on the device."""
-        return self._synthesize(self.z)
+        return self.synthesize(self.z)
 
     def image(self) -> Image.Image:
         """Decode the current z into a PIL image."""
