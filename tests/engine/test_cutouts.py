@@ -86,3 +86,16 @@ def test_resample_keeps_constant_and_lanczos_sums_to_one():
     assert float(lanczos_kernel(0.3).sum()) == pytest.approx(1.0, abs=1e-6)
     constant = torch.full((1, 3, 50, 70), 0.25)
     assert torch.allclose(resample(constant, 16), torch.full((1, 3, 16, 16), 0.25), atol=1e-6)
+
+
+def test_perspective_maps_send_moved_corners_back_to_the_corners():
+    from artgen.engine.cutouts import _corners, _perspective_maps
+
+    corners = _corners(torch.device("cpu"))
+    moves = torch.rand(6, 4, 2, generator=torch.Generator().manual_seed(0)) * 0.2
+    moved = corners - corners * moves
+    maps = _perspective_maps(moved)
+    mapped = torch.cat([moved, torch.ones(6, 4, 1)], dim=-1) @ maps.transpose(1, 2)
+    assert torch.allclose(mapped[..., :2] / mapped[..., 2:], corners.expand(6, 4, 2), atol=1e-5)
+    # No move: exactly the identity (the reference skips such warps).
+    assert torch.equal(_perspective_maps(corners.expand(1, 4, 2))[0], torch.eye(3))

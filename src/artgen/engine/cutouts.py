@@ -42,18 +42,44 @@ def _uniform(n: int, low: float, high: float, generator: torch.Generator) -> Ten
     return torch.rand(n, generator=generator, device=generator.device) * (high - low) + low
 
 
-def _homography(source: Tensor, target: Tensor) -> Tensor:
-    """Batched homographies taking 4 source points to 4 target points: (n, 4, 2) -> (n, 3, 3)."""
-    x, y = source[..., 0], source[..., 1]
-    u, v = target[..., 0], target[..., 1]
-    zeros, ones = torch.zeros_like(x), torch.ones_like(x)
-    rows_u = torch.stack([x, y, ones, zeros, zeros, zeros, -u * x, -u * y], dim=-1)
-    rows_v = torch.stack([zeros, zeros, zeros, x, y, ones, -v * x, -v * y], dim=-1)
-    system = torch.cat([rows_u, rows_v], dim=1)  # (n, 8, 8)
-    rhs = torch.cat([u, v], dim=1).unsqueeze(-1)  # (n, 8, 1)
-    # solve_ex: no error check, so no host sync; the corners never make the system singular.
-    solution = torch.linalg.solve_ex(system, rhs)[0].squeeze(-1)  # (n, 8)
-    return torch.cat([solution, torch.ones_like(solution[:, :1])], dim=1).view(-1, 3, 3)
+def _square_to_quad(quad: Tensor) -> Tensor:
+    """Homographies (n, 3, 3) taking the unit square's corners to `quad` (n, 4, 2) (Heckbert).
+
+    Corners in order (0, 0), (1, 0), (1, 1), (0, 1). Closed form: no solver, so no host sync.
+    """
+    x0, x1, x2, x3 = quad[:, 0, 0], quad[:, 1, 0], quad[:, 2, 0], quad[:, 3, 0]
+    y0, y1, y2, y3 = quad[:, 0, 1], quad[:, 1, 1], quad[:, 2, 1], quad[:, 3, 1]
+    sum_x, sum_y = x0 - x1 + x2 - x3, y0 - y1 + y2 - y3
+    dx1, dx2, dy1, dy2 = x1 - x2, x3 - x2, y1 - y2, y3 - y2
+    denominator = dx1 * dy2 - dx2 * dy1
+    g = (sum_x * dy2 - dx2 * sum_y) / denominator
+    h = (dx1 * sum_y - sum_x * dy1) / denominator
+    rows = [
+        [x1 - x0 + g * x1, x3 - x0 + h * x3, x0],
+        [y1 - y0 + g * y1, y3 - y0 + h * y3, y0],
+        [g, h, torch.ones_like(g)],
+    ]
+    return torch.stack([torch.stack(row, dim=-1) for row in rows], dim=1)
+
+
+def _inverse_homography(matrices: Tensor) -> Tensor:
+    """Inverse of homographies (n, 3, 3) via the adjugate, scaled so the last entry is 1."""
+    r0, r1, r2 = matrices[:, 0], matrices[:, 1], matrices[:, 2]
+    adjugate = torch.stack(
+        [torch.linalg.cross(r1, r2), torch.linalg.cross(r2, r0), torch.linalg.cross(r0, r1)],
+        dim=-1,
+    )
+    return adjugate / adjugate[:, 2:3, 2:3]
+
+
+def _perspective_maps(moved: Tensor) -> Tensor:
+    """Output -> input maps (n, 3, 3) of warps sending the corners of [-1, 1]^2 to `moved`."""
+    # The warp is square_to_quad(moved) after [-1, 1] -> [0, 1]; its inverse ends with
+    # [0, 1] -> [-1, 1] (the matrix built on the device, not copied from the host).
+    from_unit = torch.eye(3, device=moved.device) * 2.0
+    from_unit[:2, 2], from_unit[2, 2] = -1.0, 1.0
+    inverse = from_unit @ _inverse_homography(_square_to_quad(moved))  # (n, 3, 3)
+    return inverse / inverse[:, 2:3, 2:3]
 
 
 def sample_cutout_params(
@@ -108,7 +134,7 @@ def sample_cutout_params(
     inward = -corners
     moves = torch.rand(cutn, 4, 2, generator=generator, device=device) * PERSPECTIVE_SCALE
     moved = corners + inward * moves * perspective_on[:, None, None]
-    perspectives = _homography(moved, corners.expand(cutn, 4, 2))
+    perspectives = _perspective_maps(moved)
 
     jitter_on = (_uniform(cutn, 0, 1, generator) < JITTER_P).float()
     hues = _uniform(cutn, -JITTER_HUE, JITTER_HUE, generator) * 2 * math.pi * jitter_on
