@@ -160,6 +160,8 @@ def test_idempotency_key(idle_client):
     second = client.post("/v1/jobs", json=small_job(), headers=headers)
     assert first.status_code == 202 and second.status_code == 202
     assert first.json()["id"] == second.json()["id"]
+    assert second.headers["Idempotent-Replayed"] == "true"
+    assert "Idempotent-Replayed" not in first.headers
     assert client.get("/v1/jobs").json()["total"] == 1
 
     other = client.post("/v1/jobs", json=small_job(width=64), headers=headers)

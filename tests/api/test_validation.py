@@ -249,3 +249,25 @@ def test_list_bounds(idle_client):
 def test_unknown_route_and_method_are_json(idle_client):
     assert_error(idle_client.get("/v1/nothing-here"), 404, "not_found")
     assert_error(idle_client.put("/v1/jobs"), 405, "method_not_allowed")
+
+
+def test_prompt_text_control_characters_rtl_and_emoji(idle_client):
+    body = assert_error(
+        _post(idle_client, small_job(prompts="a cat\x00 on a mat")), 422, "validation_error"
+    )
+    assert "control characters" in body["error"]["message"]
+    for prompt in ("قطة على حصيرة", "🐱 on a mat:2 | 🌧️:-0.5", "line one\nline two\ttab"):
+        response = _post(idle_client, small_job(prompts=prompt))
+        assert response.status_code == 202, response.text
+        assert response.json()["params"]["prompts"] == prompt
+
+
+def test_openapi_documents_errors_in_our_shape(idle_client):
+    schema = idle_client.get("/openapi.json").json()
+    assert "HTTPValidationError" not in schema["components"]["schemas"]
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            for status, response in operation["responses"].items():
+                if status.startswith(("4", "5")):
+                    ref = response["content"]["application/json"]["schema"]["$ref"]
+                    assert ref.endswith("/ErrorBody"), (path, method, status)

@@ -19,7 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from artgen.api.errors import install_error_handlers
+from artgen.api.errors import ErrorBody, install_error_handlers
 from artgen.api.metrics import install_metrics, poll_metrics_forever
 from artgen.api.routes import events, health, jobs, legacy, models
 from artgen.api.routes.legacy import LegacyDefaults
@@ -123,8 +123,17 @@ def begin_draining(app: FastAPI) -> None:
         service.draining = True
 
 
+# Error statuses any /v1 operation can answer (auth, validation, body limit, rate, drain).
+COMMON_ERRORS = {
+    "401": "missing or invalid API key",
+    "422": "invalid parameters; the body names the field",
+    "500": "internal error (the log has the traceback and request id)",
+}
+POST_ERRORS = {"413": "request body over the limit", "503": "queue full or shutting down"}
+
+
 def _custom_openapi(app: FastAPI) -> dict[str, Any]:
-    """OpenAPI with JobCreate's schema (POST /v1/jobs parses its body by hand: JSON or form)."""
+    """OpenAPI with JobCreate (POST /v1/jobs parses JSON or multipart by hand) and our errors."""
     if app.openapi_schema:
         return app.openapi_schema
     from artgen.jobs.schemas import JobCreate
@@ -132,10 +141,27 @@ def _custom_openapi(app: FastAPI) -> dict[str, Any]:
     schema = get_openapi(
         title=app.title, version=app.version, description=app.description, routes=app.routes
     )
-    job_create = JobCreate.model_json_schema(ref_template="#/components/schemas/{model}")
     components = schema.setdefault("components", {}).setdefault("schemas", {})
-    components.update(job_create.pop("$defs", {}))
-    components["JobCreate"] = job_create
+    for model in (JobCreate, ErrorBody):
+        model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(model_schema.pop("$defs", {}))
+        components[model.__name__] = model_schema
+    error_content = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+    for path, operations in schema.get("paths", {}).items():
+        for method, operation in operations.items():
+            responses = operation.setdefault("responses", {})
+            if path.startswith("/v1/"):
+                for status, description in COMMON_ERRORS.items():
+                    responses.setdefault(status, {"description": description})
+                if method == "post":
+                    for status, description in POST_ERRORS.items():
+                        responses.setdefault(status, {"description": description})
+            # Every error leaves in our shape, not FastAPI's default {"detail": ...}.
+            for status, response in responses.items():
+                if status[0] in "45":
+                    response["content"] = error_content
+    for unused in ("HTTPValidationError", "ValidationError"):
+        components.pop(unused, None)
     app.openapi_schema = schema
     return schema
 

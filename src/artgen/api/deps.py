@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Path, Request
 from fastapi.security import APIKeyHeader
@@ -11,9 +11,8 @@ from fastapi.security import APIKeyHeader
 from artgen.api.errors import ApiError
 from artgen.api.security import API_KEY_HEADER, authenticate
 from artgen.config import Settings, get_settings
-
-if TYPE_CHECKING:
-    from artgen.jobs.service import JobService
+from artgen.jobs.schemas import Job
+from artgen.jobs.service import JobService
 
 # auto_error=False: a missing key is our own 401 JSON, not FastAPI's 403.
 _api_key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False)
@@ -29,7 +28,7 @@ def get_service(request: Request) -> JobService:
     return service
 
 
-ServiceDep = Annotated[Any, Depends(get_service)]
+ServiceDep = Annotated[JobService, Depends(get_service)]
 
 
 def get_owner(
@@ -52,7 +51,7 @@ def caller_id(request: Request, owner: str | None) -> str:
     return f"addr:{client.host if client else 'unknown'}"
 
 
-def job_or_404(service: Any, job_id: uuid.UUID, owner: str | None) -> Any:
+def job_or_404(service: JobService, job_id: uuid.UUID, owner: str | None) -> Job:
     """The job, or 404 (also for another key's job, so ids of others' jobs are not revealed)."""
     job = service.get(str(job_id), owner=owner)
     if job is None:

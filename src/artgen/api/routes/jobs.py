@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -38,6 +39,8 @@ from artgen.jobs.schemas import (
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 MAX_PAGE = 100
+# C0 controls other than tab/newline/CR, DEL and C1 controls: never meaningful in a prompt.
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 MAX_IDEMPOTENCY_KEY_CHARS = 200
 # How long a client should wait before retrying when the queue is full or we are draining.
 RETRY_AFTER_SECONDS = 5
@@ -95,6 +98,9 @@ def check_limits(request: JobCreate, settings: Settings) -> None:
     problems = []
     if len(request.prompts) > settings.max_prompt_chars:
         problems.append(("prompts", f"at most {settings.max_prompt_chars} characters"))
+    for name in ("prompts", "noise_prompts"):
+        if _CONTROL_CHARS.search(getattr(request, name)):
+            problems.append((name, "contains control characters (tabs and newlines are fine)"))
     for name in ("width", "height"):
         if getattr(request, name) > settings.max_size:
             problems.append((name, f"at most {settings.max_size} on this server"))
@@ -294,7 +300,7 @@ async def create_job(
             "unsupported_media_type",
             "send application/json, or multipart/form-data with a `params` field",
         )
-    job, _ = await run_in_threadpool(
+    job, created = await run_in_threadpool(
         submit_job,
         service,
         settings,
@@ -306,6 +312,8 @@ async def create_job(
         idempotency_key=key,
     )
     response.headers["Location"] = f"/v1/jobs/{job.id}"
+    if not created:
+        response.headers["Idempotent-Replayed"] = "true"
     return await run_in_threadpool(to_public, service, job)
 
 

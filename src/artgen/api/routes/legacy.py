@@ -38,7 +38,19 @@ class LegacyDefaults:
 
 JOB_ID_HELP = "a job id from X-Job-Id; default: your current (or last) generation"
 _DEPRECATED = "Deprecated: kept for clients of the original API; use /v1/jobs."
-_JPEG = {200: {"content": {"image/jpeg": {}}, "description": "the image as JPEG"}}
+_JPEG: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"image/jpeg": {}}, "description": "the image as JPEG"}
+}
+_GENERATE: dict[int | str, dict[str, Any]] = {
+    **_JPEG,
+    404: {"description": "the job named by job_id does not exist"},
+    409: {"description": "the job was canceled"},
+    500: {"description": "the job failed (the code says why)"},
+    504: {"description": "the job did not finish in time; follow it at /v1/jobs/{id}"},
+}
+_PROGRESS_404: dict[int | str, dict[str, Any]] = {
+    404: {"description": "no generation yet, or no intermediate image yet"}
+}
 
 
 def _legacy_request(app_state: Any, prompt: str, width: int, height: int) -> JobCreate:
@@ -100,6 +112,9 @@ async def _wait_for_image(request: Request, service: Any, job: Job, timeout: flo
                 f"the server is shutting down; job {job.id} resumes after the restart",
                 headers={**headers, "Retry-After": "5"},
             )
+        if await request.is_disconnected():
+            # The job carries on; the client can find it through /v1/jobs or the progress bar.
+            raise ApiError(499, "client_closed", f"client went away; job {job.id} continues")
         if time.monotonic() > deadline:
             raise ApiError(
                 504,
@@ -153,7 +168,7 @@ async def _generate(
     "/generate_text2img",
     deprecated=True,
     response_class=Response,
-    responses=_JPEG,
+    responses=_GENERATE,
     description=_DEPRECATED,
 )
 async def generate_text2img(
@@ -174,7 +189,7 @@ async def generate_text2img(
     "/generate_textimg2img",
     deprecated=True,
     response_class=Response,
-    responses=_JPEG,
+    responses=_GENERATE,
     description=_DEPRECATED,
 )
 async def generate_textimg2img(
@@ -203,12 +218,11 @@ def _current_job(service: Any, owner: str | None, job_id: uuid.UUID | None) -> J
     """The named job, else the caller's current (or last) one; 404 before any generation."""
     if job_id is not None:
         return job_or_404(service, job_id, owner)
-    if owner is None:
-        latest = service.latest_job_id()
-        job = service.get(latest) if latest else None
-    else:
-        jobs, _ = service.list(owner=owner, limit=1, offset=0)
-        job = jobs[0] if jobs else None
+    # The current generation is the newest running one; else the newest job of any status.
+    running, _ = service.list(owner=owner, status=JobStatus.running, limit=1, offset=0)
+    newest, _ = ([], 0) if running else service.list(owner=owner, limit=1, offset=0)
+    candidates = running or newest
+    job = candidates[0] if candidates else None
     if job is None:
         raise ApiError(
             404,
@@ -222,7 +236,7 @@ def _current_job(service: Any, owner: str | None, job_id: uuid.UUID | None) -> J
     "/generate_text2img_progressimg",
     deprecated=True,
     response_class=Response,
-    responses=_JPEG,
+    responses={**_JPEG, **_PROGRESS_404},
     description=_DEPRECATED,
 )
 async def generate_text2img_progressimg(
@@ -256,6 +270,7 @@ async def generate_text2img_progressimg(
     "/generate_text2img_progressbar",
     deprecated=True,
     response_model=str,
+    responses=_PROGRESS_404,
     description=_DEPRECATED,
 )
 async def generate_text2img_progressbar(
