@@ -304,6 +304,8 @@ async function submitJob(event) {
     const extra = unplaced.map((d) => `${d.field ? `${d.field}: ` : ""}${d.message}`).join("; ");
     showMessage(placed ? `Please fix the marked fields.${extra ? ` ${extra}` : ""}`
       : describeError(error));
+    const firstInvalid = document.querySelector('[aria-invalid="true"]');
+    if (firstInvalid) firstInvalid.focus();
   } finally {
     button.disabled = false;
     button.textContent = "Generate";
@@ -540,6 +542,7 @@ function onJobEvent(type, data) {
   } else if (type === "status") {
     state.job.status = data.status;
     setStatus(data.status);
+    loadGallery(state.galleryOffset);
   } else if (type === "done") {
     stopStream();
     refreshJob();
