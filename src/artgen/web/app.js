@@ -211,7 +211,8 @@ function readParams() {
     params[name] = raw === "" ? null : (Number.isFinite(Number(raw)) ? Number(raw) : raw);
   }
   const seed = $("#seed").value.trim();
-  params.seed = seed === "" ? null : (Number.isFinite(Number(seed)) ? Number(seed) : seed);
+  // Seeds go up to 2**63: past 2**53 a JS number would round, so big ones are sent as text.
+  params.seed = seed === "" ? null : (Number.isSafeInteger(Number(seed)) ? Number(seed) : seed);
   if ($("#model").value) params.model = $("#model").value;
   params.video = $("#video").checked;
   for (const name of Object.keys(params)) {
