@@ -17,6 +17,7 @@ from artgen.engine.generate import (
 from artgen.engine.images import from_pil
 from artgen.engine.params import GenerationParams
 from artgen.models.loading import Models
+from artgen.models.vqgan import VQGANConfig, random_vqgan
 
 CPU = torch.device("cpu")
 
@@ -59,10 +60,17 @@ def test_size_rounds_down_to_the_factor(tiny_models):
     assert generation.image().size == (48, 32)
 
 
-def test_size_below_one_token_is_refused():
+def test_size_below_one_token_is_refused(tiny_models):
     assert rounded_size(33, 17, 16) == (32, 16)
-    with pytest.raises(ValueError, match="at least 32"):
-        rounded_size(40, 20, 32)
+    # A small VQGAN with 32 pixels per token: 40x20 has no whole token in height.
+    config = VQGANConfig(
+        ch=32, out_ch=3, ch_mult=(1,) * 6, num_res_blocks=1, attn_resolutions=(),
+        in_channels=3, resolution=64, z_channels=8, n_embed=16, embed_dim=8,
+    )  # fmt: skip
+    coarse = Models(random_vqgan(config), tiny_models.critics, "coarse", ["tiny"])
+    with pytest.raises(ValueError, match="width and height must be at least 32"):
+        make(coarse, width=40, height=20)
+    assert make(coarse, width=70, height=40).image().size == (64, 32)
 
 
 def test_same_seed_same_image_seed_zero_differs_from_one(tiny_models):
