@@ -71,9 +71,9 @@ def test_job_runs_end_to_end(service: JobService, start_worker: Callable[[], Any
     public = JobPublic.from_job(done).model_dump(mode="json")
     assert public["urls"]["image"] == f"/v1/jobs/{job.id}/image"
     assert public["created_at"].endswith("Z")
-    # The queue keeps nothing of a finished job.
+    # The queue keeps nothing of a finished job (cleared right after the record is final).
     reports = [Keys.attempt_key(kind, job.id, 1) for kind in Keys.ATTEMPT_KINDS]
-    assert service.queue.peek_many([*reports, Keys.control(job.id)]) == {}
+    wait_for(lambda: service.queue.peek_many([*reports, Keys.control(job.id)]) == {}, 5)
 
     health = service.health()
     assert health.queue_ok and health.ready and health.workers_alive == 1

@@ -71,6 +71,8 @@ class Collector:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_audit = 0.0
+        # Running jobs whose attempt has no trace at all in the queue: when first seen so.
+        self._silent_since: dict[tuple[str, int], float] = {}
         self._lock = threading.Lock()
         # Last error talking to the queue (None when the last poll worked).
         self.queue_error: str | None = None
@@ -147,7 +149,14 @@ class Collector:
         last_sign = max(
             (value["time"] for value in (claim, heartbeat, progress) if value), default=None
         )
+        key = (job.id, job.attempt)
+        if last_sign is None and job.status == JobStatus.running:
+            # Its keys are gone (the queue lost its data): give the worker one lease to reappear.
+            last_sign = self._silent_since.setdefault(key, now)
+        else:
+            self._silent_since.pop(key, None)
         if last_sign is not None and now - last_sign > self.settings.lease_seconds:
+            self._silent_since.pop(key, None)
             self.lost(job.id, job.attempt)
 
     def _apply_progress(
@@ -174,6 +183,7 @@ class Collector:
                 current.iteration = int(progress["iteration"])
                 current.loss = progress.get("loss")
                 current.eta_seconds = progress.get("eta_seconds")
+                current.start_iteration = progress.get("start_iteration")
                 if progress.get("seed") is not None:
                     current.seed = int(progress["seed"])
                 events.append(progress_event(current))

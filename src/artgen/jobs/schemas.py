@@ -109,6 +109,8 @@ class Job(BaseModel):
     cancel_requested: bool = False
     idempotency_key_hash: str | None = None
     worker_id: str | None = None
+    # Iteration the current attempt started from (above 0 when it resumed from a checkpoint).
+    start_iteration: int | None = None
     # Names of files in the job's directory; set only after the file is fully on disk.
     init_image_file: str | None = None
     image_prompt_files: list[str] = Field(default_factory=list)

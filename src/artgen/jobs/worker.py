@@ -126,6 +126,8 @@ class Worker:
         self._models: dict[tuple[str, tuple[str, ...]], Models] = {}
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        # Guards _run so no heartbeat of an attempt is written after its result.
+        self._run_lock = threading.Lock()
         self._run: _Run | None = None
         self._slot: int | None = None
         self._heartbeat_thread: threading.Thread | None = None
@@ -206,9 +208,10 @@ class Worker:
             time.sleep(self.heartbeat_interval)
 
     def _beat(self) -> None:
-        run = self._run
-        if run is not None:
-            self._safe_put(Keys.heartbeat(run.job_id, run.attempt), self._stamp())
+        with self._run_lock:
+            run = self._run
+            if run is not None:
+                self._safe_put(Keys.heartbeat(run.job_id, run.attempt), self._stamp())
         self._publish()
 
     def _stamp(self) -> dict[str, Any]:
@@ -272,7 +275,8 @@ class Worker:
         try:
             result = self._attempt(job_id, attempt, payload)
         finally:
-            self._run = None
+            with self._run_lock:
+                self._run = None
             self.info.busy, self.info.job_id = False, None
             self._publish()
         if result is not None:
@@ -354,6 +358,7 @@ class Worker:
                 "loss": loss,
                 "eta_seconds": eta,
                 "seed": generation.seed,
+                "start_iteration": first_iteration,
                 **self._stamp(),
             }
             self._safe_put(Keys.progress(job_id, attempt), progress)

@@ -1,0 +1,60 @@
+"""A stand-in for `artgen serve` used by the crash test: JobService + embedded worker on a data dir.
+
+usage: python3 serve_jobs.py DATA_DIR HOME [--submit N ITERATIONS]
+Prints the ids of submitted jobs (one per line), then serves until no job is queued or running.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from artgen.config import Settings
+from artgen.jobs.schemas import JobCreate
+from artgen.jobs.service import JobService
+from artgen.jobs.worker import start_embedded_worker
+
+
+def main(argv: list[str]) -> int:
+    """Serve jobs on the data dir until none is active."""
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+    torch.set_num_threads(1)
+    settings = Settings(
+        data_dir=Path(argv[0]),
+        home=Path(argv[1]),
+        model="tiny",
+        device="cpu",
+        checkpoint_every=5,
+        lease_seconds=5.0,
+    )
+    service = JobService.from_settings(settings)
+    service.start()
+    if "--submit" in argv:
+        count, iterations = int(argv[argv.index("--submit") + 1]), int(argv[-1])
+        for index in range(count):
+            request = JobCreate(
+                prompts=f"a lighthouse {index}",
+                width=32,
+                height=32,
+                iterations=iterations if index == 0 else 5,
+                cutn=2,
+                augment=False,
+                seed=index,
+                preview_every=5,
+            )
+            job, _ = service.submit(request)
+            print(job.id, flush=True)
+    worker = start_embedded_worker(settings, service.queue)
+    while service.store.count_active() > 0:
+        time.sleep(0.1)
+    worker.stop()
+    service.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

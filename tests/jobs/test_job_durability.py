@@ -1,0 +1,216 @@
+"""Durability: fencing, the lease reaper, resume from checkpoints, a real SIGKILL of the server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jobtools import tiny_request, wait_for
+
+from artgen.config import Settings
+from artgen.jobs.queue import Keys
+from artgen.jobs.schemas import JobStatus
+from artgen.jobs.service import JobService
+from artgen.jobs.store import JobStore
+from artgen.jobs.worker import Worker
+
+HERE = Path(__file__).parent
+
+
+@pytest.fixture
+def idle_service(settings: Settings) -> Iterator[JobService]:
+    """A service whose collector is driven by hand (no thread), and no worker."""
+    service = JobService.from_settings(settings)
+    yield service
+    service.close()
+
+
+def pretend_worker(
+    service: JobService, job_id: str, attempt: int, at: float, **reports: Any
+) -> None:
+    """Write what a worker running this attempt would write, stamped with time `at`."""
+    stamp = {"worker_id": "fake", "time": at}
+    service.queue.put_if_empty(Keys.claim(job_id, attempt), stamp)
+    service.queue.put(Keys.heartbeat(job_id, attempt), stamp)
+    for kind, value in reports.items():
+        service.queue.put(Keys.attempt_key(kind, job_id, attempt), {"attempt": attempt, **value})
+
+
+def drain_queue(service: JobService) -> list[tuple[str, int, dict[str, Any]]]:
+    """Take every task out of the queue, returning (job_id, attempt, payload)."""
+    tasks = []
+    while (task := service.queue.dequeue()) is not None:
+        tasks.append(tuple(task.args))
+    return tasks
+
+
+def test_stale_attempt_reports_are_ignored(
+    idle_service: JobService, settings: Settings, models_loader: Callable[..., Any]
+) -> None:
+    service = idle_service
+    job, _ = service.submit(tiny_request(iterations=50))
+    now = time.time()
+    pretend_worker(service, job.id, 1, now, progress={"iteration": 3, "loss": 0.5, **stamp(now)})
+    service.collector.poll(now=now)
+    assert service.get(job.id).status == JobStatus.running
+    assert service.get(job.id).iteration == 3
+
+    # Attempt 1 goes silent past the lease: attempt 2 takes over.
+    service.collector.poll(now=now + settings.lease_seconds + 1)
+    job = service.get(job.id)
+    assert job.attempt == 2 and job.status == JobStatus.queued
+    assert service.queue.control(job.id)["attempt"] == 2
+
+    # The old attempt was only slow: its late reports must change nothing.
+    late = time.time()
+    pretend_worker(
+        service,
+        job.id,
+        1,
+        late,
+        progress={"iteration": 40, "loss": 0.1, **stamp(late)},
+        preview={"iteration": 40, "png": b"not a png"},
+        result={"status": "succeeded", "png": b"not a png", "iteration": 50},
+    )
+    # A value of attempt 1 under attempt 2's key (never written by our worker) is ignored too.
+    service.queue.put(Keys.result(job.id, 2), {"attempt": 1, "status": "failed"})
+    service.collector.poll(now=late)
+    after = service.get(job.id)
+    assert after.status == JobStatus.queued and after.attempt == 2
+    assert after.iteration == 3 and after.preview_file is None and after.image_file is None
+
+    # A worker dequeuing attempt 1's task now skips it without claiming anything.
+    worker = Worker(settings, service.queue, models_loader)
+    service.queue.delete(Keys.claim(job.id, 1))
+    worker.run_task(job.id, 1, {"params": job.params})
+    assert service.queue.peek(Keys.claim(job.id, 1)) is None
+
+
+def stamp(at: float) -> dict[str, Any]:
+    return {"worker_id": "fake", "time": at}
+
+
+def test_reaper_requeues_with_checkpoint_then_gives_up(
+    idle_service: JobService, settings: Settings
+) -> None:
+    service = idle_service
+    job, _ = service.submit(tiny_request(iterations=50))
+    assert [task[:2] for task in drain_queue(service)] == [(job.id, 1)]
+    lease = settings.lease_seconds
+
+    now = time.time()
+    checkpoint = {"iteration": 8, "state": b"checkpoint-bytes"}
+    pretend_worker(service, job.id, 1, now, checkpoint=checkpoint)
+    service.collector.poll(now=now)
+    assert service.get(job.id).checkpoint_iteration == 8
+
+    for attempt in (1, 2):
+        pretend_worker(service, job.id, attempt, now)
+        service.collector.poll(now=now + lease + 1)
+        job = service.get(job.id)
+        assert job.attempt == attempt + 1 and job.status == JobStatus.queued
+        [(job_id, queued_attempt, payload)] = drain_queue(service)
+        assert (job_id, queued_attempt) == (job.id, attempt + 1)
+        # The new attempt resumes from the latest checkpoint, not from iteration 0.
+        assert payload["checkpoint"] == b"checkpoint-bytes"
+        assert payload["params"] == job.params
+
+    pretend_worker(service, job.id, 3, now)
+    service.collector.poll(now=now + lease + 1)
+    job = service.get(job.id)
+    assert job.status == JobStatus.failed and job.error.code == "worker_lost"
+    assert job.checkpoint_file is None
+    assert not service.store.file_path(job.id, "checkpoint.pt").exists()
+    events = service.events(job.id)
+    assert [e.data["status"] for e in events if e.type == "status"].count("queued") == 3
+    assert events[-1].type == "done" and events[-1].data["error"]["code"] == "worker_lost"
+    assert drain_queue(service) == []
+
+
+def test_lost_job_with_cancel_requested_ends_canceled(
+    idle_service: JobService, settings: Settings
+) -> None:
+    service = idle_service
+    job, _ = service.submit(tiny_request())
+    now = time.time()
+    pretend_worker(service, job.id, 1, now)
+    service.collector.poll(now=now)
+    assert service.cancel(job.id).cancel_requested
+    service.collector.poll(now=now + settings.lease_seconds + 1)
+    assert service.get(job.id).status == JobStatus.canceled
+
+
+def test_stopped_worker_hands_back_and_job_resumes(
+    service: JobService, start_worker: Callable[[], Any]
+) -> None:
+    first = start_worker()
+    job, _ = service.submit(tiny_request(iterations=60, seed=11))
+    wait_for(lambda: service.get(job.id).iteration >= 6, 60)
+    first.stop()  # like SIGTERM: checkpoint, hand the job back
+    requeued = wait_for(lambda: (j := service.get(job.id)).attempt == 2 and j, 30)
+    resumed_at = requeued.checkpoint_iteration
+    assert resumed_at is not None and resumed_at >= 6
+
+    start_worker()
+    done = wait_for(lambda: (j := service.get(job.id)).status.terminal and j, 60)
+    assert done.status == JobStatus.succeeded, done.error
+    events = service.events(job.id)
+    requeue_event = next(
+        e.id for e in events if e.type == "status" and e.data["status"] == "queued" and e.id > 1
+    )
+    after = [e.data["iteration"] for e in events if e.type == "progress" and e.id > requeue_event]
+    assert done.attempt == 2 and done.start_iteration == resumed_at  # continued, not restarted
+    assert after and min(after) >= resumed_at
+
+    # The resumed job ends exactly like an uninterrupted one with the same seed.
+    reference, _ = service.submit(tiny_request(iterations=60, seed=11))
+    wait_for(lambda: service.get(reference.id).status.terminal, 60)
+    resumed_pixels = service.image_file(job.id).read_bytes()
+    assert resumed_pixels == service.image_file(reference.id).read_bytes()
+
+
+def test_sigkill_mid_job_then_restart_resumes(tmp_path: Path, models_home: Path) -> None:
+    data_dir = tmp_path / "data"
+    command = [sys.executable, str(HERE / "serve_jobs.py"), str(data_dir), str(models_home)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    first = subprocess.Popen(
+        [*command, "--submit", "2", "80"], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        job_ids = [first.stdout.readline().strip() for _ in range(2)]
+        store = JobStore(data_dir)
+        wait_for(lambda: (store.get(job_ids[0]).checkpoint_iteration or 0) >= 10, 90)
+        first.send_signal(signal.SIGKILL)
+        first.wait(30)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    killed = store.get(job_ids[0])
+    assert killed.status == JobStatus.running and killed.iteration < 80
+    checkpoint_iteration = killed.checkpoint_iteration
+
+    second = subprocess.run([*command], env=env, timeout=120, capture_output=True, text=True)
+    assert second.returncode == 0, second.stderr[-3000:]
+
+    resumed, queued = store.get(job_ids[0]), store.get(job_ids[1])
+    assert resumed.status == JobStatus.succeeded and resumed.attempt == 2
+    assert queued.status == JobStatus.succeeded and queued.attempt == 1
+    events = store.events(resumed.id)
+    requeue = [e.id for e in events if e.type == "status" and e.data["status"] == "queued"][1]
+    after = [e.data["iteration"] for e in events if e.type == "progress" and e.id > requeue]
+    assert min(after) >= checkpoint_iteration > 0  # resumed from the checkpoint, not from 0
+    # The newest checkpoint may have reached the queue storage just before the kill.
+    assert resumed.start_iteration >= checkpoint_iteration
+    assert min(after) >= resumed.start_iteration
+    assert store.active() == []
+    for job in (resumed, queued):
+        for name in job.file_names():
+            assert store.file_path(job.id, name).stat().st_size > 0
+    assert store.recover() == []  # no temp file, no record pointing at a missing file
