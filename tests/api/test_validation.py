@@ -271,3 +271,19 @@ def test_openapi_documents_errors_in_our_shape(idle_client):
                 if status.startswith(("4", "5")):
                     ref = response["content"]["application/json"]["schema"]["$ref"]
                     assert ref.endswith("/ErrorBody"), (path, method, status)
+
+
+def test_json_body_over_one_mebibyte_is_413(idle_client):
+    huge = json.dumps(small_job(prompts="x", padding="y" * (2 * 1024 * 1024)))
+    response = idle_client.post(
+        "/v1/jobs", content=huge, headers={"Content-Type": "application/json"}
+    )
+    assert_error(response, 413, "payload_too_large")
+
+
+def test_bad_last_event_id_is_422(idle_client):
+    job_id = idle_client.post("/v1/jobs", json=small_job()).json()["id"]
+    response = idle_client.get(f"/v1/jobs/{job_id}/events", headers={"Last-Event-ID": "abc"})
+    assert_error(response, 422, "validation_error", "Last-Event-ID")
+    response = idle_client.get(f"/v1/jobs/{job_id}/events?last_event_id=-4")
+    assert_error(response, 422, "validation_error", "last_event_id")

@@ -21,6 +21,8 @@ BODY_OVERHEAD_BYTES = 1024 * 1024
 MAX_FILES = 8
 MAX_FIELDS = 16
 CHUNK_BYTES = 64 * 1024
+# Job parameters are small; a bigger JSON body is a mistake or an attack.
+MAX_JSON_BYTES = 1024 * 1024
 
 _FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 
@@ -87,6 +89,22 @@ async def _send_too_large(scope: Scope, receive: Receive, send: Send, limit: int
     error = PayloadTooLarge(limit)
     response = error_response(413, error.code, error.message, headers={"Connection": "close"})
     await response(scope, receive, send)
+
+
+async def read_json_body(request: Request, max_bytes: int = MAX_JSON_BYTES) -> bytes:
+    """A JSON request body, refused with 413 as soon as it passes `max_bytes`."""
+    chunks = []
+    total = 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > max_bytes:
+            raise ApiError(
+                413,
+                "payload_too_large",
+                f"JSON body is larger than {max_bytes} bytes; send images as multipart files",
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def read_form(request: Request) -> FormData:

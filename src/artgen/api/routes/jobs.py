@@ -25,7 +25,7 @@ from artgen.api.deps import (
 )
 from artgen.api.errors import ApiError, validation_error
 from artgen.api.security import check_active_jobs
-from artgen.api.uploads import read_form, read_image_upload
+from artgen.api.uploads import read_form, read_image_upload, read_json_body
 from artgen.config import Settings
 from artgen.jobs.schemas import (
     ACTIVE_STATUSES,
@@ -292,7 +292,7 @@ async def create_job(
     if content_type == "multipart/form-data":
         job_request, init_image, image_prompts = await _read_multipart(request, settings)
     elif content_type in ("application/json", "") or content_type.endswith("+json"):
-        job_request = parse_job_create(await request.body())
+        job_request = parse_job_create(await read_json_body(request))
         init_image, image_prompts = None, []
     else:
         raise ApiError(

@@ -1,0 +1,64 @@
+"""The SSE generator on its own: replay, heartbeats, end on done, end on shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+from artgen.api.routes import events as sse
+from artgen.jobs.schemas import JobEvent
+
+
+class ScriptedService:
+    """Answers events() from a script: one list of new events per poll."""
+
+    def __init__(self, script):
+        self.script = list(script)
+        self.afters = []
+
+    def events(self, job_id, after=0):
+        self.afters.append(after)
+        batch = self.script.pop(0) if self.script else []
+        return [event for event in batch if event.id > after]
+
+    def get(self, job_id, owner=None):
+        return object()
+
+
+def _request(draining=False):
+    return SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace(draining=draining)))
+
+
+async def _collect(generator, limit=50):
+    frames = []
+    async for frame in generator:
+        frames.append(frame)
+        if len(frames) >= limit:
+            break
+    return frames
+
+
+def test_heartbeats_while_quiet_then_events_until_done(monkeypatch):
+    monkeypatch.setattr(sse, "POLL_SECONDS", 0.01)
+    monkeypatch.setattr(sse, "HEARTBEAT_SECONDS", 0.02)
+    progress = JobEvent(id=3, type="progress", data={"iteration": 1})
+    done = JobEvent(id=4, type="done", data={"status": "succeeded"})
+    never = JobEvent(id=5, type="status", data={})
+    service = ScriptedService([[]] * 6 + [[progress], [done, never]])
+    frames = asyncio.run(_collect(sse.follow_events(_request(), service, "job", after=2)))
+    assert frames[0].startswith("retry:")
+    assert any(frame.startswith(": heartbeat") for frame in frames)
+    data_frames = [frame for frame in frames if frame.startswith("id:")]
+    assert data_frames == [
+        'id: 3\nevent: progress\ndata: {"iteration":1}\n\n',
+        'id: 4\nevent: done\ndata: {"status":"succeeded"}\n\n',
+    ]
+    assert service.afters[0] == 2 and service.afters[-1] == 3
+
+
+def test_stream_ends_when_the_server_drains(monkeypatch):
+    monkeypatch.setattr(sse, "POLL_SECONDS", 0.01)
+    frames = asyncio.run(
+        _collect(sse.follow_events(_request(draining=True), ScriptedService([]), "job", 0))
+    )
+    assert frames[-1].startswith(": server shutting down")
