@@ -52,10 +52,8 @@ def _parse_last_event_id(header: str | None, query: int | None) -> int:
 async def follow_events(
     request: Request, service: Any, job_id: str, after: int
 ) -> AsyncIterator[str]:
-    """Yield SSE frames for events with id > `after` until `done` or shutdown.
-
-    A client disconnect cancels this generator (StreamingResponse listens for it).
-    """
+    """Yield SSE frames for events with id > `after` until `done` or shutdown."""
+    # A client disconnect cancels this generator: StreamingResponse listens for it.
     last_sent = time.monotonic()
     last_exists_check = time.monotonic()
     yield "retry: 1000\n\n"

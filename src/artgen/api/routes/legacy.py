@@ -92,9 +92,15 @@ async def _wait_for_image(request: Request, service: Any, job: Job, timeout: flo
             raise ApiError(404, "not_found", f"job {job.id} was deleted while running")
         if current.status == JobStatus.succeeded:
             path = await run_in_threadpool(service.image_file, job.id)
-            if path is not None:
-                data = await run_in_threadpool(_jpeg, path)
-                return Response(data, media_type="image/jpeg", headers=headers)
+            if path is None:
+                raise ApiError(
+                    500,
+                    "internal_error",
+                    f"job {job.id} succeeded but has no image",
+                    headers=headers,
+                )
+            data = await run_in_threadpool(_jpeg, path)
+            return Response(data, media_type="image/jpeg", headers=headers)
         elif current.status == JobStatus.failed:
             error = current.error
             raise ApiError(
