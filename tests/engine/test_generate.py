@@ -250,6 +250,14 @@ def test_checkpointed_decode_matches_decode(tiny_models):
     assert torch.allclose(plain_z.grad, checkpointed_z.grad, atol=1e-5)
 
 
+def test_checkpointed_generation_matches_plain(tiny_models):
+    params = GenerationParams(prompts="a", width=32, height=32, seed=0, cutn=4)
+    plain = Generation(tiny_models, params, device=CPU, fast=True, checkpoint_decoder=False)
+    checkpointed = Generation(tiny_models, params, device=CPU, fast=True, checkpoint_decoder=True)
+    assert checkpointed.checkpoint_decoder and not plain.checkpoint_decoder
+    assert steps(checkpointed, 3) == pytest.approx(steps(plain, 3), rel=1e-5)
+
+
 def test_compile_falls_back_when_unavailable(tiny_models, monkeypatch):
     def broken_compile(*args, **kwargs):
         raise RuntimeError("no compiler here")

@@ -124,6 +124,7 @@ class Generation:
         image_prompts: Sequence[Image.Image] = (),
         fast: bool | None = None,
         compile: bool = False,
+        checkpoint_decoder: bool | None = None,
     ) -> None:
         device = torch.device(device)
         self.models, self.params, self.device = models, params, device
@@ -154,9 +155,11 @@ class Generation:
             cutout_class(critic.cut_size, params.cutn, params.cut_pow, params.augment)
             for critic in models.critics
         ]
-        use_checkpoint = self.fast and self.width * self.height > CHECKPOINT_PIXELS
+        if checkpoint_decoder is None:
+            checkpoint_decoder = self.fast and self.width * self.height > CHECKPOINT_PIXELS
+        self.checkpoint_decoder = checkpoint_decoder
         decode: Callable[[Tensor], Tensor] = (
-            (lambda z_q: decode_checkpointed(vqgan, z_q)) if use_checkpoint else vqgan.decode
+            (lambda z_q: decode_checkpointed(vqgan, z_q)) if checkpoint_decoder else vqgan.decode
         )
         self._decode = _MaybeCompiled(decode) if compile else decode
         self._encode_images = [
@@ -188,7 +191,10 @@ class Generation:
         self._noise_prompts = self._make_noise_prompts()
 
         optimizer_class = _OPTIMIZERS[params.optimizer]
-        self.optimizer = optimizer_class([self.z], lr=params.step_size)
+        options: dict[str, Any] = {"lr": params.step_size}
+        if self._autocast and params.optimizer in ("adam", "adamw"):
+            options["fused"] = True  # one kernel for the whole update
+        self.optimizer = optimizer_class([self.z], **options)
 
     def _check_prompts(self, image_prompts: Sequence[Image.Image]) -> None:
         """Every schedule segment needs something to aim at; image weights must match images."""
