@@ -287,3 +287,22 @@ def test_bad_last_event_id_is_422(idle_client):
     assert_error(response, 422, "validation_error", "Last-Event-ID")
     response = idle_client.get(f"/v1/jobs/{job_id}/events?last_event_id=-4")
     assert_error(response, 422, "validation_error", "last_event_id")
+
+
+def test_streamed_multipart_over_the_cap_is_413_on_every_upload_route(client_factory):
+    client = client_factory(max_upload_bytes=1000)
+    boundary = "xyz"
+
+    def body():
+        yield (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n'
+            "Content-Type: image/png\r\n\r\n"
+        ).encode()
+        for _ in range(40):
+            yield b"\x89PNG" + b"y" * 65532
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    for url in ("/v1/generate_textimg2img?prompt=x&width=32&height=32", "/v1/jobs"):
+        response = client.post(url, content=body(), headers=headers)
+        assert_error(response, 413, "payload_too_large")
