@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from jobtools import wait_for
+from jobtools import REDIS_URL, redis_available, wait_for
 
 from artgen.config import Settings
 from artgen.jobs.queue import JobQueue
@@ -36,9 +37,17 @@ def models_loader(
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    """Tiny models on CPU, an embedded SQLite queue and fast checkpoints."""
-    return Settings(
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
+    """Tiny models on CPU and fast checkpoints; the embedded SQLite queue unless parametrized
+    with "redis" (a unique key namespace on the local redis-server, flushed afterwards)."""
+    backend = getattr(request, "param", "sqlite")
+    queue_url = None
+    if backend == "redis":
+        if not redis_available():
+            pytest.skip(f"no redis-server answering at {REDIS_URL}")
+        queue_url = f"{REDIS_URL}?name=artgen_test_{uuid.uuid4().hex}"
+    settings = Settings(
+        queue_url=queue_url,
         data_dir=tmp_path / "data",
         home=tmp_path / "home",
         model="tiny",
@@ -47,6 +56,11 @@ def settings(tmp_path: Path) -> Settings:
         lease_seconds=5.0,
         max_attempts=3,
     )
+    yield settings
+    if backend == "redis":
+        queue = JobQueue.from_url(queue_url)
+        queue.flush()
+        queue.close()
 
 
 @pytest.fixture

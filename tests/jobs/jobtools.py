@@ -6,7 +6,25 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from artgen.jobs.schemas import JobCreate
+
+# Tests use their own key namespace (?name=) on this database of the local redis-server.
+REDIS_URL = "redis://127.0.0.1:6379/15"
+
+# Runs a test on the embedded SQLite queue and on Redis (the `settings` fixture reads the param).
+BOTH_QUEUES = pytest.mark.parametrize("settings", ["sqlite", "redis"], indirect=True)
+
+
+def redis_available() -> bool:
+    """Whether a redis-server answers at REDIS_URL."""
+    try:
+        import redis
+
+        return bool(redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping())
+    except Exception:
+        return False
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:

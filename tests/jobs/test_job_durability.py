@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from jobtools import tiny_request, wait_for
+from jobtools import BOTH_QUEUES, tiny_request, wait_for
 
 from artgen.config import Settings
 from artgen.jobs.queue import Keys
@@ -51,6 +51,7 @@ def drain_queue(service: JobService) -> list[tuple[str, int, dict[str, Any]]]:
     return tasks
 
 
+@BOTH_QUEUES
 def test_stale_attempt_reports_are_ignored(
     idle_service: JobService, settings: Settings, models_loader: Callable[..., Any]
 ) -> None:
@@ -97,6 +98,7 @@ def stamp(at: float) -> dict[str, Any]:
     return {"worker_id": "fake", "time": at}
 
 
+@BOTH_QUEUES
 def test_reaper_requeues_with_checkpoint_then_gives_up(
     idle_service: JobService, settings: Settings
 ) -> None:
@@ -147,6 +149,7 @@ def test_lost_job_with_cancel_requested_ends_canceled(
     assert service.get(job.id).status == JobStatus.canceled
 
 
+@BOTH_QUEUES
 def test_stopped_worker_hands_back_and_job_resumes(
     service: JobService, start_worker: Callable[[], Any]
 ) -> None:

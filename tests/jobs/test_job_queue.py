@@ -8,19 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from jobtools import REDIS_URL, redis_available
 
 from artgen.jobs.queue import JobQueue, Keys
-
-REDIS_URL = "redis://127.0.0.1:6379/15"
-
-
-def redis_available() -> bool:
-    try:
-        import redis
-
-        return bool(redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping())
-    except Exception:
-        return False
 
 
 @pytest.fixture(params=["sqlite", "redis"])
@@ -31,7 +21,8 @@ def queue(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[JobQueue]:
     else:
         if not redis_available():
             pytest.skip(f"no redis-server answering at {REDIS_URL}")
-        queue = JobQueue.from_url(REDIS_URL, name=f"artgen_test_{uuid.uuid4().hex}")
+        queue = JobQueue.from_url(f"{REDIS_URL}?name=artgen_test_{uuid.uuid4().hex}")
+        assert queue.huey.name.startswith("artgen_test_")
     yield queue
     queue.flush()
     queue.close()
@@ -96,6 +87,8 @@ def test_bad_urls_are_refused() -> None:
         JobQueue.from_url("amqp://localhost")
     with pytest.raises(ValueError, match="give a file"):
         JobQueue.from_url("sqlite:///")
+    with pytest.raises(ValueError, match="name must be"):
+        JobQueue.from_url("redis://127.0.0.1:6379/0?name=a-b")
 
 
 def test_keys_are_per_attempt() -> None:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from jobtools import tiny_request, wait_for
+from jobtools import BOTH_QUEUES, tiny_request, wait_for
 from PIL import Image
 
 from artgen.config import Settings
@@ -28,6 +28,7 @@ def finished(service: JobService, job_id: str) -> Any:
     return job if job is not None and job.status.terminal else None
 
 
+@BOTH_QUEUES
 def test_job_runs_end_to_end(service: JobService, start_worker: Callable[[], Any]) -> None:
     job, created = service.submit(tiny_request(iterations=12, video=True))
     assert created and job.status == JobStatus.queued and job.attempt == 1
@@ -94,6 +95,7 @@ def test_init_image_and_random_seed(service: JobService, start_worker: Callable[
     assert done.seed == job.seed
 
 
+@BOTH_QUEUES
 def test_cancel_queued_job_never_starts(
     service: JobService, start_worker: Callable[[], Any]
 ) -> None:
@@ -110,6 +112,7 @@ def test_cancel_queued_job_never_starts(
     assert [event.type for event in service.events(job.id)][-1] == "done"
 
 
+@BOTH_QUEUES
 def test_cancel_running_job_stops_it(service: JobService, start_worker: Callable[[], Any]) -> None:
     start_worker()
     job, _ = service.submit(tiny_request(iterations=2000))

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 from huey import Huey, RedisHuey, SqliteHuey
 from huey.api import Task
@@ -88,6 +89,18 @@ class Keys:
         return f"{cls.PREFIX}:worker:{int(slot)}"
 
 
+def _split_name(url: str, default: str) -> tuple[str, str]:
+    """Take an optional `name=` query parameter (a key namespace) out of a queue URL."""
+    base, _, query = url.partition("?")
+    pairs = parse_qsl(query, keep_blank_values=True)
+    names = [value for key, value in pairs if key == "name"]
+    rest = urlencode([(key, value) for key, value in pairs if key != "name"])
+    name = names[-1] if names else default
+    if not name or not name.replace("_", "").isalnum():
+        raise ValueError(f"queue URL {url!r}: name must be letters, digits and underscores")
+    return (f"{base}?{rest}" if rest else base), name
+
+
 def _sqlite_path(url: str) -> Path:
     """sqlite:///relative/path or sqlite:////absolute/path (also sqlite:///abs from config)."""
     rest = url[len("sqlite:///") :]
@@ -109,18 +122,22 @@ class JobQueue:
 
     @classmethod
     def from_url(cls, url: str, name: str = "artgen") -> JobQueue:
-        """Build Huey from sqlite:///path (embedded) or redis://host:port/db (scale-out)."""
+        """Build Huey from sqlite:///path (embedded) or redis://host:port/db (scale-out).
+
+        An optional `?name=...` namespaces the keys, so deployments can share one Redis.
+        """
         huey: Huey
-        if url.startswith("sqlite:///"):
-            path = _sqlite_path(url)
+        location, name = _split_name(url, name)
+        if location.startswith("sqlite:///"):
+            path = _sqlite_path(location)
             path.parent.mkdir(parents=True, exist_ok=True)
             huey = SqliteHuey(name, filename=str(path), results=False, timeout=30)
-        elif url.startswith(("redis://", "rediss://", "unix://")):
+        elif location.startswith(("redis://", "rediss://", "unix://")):
             from redis import ConnectionPool
 
             # Timeouts so a dead Redis raises (and is retried with backoff) instead of hanging.
             pool = ConnectionPool.from_url(
-                url, socket_connect_timeout=3, socket_timeout=10, health_check_interval=15
+                location, socket_connect_timeout=3, socket_timeout=10, health_check_interval=15
             )
             huey = RedisHuey(name, connection_pool=pool, results=False, read_timeout=1)
         else:
