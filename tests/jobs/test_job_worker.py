@@ -1,0 +1,123 @@
+"""Worker behaviour: failures map to job error codes, model errors keep a worker out of work."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import torch
+from jobtools import BOTH_QUEUES, tiny_request, wait_for
+
+import artgen.engine.generate as generate
+from artgen.config import Settings
+from artgen.jobs.schemas import JobStatus
+from artgen.jobs.service import JobService
+from artgen.jobs.worker import resolve_device, start_embedded_worker
+
+
+def finished(service: JobService, job_id: str) -> Any:
+    job = service.get(job_id)
+    return job if job is not None and job.status.terminal else None
+
+
+def test_gpu_out_of_memory_fails_the_job_and_the_worker_goes_on(
+    service: JobService, start_worker: Callable[[], Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_run = generate.run
+    calls = []
+
+    def run_out_of_memory_once(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_run(*args, **kwargs)
+
+    monkeypatch.setattr(generate, "run", run_out_of_memory_once)
+    emptied = []
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: emptied.append(1))
+    start_worker()
+    first, _ = service.submit(tiny_request(iterations=3))
+    second, _ = service.submit(tiny_request(iterations=3))
+    failed = wait_for(lambda: finished(service, first.id), 60)
+    assert failed.status == JobStatus.failed and failed.error.code == "gpu_out_of_memory"
+    assert "Tried to allocate" not in failed.error.message
+    assert emptied
+    assert wait_for(lambda: finished(service, second.id), 60).status == JobStatus.succeeded
+
+
+def test_unexpected_errors_are_internal_without_details(
+    service: JobService, start_worker: Callable[[], Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("secret/path/in/a/traceback")
+
+    monkeypatch.setattr(generate, "run", broken)
+    start_worker()
+    job, _ = service.submit(tiny_request(iterations=3))
+    done = wait_for(lambda: finished(service, job.id), 60)
+    assert done.error.code == "internal_error" and "secret" not in done.error.message
+
+
+def test_memory_error_and_timeout(
+    settings: Settings,
+    service: JobService,
+    start_worker: Callable[[], Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real_run = generate.run
+
+    def memory_error_for_big_jobs(generation: Any, *args: Any) -> Any:
+        if generation.params.iterations == 7:
+            raise MemoryError()
+        return real_run(generation, *args)
+
+    monkeypatch.setattr(generate, "run", memory_error_for_big_jobs)
+    settings.job_timeout_seconds = 0.3
+    start_worker()
+    oom, _ = service.submit(tiny_request(iterations=7))
+    slow, _ = service.submit(tiny_request(iterations=5000))
+    assert wait_for(lambda: finished(service, oom.id), 60).error.code == "out_of_memory"
+    timed_out = wait_for(lambda: finished(service, slow.id), 60)
+    assert timed_out.error.code == "timeout" and timed_out.iteration < 5000
+
+
+@BOTH_QUEUES
+def test_worker_that_cannot_load_its_model_takes_no_jobs(
+    settings: Settings, service: JobService
+) -> None:
+    def cannot_load(vqgan: str, clips: list[str], device: torch.device) -> Any:
+        raise FileNotFoundError("wikiart_16384.ckpt is missing; run `artgen models download`")
+
+    handle = start_embedded_worker(settings, service.queue, cannot_load)
+    try:
+        health = wait_for(lambda: (h := service.health()).workers and h, 30)
+        [worker] = health.workers
+        assert worker.alive and not worker.ready and "artgen models download" in worker.model_error
+        assert not health.ready
+        job, _ = service.submit(tiny_request(iterations=2))
+        # The job stays queued: nobody able to run it took it.
+        assert service.queue.pending_count() == 1
+        assert service.get(job.id).status == JobStatus.queued
+    finally:
+        handle.stop()
+    worker = wait_for(lambda: service.health().workers[0].stopped and service.health(), 10)
+    assert worker.workers_alive == 0
+
+
+@BOTH_QUEUES
+def test_two_workers_share_four_jobs(
+    settings: Settings, service: JobService, start_worker: Callable[[], Any]
+) -> None:
+    first, second = start_worker(), start_worker()
+    jobs = [service.submit(tiny_request(iterations=12))[0] for _ in range(4)]
+    done = [wait_for(lambda job=job: finished(service, job.id), 60) for job in jobs]
+    assert all(job.status == JobStatus.succeeded for job in done)
+    assert {job.worker_id for job in done} == {first.worker.id, second.worker.id}
+    assert all(job.attempt == 1 for job in done)
+
+
+def test_resolve_device() -> None:
+    assert resolve_device("cpu") == torch.device("cpu")
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
