@@ -7,6 +7,7 @@ Each part writes its JSON as soon as it ends, so a run cut short keeps what it m
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -59,6 +60,8 @@ def plan(quick: bool) -> dict[str, Any]:
             "model": "tiny",
             "sizes": (32, 64),
             "memory_sizes": (64,),
+            # Compiling on a CPU takes minutes and says nothing about the GPU: not in quick.
+            "compile_sizes": (),
             "cutn": 4,
             "iterations": 2,
             "warmup": 1,
@@ -73,6 +76,7 @@ def plan(quick: bool) -> dict[str, Any]:
         "model": "real",
         "sizes": (64, 128, 256, 512),
         "memory_sizes": (1024,),
+        "compile_sizes": (64, 512),
         "cutn": 64,
         "iterations": 20,
         "warmup": 5,
@@ -164,6 +168,9 @@ def main(argv: list[str]) -> int:
     label = device_label(device)
     print(f"device: {device_name(device)}; torch {torch.__version__}; plan {sizes}", flush=True)
 
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    summary_path = args.output_dir / f"{label}-{stamp}-summary.json"
     models = budget.part("build models", lambda: build_models(sizes["model"], device))
     if models is None:
         return 1
@@ -186,10 +193,18 @@ def main(argv: list[str]) -> int:
 
     budget.part("fast vs reference agreement", agreement)
 
-    def bench(part_sizes: tuple[int, ...], iterations: int, warmup: int, jobs: int, tag: str):
+    def bench(
+        part_sizes: tuple[int, ...],
+        iterations: int,
+        warmup: int,
+        jobs: int,
+        tag: str,
+        paths: tuple[str, ...] = ("reference", "fast"),
+    ) -> Any:
         config = BenchConfig(
             device=device, model=sizes["model"], sizes=part_sizes, cutn=sizes["cutn"],
-            iterations=iterations, warmup=warmup, batch_jobs=jobs, batch_size=sizes["job_size"],
+            iterations=iterations, warmup=warmup, paths=paths, batch_jobs=jobs,
+            batch_size=sizes["job_size"],
         )  # fmt: skip
         result = run_benchmark(
             config,
@@ -208,9 +223,6 @@ def main(argv: list[str]) -> int:
         "peak memory at large sizes",
         lambda: bench(sizes["memory_sizes"], 3, 1, 0, "memory"),
     )
-    models = None  # the API's worker loads its own copy: free this one
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
 
     def api() -> dict:
         with tempfile.TemporaryDirectory(prefix="artgen-api-") as data_dir:
@@ -223,21 +235,34 @@ def main(argv: list[str]) -> int:
         write_json(data, args.output_dir, label, "api")
         return data
 
+    # The API's worker loads its own copy of the models (about 1 GiB more on the GPU).
     api_result = budget.part("API end to end", api)
 
-    for result in (table, memory):
-        if result is not None:
-            from rich.console import Console
+    def report(results: tuple[Any, ...]) -> None:
+        from rich.console import Console
 
-            Console(width=140).print(render_table(result))
-    measured = summary(table, memory, api_result, sizes["job_size"])
-    print_summary(measured, table)
-    write_json(
-        {"device": label, "device_name": device_name(device), "torch_version": torch.__version__,
-         "plan": sizes, "targets": {k: v[0] for k, v in TARGETS.items()}, "measured": measured,
-         "parts": budget.outcomes},
-        args.output_dir, label, "summary",
-    )  # fmt: skip
+        for result in results:
+            if result is not None:
+                Console(width=140).print(render_table(result))
+        measured = summary(table, memory, api_result, sizes["job_size"])
+        print_summary(measured, table)
+        data = {"device": label, "device_name": device_name(device),
+                "torch_version": torch.__version__, "plan": sizes,
+                "targets": {k: v[0] for k, v in TARGETS.items()}, "measured": measured,
+                "parts": budget.outcomes}  # fmt: skip
+        summary_path.write_text(json.dumps(data, indent=2) + "\n")
+
+    # The summary is written now too, in case the compile part below runs past the hard limit.
+    report((table, memory))
+    compiled = None
+    if sizes["compile_sizes"]:
+        compiled = budget.part(
+            "torch.compile fast path",
+            lambda: bench(sizes["compile_sizes"], sizes["iterations"], sizes["warmup"], 0,
+                          "compiled", paths=("fast", "compiled")),
+        )  # fmt: skip
+    if compiled is not None:
+        report((compiled,))
     print("\nparts:", *(f"  {name}: {outcome}" for name, outcome in budget.outcomes.items()),
           sep="\n")  # fmt: skip
     return 0 if all(o.startswith("ok") for o in budget.outcomes.values()) else 1

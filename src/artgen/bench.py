@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import platform
 import re
 import resource
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -23,7 +25,8 @@ from typing import Any
 
 import torch
 
-PATHS = ("reference", "fast")
+# "compiled": the fast path with torch.compile (the engine falls back to eager if it fails).
+PATHS = ("reference", "fast", "compiled")
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,7 @@ class BenchConfig:
     cutn: int = 8
     iterations: int = 10  # timed steps per case, after the warm-up
     warmup: int = 2  # untimed steps first (allocator, autotuning, lazy init)
-    paths: tuple[str, ...] = PATHS
+    paths: tuple[str, ...] = ("reference", "fast")
     batch_jobs: int = 0  # > 0: also step this many jobs together (engine batch mode)
     batch_size: int = 256
     prompt: str = "a castle in the clouds:1 | fog:-0.5"
@@ -55,6 +58,7 @@ class CaseResult:
     iterations_per_second: float | None = None  # job-iterations per second, all jobs together
     peak_memory_bytes: int | None = None
     error: str | None = None
+    note: str | None = None  # e.g. the engine's warning that torch.compile fell back to eager
 
 
 @dataclass
@@ -70,7 +74,7 @@ class BenchResult:
     cases: list[CaseResult] = field(default_factory=list)
 
     def speedups(self) -> list[dict[str, Any]]:
-        """Per size: reference and fast ms/iteration and reference/fast (how many times faster)."""
+        """Per size: each path's ms/iteration and reference/fast (how many times faster)."""
         rows = []
         for size in sorted({case.size for case in self.cases if case.jobs == 1}):
             by_path = {
@@ -78,15 +82,17 @@ class BenchResult:
                 for case in self.cases
                 if case.size == size and case.jobs == 1 and case.ms_per_iteration is not None
             }
-            if "reference" in by_path and "fast" in by_path:
-                rows.append(
-                    {
-                        "size": size,
-                        "reference_ms": by_path["reference"],
-                        "fast_ms": by_path["fast"],
-                        "speedup": by_path["reference"] / by_path["fast"],
-                    }
-                )
+            if "reference" not in by_path or len(by_path) < 2:
+                continue
+            row: dict[str, Any] = {"size": size}
+            for path, ms in by_path.items():
+                row[f"{path}_ms"] = ms
+            for path, ms in by_path.items():
+                if path != "reference":
+                    row["speedup" if path == "fast" else f"{path}_speedup"] = (
+                        by_path["reference"] / ms
+                    )
+            rows.append(row)
         return rows
 
     def to_json(self) -> dict[str, Any]:
@@ -189,12 +195,20 @@ def measure_single(models: Any, config: BenchConfig, path: str, size: int) -> Ca
     from artgen.engine.generate import Generation
 
     case = CaseResult(path=path, size=size, cutn=config.cutn, jobs=1, iterations=config.iterations)
-    generation = Generation(
-        models, bench_params(config, size, seed=0), device=config.device, fast=path == "fast"
-    )
-    case.ms_per_iteration = time_steps(generation.step, config)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        generation = Generation(
+            models,
+            bench_params(config, size, seed=0),
+            device=config.device,
+            fast=path != "reference",
+            compile=path == "compiled",
+        )
+        case.ms_per_iteration = time_steps(generation.step, config)
     case.iterations_per_second = 1000 / case.ms_per_iteration
     case.peak_memory_bytes = peak_memory(config.device)
+    if caught:
+        case.note = str(caught[0].message).splitlines()[0][:300]
     return case
 
 
@@ -245,6 +259,8 @@ def environment() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu_threads": torch.get_num_threads(),
+        # Other work on the machine slows CPU figures down; the load average records it.
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -320,7 +336,11 @@ def render_table(result: BenchResult) -> Any:
     )
     for column in ("path", "size", "cutn", "jobs", "ms/it", "it/s", "peak memory", "speedup"):
         table.add_column(column, justify="left" if column == "path" else "right")
-    speedup = {row["size"]: row["speedup"] for row in result.speedups()}
+    reference_ms = {
+        case.size: case.ms_per_iteration
+        for case in result.cases
+        if case.path == "reference" and case.jobs == 1 and case.ms_per_iteration is not None
+    }
     errors = []
     for case in result.cases:
         cells = [case.path, str(case.size), str(case.cutn), str(case.jobs)]
@@ -328,16 +348,21 @@ def render_table(result: BenchResult) -> Any:
             errors.append(f"{case.path} {case.size}px x{case.jobs}: {case.error}")
             table.add_row(*cells, f"error {len(errors)}", "-", "-", "")
             continue
-        ratio = speedup.get(case.size) if case.path == "fast" else None
+        ratio = None
+        if case.path != "reference" and case.jobs == 1 and case.size in reference_ms:
+            ratio = reference_ms[case.size] / case.ms_per_iteration
         table.add_row(
             *cells,
-            f"{case.ms_per_iteration:.1f}",
+            f"{case.ms_per_iteration:.2f}"
+            if case.ms_per_iteration < 10
+            else f"{case.ms_per_iteration:.1f}",
             f"{case.iterations_per_second:.2f}",
             format_bytes(case.peak_memory_bytes),
             f"{ratio:.2f}x" if ratio is not None else "",
         )
-    notes = [f"speedup: reference ms/it / fast ms/it; peak memory: {result.memory_measure}"]
+    notes = [f"speedup: reference ms/it / this ms/it; peak memory: {result.memory_measure}"]
     notes += [f"error {index}: {text}" for index, text in enumerate(errors, start=1)]
+    notes += [f"{case.path} {case.size}px: {case.note}" for case in result.cases if case.note]
     table.caption = "\n".join(notes)
     return table
 
