@@ -92,11 +92,11 @@ def decode_checkpointed(vqgan: nn.Module, z_q: Tensor) -> Tensor:
 class _MaybeCompiled:
     """torch.compile a function, and fall back to eager for good if compiling fails."""
 
-    def __init__(self, function: Callable[..., Tensor]) -> None:
+    def __init__(self, function: Callable[..., Tensor], mode: str | None = None) -> None:
         self.function = function
         self.compiled: Callable[..., Tensor] | None
         try:
-            self.compiled = torch.compile(function, dynamic=False)
+            self.compiled = torch.compile(function, mode=mode, dynamic=False)
         except Exception as error:  # noqa: BLE001 - any backend problem means "run eagerly"
             warnings.warn(f"torch.compile unavailable, running eagerly: {error}", stacklevel=2)
             self.compiled = None
@@ -123,7 +123,7 @@ class Generation:
         init_image: Image.Image | None = None,
         image_prompts: Sequence[Image.Image] = (),
         fast: bool | None = None,
-        compile: bool = False,
+        compile: bool | str = False,
         checkpoint_decoder: bool | None = None,
     ) -> None:
         device = torch.device(device)
@@ -161,9 +161,11 @@ class Generation:
         decode: Callable[[Tensor], Tensor] = (
             (lambda z_q: decode_checkpointed(vqgan, z_q)) if checkpoint_decoder else vqgan.decode
         )
-        self._decode = _MaybeCompiled(decode) if compile else decode
+        # compile: True for torch.compile's default mode, or a mode name ("reduce-overhead").
+        mode = compile if isinstance(compile, str) else None
+        self._decode = _MaybeCompiled(decode, mode) if compile else decode
         self._encode_images = [
-            _MaybeCompiled(critic.encode_image) if compile else critic.encode_image
+            _MaybeCompiled(critic.encode_image, mode) if compile else critic.encode_image
             for critic in models.critics
         ]
 
