@@ -244,7 +244,8 @@ class ReferenceCutouts:
 
     def __call__(self, image: Tensor, generator: torch.Generator) -> Tensor:
         """(1, 3, H, W) in [0, 1] -> (cutn, 3, S, S)."""
-        return self.apply(image, self.sample(tuple(image.shape[-2:]), generator))
+        height, width = image.shape[-2:]
+        return self.apply(image, self.sample((height, width), generator))
 
     def apply(self, image: Tensor, params: CutoutParams) -> Tensor:
         """Cut, resize and augment with the given parameters."""

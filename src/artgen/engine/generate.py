@@ -12,6 +12,7 @@ import secrets
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -28,6 +29,7 @@ from artgen.engine.prompts import Prompt, noise_embedding, parse_prompts
 
 if TYPE_CHECKING:
     from artgen.models.loading import Models
+    from artgen.models.vqgan import VQGAN
 
 # Above this many output pixels the fast path recomputes decoder blocks in backward to save memory.
 CHECKPOINT_PIXELS = 512 * 512
@@ -69,9 +71,9 @@ def rounded_size(width: int, height: int, factor: int) -> tuple[int, int]:
     return rounded
 
 
-def decode_checkpointed(vqgan: nn.Module, z_q: Tensor) -> Tensor:
+def decode_checkpointed(vqgan: VQGAN, z_q: Tensor) -> Tensor:
     """vqgan.decode with each decoder block recomputed in backward (taming's block layout)."""
-    decoder = vqgan.decoder
+    decoder: Any = vqgan.decoder  # submodules are set as attributes, as in taming
 
     def block(module: nn.Module, h: Tensor) -> Tensor:
         # No randomness in eval-mode blocks, so the RNG state need not be stashed.
@@ -391,7 +393,7 @@ def run(
                 StepInfo(
                     iteration=result.iteration,
                     iterations=iterations,
-                    loss=lambda loss=result.loss: float(loss),
+                    loss=partial(float, result.loss),
                     image=generation.image,
                 )
             )

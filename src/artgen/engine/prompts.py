@@ -110,6 +110,8 @@ def spherical_distance(x: Tensor, y: Tensor) -> Tensor:
 class Prompt(nn.Module):
     """Loss pulling image embeddings toward `embed` (N, D); a negative weight pushes away."""
 
+    embed: Tensor  # (N, D) fp32 buffer
+
     def __init__(self, embed: Tensor, weight: float = 1.0, stop: float = -math.inf) -> None:
         super().__init__()
         self.register_buffer("embed", embed.detach().float())
