@@ -209,12 +209,11 @@ class GenerateProgress:
     def update(self, iteration: int, read_loss: Any) -> None:
         """Advance to `iteration`; `read_loss()` syncs the device, so call it sparingly."""
         now = time.monotonic()
-        fields: dict[str, str] = {}
         if iteration == self._iterations or now - self._last_loss_read >= 0.25:
             self.loss = float(read_loss())
             self._last_loss_read = now
-            fields["loss"] = f"{self.loss:.4f}"
-        self._progress.update(self._task, completed=iteration, **fields)
+            self._progress.update(self._task, loss=f"{self.loss:.4f}")
+        self._progress.update(self._task, completed=iteration)
 
 
 # GenerationParams fields whose CLI spelling is not --field-name.
@@ -528,15 +527,14 @@ def bench(
     for path in chosen_paths:
         if path not in PATHS:
             fail(f"--paths: unknown path {path!r}; choose from {', '.join(PATHS)}")
-    defaults = {"sizes": "64", "cutn": 4 if quick else 8, "iterations": 3 if quick else 10,
-                "warmup": 1 if quick else 2}  # fmt: skip
+    # --quick changes only the defaults; explicit flags still win.
     config = BenchConfig(
         device=resolve_device(device),
         model=model,
-        sizes=parse_int_list(sizes or defaults["sizes"], "--sizes"),
-        cutn=cutn or int(defaults["cutn"]),
-        iterations=iterations or int(defaults["iterations"]),
-        warmup=warmup if warmup is not None else int(defaults["warmup"]),
+        sizes=parse_int_list(sizes or "64", "--sizes"),
+        cutn=cutn or (4 if quick else 8),
+        iterations=iterations or (3 if quick else 10),
+        warmup=warmup if warmup is not None else (1 if quick else 2),
         paths=chosen_paths,
         batch_jobs=batch_jobs,
         batch_size=batch_size,
@@ -549,8 +547,8 @@ def bench(
 
     result = run_benchmark(config, report)
     console.print(render_table(result))
-    path = write_result(result, output_dir, tag)
-    console.print(f"wrote {path}")
+    written = write_result(result, output_dir, tag)
+    console.print(f"wrote {written}")
 
 
 def format_size(size_bytes: int | None) -> str:
