@@ -129,7 +129,11 @@ COMMON_ERRORS = {
     "422": "invalid parameters; the body names the field",
     "500": "internal error (the log has the traceback and request id)",
 }
-POST_ERRORS = {"413": "request body over the limit", "503": "queue full or shutting down"}
+POST_ERRORS = {
+    "400": "malformed request body (e.g. unparsable multipart)",
+    "413": "request body over the limit",
+    "503": "queue full or shutting down",
+}
 
 
 def _custom_openapi(app: FastAPI) -> dict[str, Any]:
@@ -156,6 +160,9 @@ def _custom_openapi(app: FastAPI) -> dict[str, Any]:
                 if method == "post":
                     for status, description in POST_ERRORS.items():
                         responses.setdefault(status, {"description": description})
+            if not path.startswith("/v1/"):
+                # The probes answer their own shapes (e.g. /readyz 503 names why it is not ready).
+                continue
             # Every error leaves in our shape, not FastAPI's default {"detail": ...}.
             for status, response in responses.items():
                 if status[0] in "45":

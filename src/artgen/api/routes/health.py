@@ -6,9 +6,19 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
 
 router = APIRouter(tags=["health"])
+
+
+class Readiness(BaseModel):
+    """The /readyz answer: ready or why not, with the queue and worker figures."""
+
+    model_config = ConfigDict(extra="allow")
+
+    status: str
+    reason: str | None = None
 
 
 @router.get("/healthz", summary="Liveness: the process is up")
@@ -66,7 +76,8 @@ def readiness(app_state: Any) -> tuple[bool, dict[str, Any]]:
 @router.get(
     "/readyz",
     summary="Readiness: models loaded and a worker alive",
-    responses={503: {"description": "not ready; the body says why"}},
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "not ready; the body says why"}},
 )
 async def readyz(request: Request) -> JSONResponse:
     """200 when jobs can run now, else 503 with the reason."""

@@ -53,6 +53,8 @@ _MULTIPART_SCHEMA = {
         "image_prompts": {"type": "array", "items": {"type": "string", "format": "binary"}},
     },
     "required": ["params"],
+    # Any other field is refused with 422 (unknown form field).
+    "additionalProperties": False,
 }
 SUBMIT_OPENAPI = {
     "requestBody": {
@@ -270,6 +272,7 @@ async def _image_field(value: Any, field: str, settings: Settings) -> bytes:
     openapi_extra=SUBMIT_OPENAPI,
     summary="Submit a generation job (JSON, or multipart with images)",
     responses={
+        400: {"description": "malformed multipart body, or too many files or fields"},
         409: {"description": "Idempotency-Key reused with another body"},
         413: {"description": "upload over the limit"},
         415: {"description": "upload is not PNG, JPEG or WebP"},
@@ -284,7 +287,16 @@ async def create_job(
     service: ServiceDep,
     settings: SettingsDep,
     owner: OwnerDep,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description=f"1 to {MAX_IDEMPOTENCY_KEY_CHARS} printable ASCII characters",
+            min_length=1,
+            max_length=MAX_IDEMPOTENCY_KEY_CHARS,
+            pattern=r"^[ -~]+$",
+        ),
+    ] = None,
 ) -> JobPublic:
     """Queue a job; 202 with Location. Same Idempotency-Key and body: the same job again."""
     key = _check_idempotency_key(idempotency_key)

@@ -45,8 +45,13 @@ _GENERATE: dict[int | str, dict[str, Any]] = {
     **_JPEG,
     404: {"description": "the job named by job_id does not exist"},
     409: {"description": "the job was canceled"},
+    429: {"description": "rate or active-job limit of this key"},
     500: {"description": "the job failed (the code says why)"},
     504: {"description": "the job did not finish in time; follow it at /v1/jobs/{id}"},
+}
+_GENERATE_FROM_IMAGE: dict[int | str, dict[str, Any]] = {
+    **_GENERATE,
+    415: {"description": "the image is not PNG, JPEG or WebP"},
 }
 _PROGRESS_404: dict[int | str, dict[str, Any]] = {
     404: {"description": "no generation yet, or no intermediate image yet"}
@@ -195,7 +200,7 @@ async def generate_text2img(
     "/generate_textimg2img",
     deprecated=True,
     response_class=Response,
-    responses=_GENERATE,
+    responses=_GENERATE_FROM_IMAGE,
     description=_DEPRECATED,
 )
 async def generate_textimg2img(
