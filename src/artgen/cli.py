@@ -221,13 +221,16 @@ PARAM_OPTIONS = {"width": "--size", "height": "--size", "prompts": "PROMPTS",
                  "image_prompt_weights": "--image-prompt"}  # fmt: skip
 
 
-def build_params(values: dict[str, Any]) -> GenerationParams:
-    """GenerationParams from the flags that were given (the others keep the library defaults)."""
+def build_params(recorded: dict[str, Any], values: dict[str, Any]) -> GenerationParams:
+    """GenerationParams from the flags given, then `recorded` values, then library defaults."""
     from pydantic import ValidationError
 
     from artgen.engine.params import GenerationParams
 
-    given = {name: value for name, value in values.items() if value is not None}
+    given = {
+        name: value for name, value in recorded.items() if name in GenerationParams.model_fields
+    }
+    given.update((name, value) for name, value in values.items() if value is not None)
     try:
         return GenerationParams(**given)
     except ValidationError as error:
@@ -238,6 +241,28 @@ def build_params(values: dict[str, Any]) -> GenerationParams:
         if field in PARAM_OPTIONS:
             option = f"{option} ({field})"
         fail(f"{option}: {message}" if field else message)
+
+
+def read_recorded_parameters(path: Path) -> dict[str, Any]:
+    """The parameters an artgen PNG carries (its "parameters" text chunk)."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.is_file():
+        fail(f"--params-from {str(path)!r} does not exist")
+    try:
+        with Image.open(path) as image:
+            text = getattr(image, "text", {}).get("parameters")
+    except (UnidentifiedImageError, OSError) as error:
+        fail(f"--params-from {str(path)!r} is not a readable image ({describe_error(error)})")
+    if text is None:
+        fail(f"--params-from {str(path)!r} carries no artgen parameters")
+    try:
+        recorded = json.loads(text)
+    except json.JSONDecodeError:
+        fail(f"--params-from {str(path)!r}: its parameters are not valid JSON")
+    if not isinstance(recorded, dict):
+        fail(f"--params-from {str(path)!r}: its parameters are not a JSON object")
+    return recorded
 
 
 def output_metadata(
@@ -260,11 +285,12 @@ def output_metadata(
 @app.command()
 def generate(
     prompts: Annotated[
-        str,
+        str | None,
         typer.Argument(
-            help='Text prompts: "text:weight:stop | other:-0.5" ("" with image prompts).'
+            help='Text prompts: "text:weight:stop | other:-0.5" ("" with image prompts).',
+            show_default=False,
         ),
-    ],
+    ] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="PNG file to write.")] = Path(
         "output.png"
     ),
@@ -318,17 +344,41 @@ def generate(
         int | None, typer.Option(min=1, help="Write a snapshot NAME-0010.png every N iterations.")
     ] = None,
     video: Annotated[Path | None, typer.Option(help="Write a timelapse MP4 here.")] = None,
+    video_every: Annotated[
+        int, typer.Option(min=1, help="Timelapse frame every N iterations.")
+    ] = 1,
     fps: Annotated[int, typer.Option(min=1, help="Timelapse frames per second.")] = 30,
+    params_from: Annotated[
+        Path | None,
+        typer.Option(
+            help="Reuse the prompts, seed, models and parameters stored in an artgen PNG; "
+            "flags given here override them."
+        ),
+    ] = None,
 ) -> None:
     """Generate one image from text (and image) prompts."""
     if output.suffix.lower() != ".png":
         fail(f"--output {str(output)!r} must end in .png (the parameters are stored as PNG text)")
-    settings = build_settings(model=model, device=device)
-    clip_models = list(clip_model) if clip_model else settings.resolved_clip_models
+    recorded = read_recorded_parameters(params_from) if params_from is not None else {}
+    if prompts is None:
+        if "prompts" not in recorded:
+            fail("give PROMPTS (or --params-from an artgen PNG)")
+        prompts = str(recorded["prompts"])
+    settings = build_settings(model=model or recorded.get("model"), device=device)
+    clip_models = list(clip_model or recorded.get("clip_models") or settings.resolved_clip_models)
     torch_device = resolve_device(settings.device)
+    if init_image is None and recorded.get("init_image"):
+        init_image = Path(recorded["init_image"])
+    if image_prompt is None and recorded.get("image_prompts"):
+        paths = list(recorded["image_prompts"])
+        weights = recorded.get("image_prompt_weights") or [1.0] * len(paths)
+        if len(weights) != len(paths):
+            fail(f"--params-from {str(params_from)!r}: image prompts and weights do not match")
+        image_prompt = [f"{path}:{weight}" for path, weight in zip(paths, weights, strict=True)]
 
     image_prompts = [parse_image_prompt(value) for value in image_prompt or []]
     params = build_params(
+        recorded,
         {
             "prompts": prompts,
             "width": size[0] if size else None,
@@ -344,7 +394,7 @@ def generate(
             "noise_prompts": noise_prompts,
             "schedule": [parse_schedule_item(item) for item in schedule or []] or None,
             "image_prompt_weights": [weight for _, weight in image_prompts] or None,
-        }
+        },
     )
     if not params.prompts.strip() and not image_prompts:
         fail("give a text prompt or at least one --image-prompt")
@@ -376,10 +426,13 @@ def generate(
             def on_step(info: Any) -> None:
                 progress.update(info.iteration, info.loss)
                 snapshot = save_every is not None and info.iteration % save_every == 0
-                if writer is None and not snapshot:
+                frame = writer is not None and (
+                    info.iteration % video_every == 0 or info.iteration == info.iterations
+                )
+                if not (snapshot or frame):
                     return
                 image = info.image()
-                if writer is not None:
+                if writer is not None and frame:
                     writer.append(image)
                 if snapshot:
                     image.save(snapshot_path(output, info.iteration), format="PNG")
@@ -469,6 +522,12 @@ def worker(
     )
     if device is not None:
         resolve_device(device)
+    import logging
+
+    # A worker is a long-running process: its log is how an operator sees jobs come and go.
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     from artgen.jobs.worker import run_worker
 
     raise typer.Exit(run_worker(settings))

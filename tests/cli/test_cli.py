@@ -38,7 +38,7 @@ def test_generate_writes_png_with_metadata_snapshots_and_video(
     video = tmp_path / "castle.mp4"
     args = ["generate", "a castle in the clouds:1 | fog:-0.5", "-o", str(output), *TINY]
     args += ["--iterations", "4", "--seed", "7", "--save-every", "2", "--video", str(video)]
-    args += ["--fps", "4", "--step-size", "0.2"]
+    args += ["--video-every", "2", "--fps", "4", "--step-size", "0.2"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
 
@@ -59,8 +59,8 @@ def test_generate_writes_png_with_metadata_snapshots_and_video(
 
     assert video.stat().st_size > 0
     frames = iio.imread(video, plugin="pyav") if _has_pyav() else _ffmpeg_frames(video)
-    # The initial image plus one frame per iteration.
-    assert len(frames) == 5 and frames[0].shape == (32, 32, 3)
+    # The initial image, then every second iteration.
+    assert len(frames) == 3 and frames[0].shape == (32, 32, 3)
 
 
 def _has_pyav() -> bool:
@@ -78,22 +78,34 @@ def _ffmpeg_frames(video: Path) -> list[np.ndarray]:
         return [np.asarray(frame) for frame in reader]
 
 
-def test_same_seed_and_params_reproduce_the_image(runner: CliRunner, tmp_path: Path) -> None:
-    first, second = tmp_path / "a.png", tmp_path / "b.png"
-    for path in (first, second):
-        args = ["generate", "fog", "-o", str(path), *TINY, "--iterations", "2", "--seed", "0"]
-        result = runner.invoke(app, args)
-        assert result.exit_code == 0, result.output
+def test_random_seed_is_recorded_and_the_png_reproduces_the_image(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    first, second = tmp_path / "first.png", tmp_path / "second.png"
+    args = ["generate", "fog:1 | rain:-0.5", "-o", str(first), *TINY, "--iterations", "2"]
+    result = runner.invoke(app, [*args, "--step-size", "0.3"])
+    assert result.exit_code == 0, result.output
+    seed = Image.open(first).text["seed"]
+    assert seed.isdigit() and f"seed {seed}" in result.output
+    assert json.loads(Image.open(first).text["parameters"])["seed"] == int(seed)
+
+    # Everything comes from the first PNG: prompts, seed, size, cutn, step size, models.
+    args = ["generate", "--params-from", str(first), "-o", str(second), "--device", "cpu"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert Image.open(second).text["seed"] == seed
+    recorded = json.loads(Image.open(second).text["parameters"])
+    assert recorded["prompts"] == "fog:1 | rain:-0.5" and recorded["step_size"] == 0.3
     assert np.array_equal(np.asarray(Image.open(first)), np.asarray(Image.open(second)))
 
 
-def test_random_seed_is_recorded(runner: CliRunner, tmp_path: Path) -> None:
-    output = tmp_path / "seedless.png"
-    result = runner.invoke(app, ["generate", "fog", "-o", str(output), *TINY, "--iterations", "1"])
-    assert result.exit_code == 0, result.output
-    seed = Image.open(output).text["seed"]
-    assert seed.isdigit() and f"seed {seed}" in result.output
-    assert json.loads(Image.open(output).text["parameters"])["seed"] == int(seed)
+def test_params_from_a_png_without_parameters_is_refused(runner: CliRunner, tmp_path: Path) -> None:
+    Image.new("RGB", (16, 16)).save(tmp_path / "plain.png")
+    result = runner.invoke(app, ["generate", "--params-from", "plain.png", *TINY])
+    assert result.exit_code == 2
+    assert "'plain.png' carries no artgen parameters" in result.output
+    result = runner.invoke(app, ["generate", *TINY])
+    assert result.exit_code == 2 and "give PROMPTS" in result.output
 
 
 @pytest.mark.parametrize(
