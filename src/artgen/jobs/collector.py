@@ -331,7 +331,9 @@ class Collector:
             current.attempt += 1
             current.status = JobStatus.queued
             current.enqueued_at = utcnow()
-            current.worker_id, current.eta_seconds = None, None
+            current.worker_id, current.eta_seconds, current.start_iteration = None, None, None
+            # The next attempt continues from the checkpoint: progress says so.
+            current.iteration = current.checkpoint_iteration or 0
             return status_events(current)
 
         job = self.store.update(job_id, mutate)
