@@ -69,9 +69,9 @@ def test_records_events_and_listing(tmp_path: Path) -> None:
     assert events[0].id < events[1].id
     assert store.events(first.id, after=events[0].id) == events[1:]
 
-    jobs, total = store.list()
+    jobs, total = store.list_jobs()
     assert total == 2 and [job.id for job in jobs] == [second.id, first.id]
-    jobs, total = store.list(owner="a")
+    jobs, total = store.list_jobs(owner="a")
     assert total == 1 and jobs[0].id == first.id
     assert store.idempotent_job("key") == (second.id, "body")
     assert store.queued_ahead(second) == 1 and store.queued_ahead(first) == 0

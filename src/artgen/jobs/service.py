@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import logging
@@ -237,9 +238,9 @@ class JobService:
         offset: int = 0,
     ) -> tuple[list[Job], int]:
         """A page of jobs, newest first, and the total."""
-        return self.store.list(owner=owner, status=status, limit=limit, offset=offset)
+        return self.store.list_jobs(owner=owner, status=status, limit=limit, offset=offset)
 
-    def events(self, job_id: str, after: int = 0) -> list[JobEvent]:
+    def events(self, job_id: str, after: int = 0) -> builtins.list[JobEvent]:
         """The job's events with id > after, in order."""
         try:
             job_id = validate_job_id(job_id)

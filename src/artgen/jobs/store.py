@@ -218,7 +218,7 @@ class JobStore:
         shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
         return bool(deleted)
 
-    def list(
+    def list_jobs(
         self,
         owner: str | None = None,
         status: JobStatus | None = None,
