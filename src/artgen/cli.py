@@ -105,7 +105,7 @@ def read_image(path: Path, what: str) -> Image.Image:
     try:
         with Image.open(path) as image:
             return image.convert("RGB")
-    except (UnidentifiedImageError, OSError) as error:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError) as error:
         fail(f"{what} {str(path)!r} is not a readable image ({describe_error(error)})")
 
 
@@ -143,6 +143,10 @@ def save_png(image: Image.Image, path: Path, text: dict[str, str]) -> None:
     temporary = path.with_name(f".{path.name}.tmp")
     image.save(temporary, format="PNG", pnginfo=info)
     temporary.replace(path)
+
+
+# Containers that take H.264 from imageio-ffmpeg.
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv")
 
 
 class VideoWriter:
@@ -359,6 +363,8 @@ def generate(
     """Generate one image from text (and image) prompts."""
     if output.suffix.lower() != ".png":
         fail(f"--output {str(output)!r} must end in .png (the parameters are stored as PNG text)")
+    if video is not None and video.suffix.lower() not in VIDEO_SUFFIXES:
+        fail(f"--video {str(video)!r} must end in {', '.join(VIDEO_SUFFIXES)} (H.264 video)")
     recorded = read_recorded_parameters(params_from) if params_from is not None else {}
     if prompts is None:
         if "prompts" not in recorded:
@@ -416,7 +422,10 @@ def generate(
             fast=fast,
         )
         output.parent.mkdir(parents=True, exist_ok=True)
-        writer = VideoWriter(video, fps) if video is not None else None
+        writer = None
+        if video is not None:
+            video.parent.mkdir(parents=True, exist_ok=True)
+            writer = VideoWriter(video, fps)
 
     try:
         if writer is not None:

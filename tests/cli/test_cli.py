@@ -122,6 +122,7 @@ def test_params_from_a_png_without_parameters_is_refused(runner: CliRunner, tmp_
         ("castle", ["--model", "nosuch"], "unknown VQGAN model 'nosuch'"),
         ("castle", ["--clip-model", "nosuch"], "unknown CLIP model 'nosuch'"),
         ("castle", ["-o", "castle.jpg"], "must end in .png"),
+        ("castle", ["--video", "castle.gif"], "--video 'castle.gif' must end in .mp4"),
         ("", [], "give a text prompt or at least one --image-prompt"),
     ],
 )
