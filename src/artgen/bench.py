@@ -7,6 +7,7 @@ both call `run_benchmark`.
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import json
 import os
@@ -57,6 +58,7 @@ class CaseResult:
     ms_per_iteration: float | None = None  # wall time of one step of all `jobs`
     iterations_per_second: float | None = None  # job-iterations per second, all jobs together
     peak_memory_bytes: int | None = None
+    peak_reserved_bytes: int | None = None  # CUDA: what the caching allocator held (nvidia-smi)
     error: str | None = None
     note: str | None = None  # e.g. the engine's warning that torch.compile fell back to eager
 
@@ -136,6 +138,7 @@ def synchronize(device: torch.device) -> None:
 def reset_peak_memory(device: torch.device) -> None:
     """Start a fresh peak-memory window (CUDA only; RSS peaks cannot be reset)."""
     if device.type == "cuda":
+        gc.collect()  # the previous case's tensors, if a reference cycle still holds them
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
 
@@ -147,6 +150,13 @@ def peak_memory(device: torch.device) -> int:
     # Linux reports ru_maxrss in KiB (macOS in bytes).
     scale = 1 if sys.platform == "darwin" else 1024
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * scale
+
+
+def peak_reserved(device: torch.device) -> int | None:
+    """CUDA: max bytes the caching allocator reserved since the last reset; None on CPU."""
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_reserved(device))
+    return None
 
 
 def memory_measure(device: torch.device) -> str:
@@ -207,6 +217,7 @@ def measure_single(models: Any, config: BenchConfig, path: str, size: int) -> Ca
         case.ms_per_iteration = time_steps(generation.step, config)
     case.iterations_per_second = 1000 / case.ms_per_iteration
     case.peak_memory_bytes = peak_memory(config.device)
+    case.peak_reserved_bytes = peak_reserved(config.device)
     if caught:
         case.note = str(caught[0].message).splitlines()[0][:300]
     return case
@@ -237,6 +248,7 @@ def measure_batch(models: Any, config: BenchConfig) -> CaseResult:
     case.ms_per_iteration = time_steps(batch.step, config)
     case.iterations_per_second = jobs * 1000 / case.ms_per_iteration
     case.peak_memory_bytes = peak_memory(config.device)
+    case.peak_reserved_bytes = peak_reserved(config.device)
     return case
 
 
