@@ -53,9 +53,15 @@ export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 python3 - "$device" <<'EOF' || exit 1
 import sys
 
+import importlib
+
 import torch
 
-import artgen.bench  # noqa: F401  (fails here, not later, if something is missing)
+# Everything the suite touches, imported now so a missing package fails here, named, not later.
+for module in ("artgen.cli", "artgen.bench", "artgen.engine.generate", "artgen.engine.batch",
+               "artgen.models.loading", "artgen.api.app", "artgen.jobs.worker",
+               "fastapi.testclient"):
+    importlib.import_module(module)
 
 device = sys.argv[1]
 print("torch", torch.__version__, "cuda", torch.version.cuda)
