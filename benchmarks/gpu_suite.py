@@ -25,6 +25,7 @@ from artgen.bench import (
     check_agreement,
     device_label,
     device_name,
+    profile_steps,
     render_table,
     run_benchmark,
     write_json,
@@ -64,6 +65,7 @@ def plan(quick: bool) -> dict[str, Any]:
             "memory_sizes": (64,),
             # Compiling on a CPU takes minutes and says nothing about the GPU: not in quick.
             "compile_sizes": (),
+            "profile_size": 32,
             "cutn": 4,
             "iterations": 2,
             "warmup": 1,
@@ -79,6 +81,7 @@ def plan(quick: bool) -> dict[str, Any]:
         "sizes": (64, 128, 256, 512),
         "memory_sizes": (1024,),
         "compile_sizes": (64, 512),
+        "profile_size": 512,
         "cutn": 64,
         "iterations": 20,
         "warmup": 5,
@@ -246,6 +249,14 @@ def main(argv: list[str]) -> int:
     # The API's worker loads its own copy of the models (about 1 GiB more on the GPU).
     api_result = budget.part("API end to end", api)
 
+    def profile_part() -> dict:
+        data = profile_steps(models, device, sizes["profile_size"], sizes["cutn"])
+        print(data.pop("table"), flush=True)
+        return data
+
+    # Where the fast path's time goes (for the gap to the targets), printed and kept in summary.
+    profile = budget.part(f"profile of the fast path at {sizes['profile_size']}px", profile_part)
+
     def report(results: tuple[Any, ...], compiled: Any = None) -> None:
         from rich.console import Console
 
@@ -257,7 +268,7 @@ def main(argv: list[str]) -> int:
         data = {"device": label, "device_name": device_name(device),
                 "torch_version": torch.__version__, "plan": sizes,
                 "targets": {k: v[0] for k, v in TARGETS.items()}, "measured": measured,
-                "parts": budget.outcomes}  # fmt: skip
+                "parts": budget.outcomes, "profile": profile}  # fmt: skip
         summary_path.write_text(json.dumps(data, indent=2) + "\n")
 
     # The summary is written now too, in case the compile part below runs past the hard limit.

@@ -524,3 +524,53 @@ def api_end_to_end(
         result["post_to_image_seconds"] * 1000 / iterations
     )
     return result
+
+
+def profile_steps(
+    models: Any, device: torch.device, size: int, cutn: int, steps: int = 3, top: int = 15
+) -> dict[str, Any]:
+    """torch.profiler over a few fast-path steps: the operators that take the time.
+
+    Returns {"table": printable text, "operators": [{name, calls, self_ms, total_ms}, ...]}.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    from artgen.engine.generate import Generation
+
+    config = BenchConfig(device=device, sizes=(size,), cutn=cutn, iterations=steps, warmup=3)
+    generation = Generation(models, bench_params(config, size, seed=0), device=device, fast=True)
+    for _ in range(config.warmup):
+        generation.step()
+    synchronize(device)
+    activities = [ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(ProfilerActivity.CUDA)
+    with profile(activities=activities) as profiler:
+        for _ in range(steps):
+            generation.step()
+        synchronize(device)
+    averages = profiler.key_averages()
+    # Newer torch names device time "device_time"; older releases say "cuda_time".
+    on_gpu = device.type == "cuda"
+    self_key = "self_device_time_total" if on_gpu else "self_cpu_time_total"
+    if on_gpu and not hasattr(averages[0], self_key):
+        self_key = "self_cuda_time_total"
+    total_key = self_key.replace("self_", "")
+    rows = sorted(averages, key=lambda event: getattr(event, self_key), reverse=True)[:top]
+    operators = [
+        {
+            "name": event.key,
+            "calls": event.count,
+            "self_ms_per_step": getattr(event, self_key) / 1000 / steps,
+            "total_ms_per_step": getattr(event, total_key) / 1000 / steps,
+        }
+        for event in rows
+    ]
+    return {
+        "size": size,
+        "cutn": cutn,
+        "steps": steps,
+        "sorted_by": self_key,
+        "operators": operators,
+        "table": averages.table(sort_by=self_key, row_limit=top),
+    }
