@@ -278,7 +278,7 @@ def main(argv: list[str]) -> int:
         compiled = budget.part(
             "torch.compile fast path",
             lambda: bench(sizes["compile_sizes"], sizes["iterations"], sizes["warmup"], 0,
-                          "compiled", paths=("fast", "compiled")),
+                          "compiled", paths=("compiled",)),
         )  # fmt: skip
     if compiled is not None:
         report((compiled,), compiled)
