@@ -35,6 +35,7 @@ def test_gpu_out_of_memory_fails_the_job_and_the_worker_goes_on(
 
     monkeypatch.setattr(generate, "run", run_out_of_memory_once)
     emptied = []
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: emptied.append(1))
     start_worker()
     first, _ = service.submit(tiny_request(iterations=3))
@@ -121,3 +122,28 @@ def test_resolve_device() -> None:
     assert resolve_device("cpu") == torch.device("cpu")
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert resolve_device("auto").type == expected
+
+
+@BOTH_QUEUES
+def test_queue_data_loss_is_repaired(
+    settings: Settings, service: JobService, start_worker: Callable[[], Any]
+) -> None:
+    """Like a Redis restart without persistence: tasks, reports and registrations vanish."""
+    settings.lease_seconds = 1.0
+    handle = start_worker()
+    wait_for(lambda: service.health().ready, 10)
+    service.queue.flush()
+    # A live worker notices its registration is gone and registers again.
+    health = wait_for(lambda: (h := service.health()).ready and h, 10)
+    assert [worker.id for worker in health.workers] == [handle.worker.id]
+
+    handle.worker.request_stop()
+    wait_for(lambda: service.health().workers_alive == 0, 10)
+    job, _ = service.submit(tiny_request(iterations=3))
+    service.queue.flush()
+    assert service.queue.pending_count() == 0
+
+    worker = start_worker()
+    # The collector's audit enqueues again the job whose task was lost.
+    done = wait_for(lambda: finished(service, job.id), 30)
+    assert done.status == JobStatus.succeeded and done.worker_id == worker.worker.id

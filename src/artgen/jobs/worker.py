@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import logging
 import os
@@ -221,6 +222,12 @@ class Worker:
         if self._slot is None:
             return
         self.info.heartbeat = time.time()
+        try:
+            if self.queue.incr(Keys.WORKER_SEQ, 0) < self._slot:
+                # The queue storage lost its data (Redis restarted empty): register again.
+                self._slot = self.queue.register_worker()
+        except Exception:
+            return  # unreachable; the next heartbeat tries again
         self._safe_put(Keys.worker(self._slot), self.info.model_dump())
 
     def _safe_put(self, key: str, value: Any) -> bool:
@@ -302,14 +309,18 @@ class Worker:
             return _failure("model_unavailable", str(exc))
         except torch.cuda.OutOfMemoryError:
             logger.warning("job %s: GPU out of memory", job_id)
-            torch.cuda.empty_cache()
-            return _failure("gpu_out_of_memory", "the GPU ran out of memory; try a smaller size")
+            failure = _failure("gpu_out_of_memory", "the GPU ran out of memory; try a smaller size")
         except MemoryError:
             logger.warning("job %s: out of memory", job_id)
-            return _failure("out_of_memory", "the worker ran out of memory; try a smaller size")
+            failure = _failure("out_of_memory", "the worker ran out of memory; try a smaller size")
         except Exception:
             logger.error("job %s attempt %s failed:\n%s", job_id, attempt, traceback.format_exc())
             return _failure("internal_error", "the generation failed unexpectedly")
+        # Outside the except block the traceback, and the tensors its frames held, are gone.
+        gc.collect()
+        if torch.cuda.is_initialized():
+            torch.cuda.empty_cache()
+        return failure
 
     def _generate(
         self, job_id: str, attempt: int, payload: dict[str, Any]
@@ -478,6 +489,8 @@ class EmbeddedWorker:
         """Checkpoint the running job, hand it back and wait for the thread."""
         self.worker.request_stop()
         self._thread.join(timeout)
+        if not self._thread.is_alive():
+            self.worker.queue.close()
 
     @property
     def alive(self) -> bool:
