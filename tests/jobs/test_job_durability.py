@@ -45,10 +45,10 @@ def pretend_worker(
 
 def drain_queue(service: JobService) -> list[tuple[str, int, dict[str, Any]]]:
     """Take every task out of the queue, returning (job_id, attempt, payload)."""
-    tasks = []
-    while (task := service.queue.dequeue()) is not None:
-        tasks.append(tuple(task.args))
-    return tasks
+    storage = service.queue.huey.storage
+    tasks = [service.queue.huey.deserialize_task(data).args for data in storage.enqueued_items()]
+    storage.flush_queue()
+    return [tuple(args) for args in tasks]
 
 
 @BOTH_QUEUES

@@ -99,14 +99,6 @@ class _Run:
     started: float = field(default_factory=time.monotonic)
 
 
-class _Stop(Exception):
-    """Why a generation stopped early."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
 class Worker:
     """Loads models once, then runs the tasks it dequeues, one at a time."""
 
@@ -131,6 +123,7 @@ class Worker:
         self._run_lock = threading.Lock()
         self._run: _Run | None = None
         self._slot: int | None = None
+        self._publish_lock = threading.Lock()
         self._heartbeat_thread: threading.Thread | None = None
         self.info = WorkerInfo(
             id=self.id,
@@ -219,16 +212,17 @@ class Worker:
         return {"worker_id": self.id, "time": time.time()}
 
     def _publish(self) -> None:
-        if self._slot is None:
-            return
-        self.info.heartbeat = time.time()
-        try:
-            if self.queue.incr(Keys.WORKER_SEQ, 0) < self._slot:
-                # The queue storage lost its data (Redis restarted empty): register again.
-                self._slot = self.queue.register_worker()
-        except Exception:
-            return  # unreachable; the next heartbeat tries again
-        self._safe_put(Keys.worker(self._slot), self.info.model_dump())
+        with self._publish_lock:
+            if self._slot is None:
+                return
+            self.info.heartbeat = time.time()
+            try:
+                if self.queue.incr(Keys.WORKER_SEQ, 0) < self._slot:
+                    # The queue storage lost its data (Redis restarted empty): register again.
+                    self._slot = self.queue.register_worker()
+            except Exception:
+                return  # unreachable; the next heartbeat tries again
+            self._safe_put(Keys.worker(self._slot), self.info.model_dump())
 
     def _safe_put(self, key: str, value: Any) -> bool:
         """A lossy report: a failed write is logged, the job goes on."""
@@ -272,6 +266,8 @@ class Worker:
         control = self.queue.control(job_id)
         if control is not None and (control.get("cancel") or control.get("attempt") != attempt):
             logger.info("job %s attempt %s skipped (canceled or superseded)", job_id, attempt)
+            if control.get("deleted"):
+                self.queue.delete(Keys.control(job_id))  # its last trace in the queue
             return
         if not self.queue.put_if_empty(Keys.claim(job_id, attempt), self._stamp()):
             logger.info("job %s attempt %s already claimed", job_id, attempt)
