@@ -197,3 +197,28 @@ def test_model_unavailable_fails_the_job(
     assert done.status == JobStatus.failed
     assert done.error.code == "model_unavailable"
     assert "wikiart_16384" in done.error.message
+
+
+@BOTH_QUEUES
+def test_delete_queued_job_leaves_nothing_in_the_queue(
+    service: JobService, start_worker: Callable[[], Any]
+) -> None:
+    job, _ = service.submit(tiny_request())
+    assert service.delete(job.id)
+    start_worker()
+    wait_for(lambda: service.queue.pending_count() == 0, 10)
+    wait_for(lambda: service.queue.peek(Keys.control(job.id)) is None, 10)
+    assert service.queue.peek(Keys.claim(job.id, 1)) is None
+
+
+def test_delete_running_job_stops_the_worker(
+    service: JobService, start_worker: Callable[[], Any]
+) -> None:
+    handle = start_worker()
+    job, _ = service.submit(tiny_request(iterations=2000))
+    wait_for(lambda: service.get(job.id).iteration >= 2, 60)
+    assert service.delete(job.id)
+    wait_for(lambda: not handle.worker.info.busy, 10)
+    keys = [Keys.attempt_key(kind, job.id, 1) for kind in Keys.ATTEMPT_KINDS]
+    wait_for(lambda: service.queue.peek_many([*keys, Keys.control(job.id)]) == {}, 10)
+    assert service.get(job.id) is None and service.events(job.id) == []

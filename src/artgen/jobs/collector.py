@@ -366,11 +366,16 @@ class Collector:
                     self._enqueue_again(job)
 
     def _audit(self, grace: float) -> None:
-        """Re-enqueue queued jobs whose task vanished (e.g. Redis lost its data)."""
+        """Re-enqueue queued jobs whose task vanished (e.g. Redis lost its data) and repeat
+        cancel flags of running jobs (one may have been lost while the queue was down)."""
         cutoff = time.time() - grace
+        active = self.store.active()
+        for job in active:
+            if job.status == JobStatus.running and job.cancel_requested:
+                self.queue.set_control(job.id, job.attempt, cancel=True)
         candidates = [
             job
-            for job in self.store.active()
+            for job in active
             if job.status == JobStatus.queued and job.enqueued_at.timestamp() < cutoff
         ]
         if not candidates:
