@@ -93,8 +93,8 @@ class Collector:
             self._thread = None
         try:
             self.poll()
-        except Exception:
-            logger.warning("final collector pass failed", exc_info=True)
+        except Exception as exc:
+            logger.warning("final collector pass failed: %s", exc)
 
     def _loop(self) -> None:
         delay = POLL_INTERVAL_S
@@ -350,6 +350,14 @@ class Collector:
     def recover(self) -> None:
         """At startup: fix files, apply pending reports, requeue orphaned and lost jobs."""
         self.store.recover()
+        try:
+            self._recover_queue()
+        except Exception as exc:
+            # Queue down at startup: the polling loop, reaper and audit catch up once it is back.
+            self.queue_error = f"{type(exc).__name__}: {exc}"
+            logger.error("recovery could not reach the queue: %s", self.queue_error)
+
+    def _recover_queue(self) -> None:
         self.poll()
         with self._lock:
             queued = self.queue.queued_attempts()

@@ -213,9 +213,9 @@ class JobService:
         try:
             self.queue.set_control(job.id, job.attempt)
             self.queue.enqueue(job.id, job.attempt, build_payload(self.store, job))
-        except Exception:
+        except Exception as exc:
             # The record is durable: the collector's audit enqueues it once the queue is back.
-            logger.error("job %s: queue unreachable, will enqueue later", job.id, exc_info=True)
+            logger.error("job %s: queue unreachable (%s), will enqueue later", job.id, exc)
 
     # Reading
 

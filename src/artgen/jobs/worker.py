@@ -124,6 +124,7 @@ class Worker:
         self._run: _Run | None = None
         self._slot: int | None = None
         self._publish_lock = threading.Lock()
+        self._reports_ok = True
         self._heartbeat_thread: threading.Thread | None = None
         self.info = WorkerInfo(
             id=self.id,
@@ -225,13 +226,18 @@ class Worker:
             self._safe_put(Keys.worker(self._slot), self.info.model_dump())
 
     def _safe_put(self, key: str, value: Any) -> bool:
-        """A lossy report: a failed write is logged, the job goes on."""
+        """A lossy report: a failed write is logged (once per outage), the job goes on."""
         try:
             self.queue.put(key, value)
-            return True
         except Exception as exc:
-            logger.warning("worker %s: report %s lost (%s)", self.id, key, exc)
+            if self._reports_ok:
+                logger.warning("worker %s: reports are being lost (%s)", self.id, exc)
+            self._reports_ok = False
             return False
+        if not self._reports_ok:
+            logger.info("worker %s: reports reach the queue again", self.id)
+        self._reports_ok = True
+        return True
 
     def _retry(self, action: Callable[[], Any], attempts: int = 30) -> Any:
         """Run an action that must reach the queue, backing off while it cannot."""
