@@ -208,7 +208,7 @@ class Collector:
             current.preview_file, current.preview_iteration = PREVIEW, iteration
             return [("preview", {"iteration": iteration, "url": f"/v1/jobs/{job.id}/preview"})]
 
-        self.store.update(job.id, mutate)
+        self._update_written(job.id, mutate)
 
     def _apply_checkpoint(self, job: Job) -> None:
         checkpoint = self.queue.pop(Keys.checkpoint(job.id, job.attempt))
@@ -225,7 +225,7 @@ class Collector:
             if current.attempt == job.attempt:
                 current.checkpoint_file, current.checkpoint_iteration = CHECKPOINT, iteration
 
-        self.store.update(job.id, mutate)
+        self._update_written(job.id, mutate)
 
     def _apply_result(self, job: Job) -> None:
         result = self.queue.pop(Keys.result(job.id, job.attempt))
@@ -260,6 +260,11 @@ class Collector:
         if final_status == JobStatus.failed and error is None:
             error = JobError(code="internal_error", message=f"unknown result status {status!r}")
         self.finish(job.id, job.attempt, final_status, error, result, files)
+
+    def _update_written(self, job_id: str, mutate: Any) -> None:
+        """Record a file just written; if the job was deleted meanwhile, remove what we wrote."""
+        if self.store.update(job_id, mutate) is None:
+            self.store.remove_dir(job_id)
 
     # Terminal states and requeues
 
@@ -299,6 +304,8 @@ class Collector:
             return events + status_events(current)
 
         job = self.store.update(job_id, mutate)
+        if job is None:
+            self.store.remove_dir(job_id)
         for name in checkpoint:
             self.store.remove_file(job_id, name)
         try:

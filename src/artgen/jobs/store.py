@@ -140,6 +140,10 @@ class JobStore:
         """Bytes of one job file."""
         return self.file_path(job_id, name).read_bytes()
 
+    def remove_dir(self, job_id: str) -> None:
+        """Delete the job's directory (its record is gone)."""
+        shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
+
     def remove_file(self, job_id: str, name: str) -> None:
         """Delete one job file if present (call after the record stopped pointing at it)."""
         self.file_path(job_id, name).unlink(missing_ok=True)
@@ -215,7 +219,7 @@ class JobStore:
             deleted = conn.execute("delete from jobs where id = ?", (job_id,)).rowcount
             conn.execute("delete from events where job_id = ?", (job_id,))
             conn.execute("delete from idempotency where job_id = ?", (job_id,))
-        shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
+        self.remove_dir(job_id)
         return bool(deleted)
 
     def list_jobs(
