@@ -14,7 +14,9 @@ from artgen.jobs.schemas import JobCreate
 REDIS_URL = "redis://127.0.0.1:6379/15"
 
 # Runs a test on the embedded SQLite queue and on Redis (the `settings` fixture reads the param).
-BOTH_QUEUES = pytest.mark.parametrize("settings", ["sqlite", "redis"], indirect=True)
+BOTH_QUEUES = pytest.mark.parametrize(
+    "settings", ["sqlite", pytest.param("redis", marks=pytest.mark.redis)], indirect=True
+)
 
 
 def redis_available() -> bool:

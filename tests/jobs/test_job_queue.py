@@ -13,7 +13,7 @@ from jobtools import REDIS_URL, redis_available
 from artgen.jobs.queue import JobQueue, Keys
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
 def queue(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[JobQueue]:
     """A queue on each engine; the Redis one uses a unique name (key prefix) and is flushed."""
     if request.param == "sqlite":

@@ -18,7 +18,10 @@ from artgen.jobs.schemas import JobStatus
 from artgen.jobs.service import JobService
 from artgen.jobs.worker import start_embedded_worker
 
-pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="no redis-server")
+pytestmark = [
+    pytest.mark.redis,
+    pytest.mark.skipif(shutil.which("redis-server") is None, reason="no redis-server binary"),
+]
 
 
 def free_port() -> int:

@@ -58,6 +58,7 @@ def running_on_new_worker(service: JobService, job_id: str, attempt: int) -> Any
     return job if ok and started and (job.checkpoint_iteration or 0) > job.start_iteration else None
 
 
+@pytest.mark.redis
 @pytest.mark.parametrize("settings", ["redis"], indirect=True)
 def test_worker_processes_sigterm_then_sigkill(
     settings: Settings,
