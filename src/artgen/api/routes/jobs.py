@@ -41,6 +41,8 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 MAX_PAGE = 100
 # C0 controls other than tab/newline/CR, DEL and C1 controls: never meaningful in a prompt.
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# json.loads accepts "\ud800" escapes; such text cannot be stored as UTF-8 (it was a 500).
+_SURROGATES = re.compile(r"[\ud800-\udfff]")
 MAX_IDEMPOTENCY_KEY_CHARS = 200
 # How long a client should wait before retrying when the queue is full or we are draining.
 RETRY_AFTER_SECONDS = 5
@@ -89,10 +91,39 @@ def parse_job_create(raw: bytes | str, field_prefix: tuple[str, ...] = ()) -> Jo
     if not isinstance(data, dict):
         field = field_prefix[0] if field_prefix else "body"
         raise ApiError(422, "validation_error", f"{field}: must be a JSON object", field=field)
+    bad_text = _lone_surrogate_path(data)
+    if bad_text is not None:
+        field = ".".join((*field_prefix, *bad_text)) or "body"
+        raise ApiError(
+            422,
+            "validation_error",
+            f"{field}: contains a lone UTF-16 surrogate escape (e.g. \\ud800); "
+            "send valid Unicode text",
+            field=field,
+        )
     try:
         return JobCreate.model_validate(data)
     except ValidationError as exc:
         raise validation_error(exc.errors(), prefix=field_prefix) from exc
+
+
+def _lone_surrogate_path(value: Any, path: tuple[str, ...] = ()) -> tuple[str, ...] | None:
+    """Where JSON text holds a lone surrogate (valid JSON, but no UTF-8 can store it)."""
+    if isinstance(value, str):
+        return path if _SURROGATES.search(value) else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if _SURROGATES.search(str(key)):
+                return path
+            found = _lone_surrogate_path(item, (*path, key))
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _lone_surrogate_path(item, (*path, str(index)))
+            if found is not None:
+                return found
+    return None
 
 
 def check_limits(request: JobCreate, settings: Settings) -> None:
