@@ -1,0 +1,114 @@
+"""Helpers for the reliability tests: tiny-model settings, job bodies, images, waits, data dirs."""
+
+from __future__ import annotations
+
+import io
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from artgen.config import Settings
+
+TERMINAL = {"succeeded", "failed", "canceled"}
+# Files a finished job may leave in its directory (the checkpoint is removed at the end).
+JOB_FILES = {"input.png", "preview.png", "final.png", "video.mp4"}
+
+
+def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    """Settings for an in-process server on the tiny CPU models, everything under tmp_path."""
+    values: dict[str, Any] = {
+        "model": "tiny",
+        "device": "cpu",
+        "data_dir": tmp_path / "data",
+        "home": tmp_path / "home",
+        "lease_seconds": 30.0,
+        "checkpoint_every": 5,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+def small_job(**overrides: Any) -> dict[str, Any]:
+    """A job body that runs in well under a second on the tiny models."""
+    body: dict[str, Any] = {
+        "prompts": "a red apple:1 | blur:-0.5",
+        "width": 32,
+        "height": 32,
+        "iterations": 4,
+        "cutn": 2,
+        "augment": False,
+        "seed": 1,
+        "preview_every": 2,
+    }
+    body.update(overrides)
+    return body
+
+
+def image_bytes(size: tuple[int, int] = (32, 32), fmt: str = "PNG", color: str = "red") -> bytes:
+    """A small real image file in `fmt`."""
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def wait_until(
+    read: Callable[[], dict[str, Any]],
+    until: Callable[[dict[str, Any]], bool] = lambda job: job["status"] in TERMINAL,
+    timeout: float = 60.0,
+    interval: float = 0.05,
+) -> dict[str, Any]:
+    """Call `read` until `until(value)` holds; AssertionError with the last value on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = read()
+        if until(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met in {timeout:.0f} s: {value}")
+        time.sleep(interval)
+
+
+def data_dir_snapshot(data_dir: Path) -> set[str]:
+    """Every file under data_dir/jobs (relative paths): what the jobs left on disk."""
+    jobs_dir = data_dir / "jobs"
+    if not jobs_dir.exists():
+        return set()
+    return {str(path.relative_to(jobs_dir)) for path in jobs_dir.rglob("*")}
+
+
+def integrity_check(db_path: Path) -> str:
+    """`PRAGMA integrity_check` of a SQLite file, read-only ("ok" when healthy)."""
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30)
+    try:
+        return str(conn.execute("pragma integrity_check").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def stored_jobs(db_path: Path) -> list[dict[str, Any]]:
+    """Every job record of a (stopped) server's database, as the JSON the store keeps."""
+    import json
+
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30)
+    try:
+        return [json.loads(row[0]) for row in conn.execute("select data from jobs")]
+    finally:
+        conn.close()
+
+
+def assert_error(response: Any, status: int, code: str, field: str | None = None) -> dict:
+    """The response is our JSON error with this status/code (and field), and no traceback."""
+    assert response.status_code == status, (response.status_code, response.text[:500])
+    body = response.json()
+    assert body["error"]["code"] == code, body
+    assert body["error"]["message"]
+    assert "Traceback" not in response.text
+    if field is not None:
+        fields = [body["error"].get("field")]
+        fields += [detail["field"] for detail in body["error"].get("details") or []]
+        assert field in fields, body
+    return body
