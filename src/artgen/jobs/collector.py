@@ -365,12 +365,15 @@ class Collector:
             logger.error("recovery could not reach the queue: %s", self.queue_error)
 
     def _recover_queue(self) -> None:
+        # Only an embedded worker (SQLite queue, worker in the API process) surely died with us;
+        # jobs of separate worker processes are left to the lease reaper.
+        embedded = self.queue.embedded and self.settings.worker
         self.poll()
         with self._lock:
             queued = self.queue.queued_attempts()
             for job in self.store.active():
                 claimed = self.queue.peek(Keys.claim(job.id, job.attempt)) is not None
-                if self.queue.embedded and (job.status == JobStatus.running or claimed):
+                if embedded and (job.status == JobStatus.running or claimed):
                     # The embedded worker died with the previous process.
                     self.lost(job.id, job.attempt)
                 elif (
