@@ -40,6 +40,8 @@ TARGETS: dict[str, tuple[str, float | None]] = {
     "fast ms/it at 512x512": ("<= 8", 130.0),
     "compiled ms/it at 64x64": ("<= 3", 76.0),
     "compiled ms/it at 512x512": ("<= 8", 130.0),
+    "cudagraphs ms/it at 64x64": ("<= 3", 76.0),
+    "cudagraphs ms/it at 512x512": ("<= 8", 130.0),
     "fast peak GiB at 512x512": ("<= 4", 8.8),
     "fast peak GiB at 1024x1024": ("<= 16", None),
     "batched jobs: aggregate it/s / one job": (">= 4", None),
@@ -147,6 +149,8 @@ def summary(
         "fast ms/it at 512x512": case_value(table, "fast", 512, "ms_per_iteration"),
         "compiled ms/it at 64x64": case_value(compiled, "compiled", 64, "ms_per_iteration"),
         "compiled ms/it at 512x512": case_value(compiled, "compiled", 512, "ms_per_iteration"),
+        "cudagraphs ms/it at 64x64": case_value(compiled, "cudagraphs", 64, "ms_per_iteration"),
+        "cudagraphs ms/it at 512x512": case_value(compiled, "cudagraphs", 512, "ms_per_iteration"),
         "fast peak GiB at 512x512": peak_512 / GIB if peak_512 else None,
         "fast peak GiB at 1024x1024": peak_1024 / GIB if peak_1024 else None,
         "batched jobs: aggregate it/s / one job": batch / single if batch and single else None,
@@ -161,6 +165,8 @@ def print_summary(measured: dict[str, Any], table: Any) -> None:
         "fast ms/it at 512x512": case_value(table, "reference", 512, "ms_per_iteration"),
         "compiled ms/it at 64x64": case_value(table, "reference", 64, "ms_per_iteration"),
         "compiled ms/it at 512x512": case_value(table, "reference", 512, "ms_per_iteration"),
+        "cudagraphs ms/it at 64x64": case_value(table, "reference", 64, "ms_per_iteration"),
+        "cudagraphs ms/it at 512x512": case_value(table, "reference", 512, "ms_per_iteration"),
         "fast peak GiB at 512x512": (case_value(table, "reference", 512, "peak_memory_bytes")
                                      or 0) / GIB or None,
     }  # fmt: skip
@@ -211,6 +217,7 @@ def main(argv: list[str]) -> int:
         jobs: int,
         tag: str,
         paths: tuple[str, ...] = ("reference", "fast"),
+        write: bool = True,
     ) -> Any:
         config = BenchConfig(
             device=device, model=sizes["model"], sizes=part_sizes, cutn=sizes["cutn"],
@@ -223,7 +230,8 @@ def main(argv: list[str]) -> int:
                                f"{case.error or f'{case.ms_per_iteration:.2f} ms/it'}", flush=True),
             models=models,
         )  # fmt: skip
-        write_result(result, args.output_dir, tag)
+        if write:
+            write_result(result, args.output_dir, tag)
         return result
 
     table = budget.part(
@@ -257,14 +265,16 @@ def main(argv: list[str]) -> int:
     # Where the fast path's time goes (for the gap to the targets), printed and kept in summary.
     profile = budget.part(f"profile of the fast path at {sizes['profile_size']}px", profile_part)
 
-    def report(results: tuple[Any, ...], compiled: Any = None) -> None:
+    def report(results: tuple[Any, ...], compiled: Any = None, show: bool = True) -> None:
+        """Print the tables and the targets (if `show`) and (re)write the summary JSON."""
         from rich.console import Console
 
-        for result in results:
-            if result is not None:
-                Console(width=140).print(render_table(result))
         measured = summary(table, memory, api_result, sizes["job_size"], compiled)
-        print_summary(measured, table)
+        if show:
+            for result in results:
+                if result is not None:
+                    Console(width=140).print(render_table(result))
+            print_summary(measured, table)
         data = {"device": label, "device_name": device_name(device),
                 "torch_version": torch.__version__, "plan": sizes,
                 "targets": {k: v[0] for k, v in TARGETS.items()}, "measured": measured,
@@ -273,13 +283,23 @@ def main(argv: list[str]) -> int:
 
     # The summary is written now too, in case the compile part below runs past the hard limit.
     report((table, memory))
+    # One size at a time, the JSON rewritten after each: the hard limit may cut this part short.
     compiled = None
-    if sizes["compile_sizes"]:
-        compiled = budget.part(
-            "torch.compile fast path",
-            lambda: bench(sizes["compile_sizes"], sizes["iterations"], sizes["warmup"], 0,
-                          "compiled", paths=("compiled",)),
+    compiled_path = args.output_dir / f"{label}-{stamp}-compiled.json"
+    for size in sizes["compile_sizes"]:
+        result = budget.part(
+            f"torch.compile (default and reduce-overhead) at {size}px",
+            lambda size=size: bench((size,), sizes["iterations"], sizes["warmup"], 0, "",
+                                    paths=("compiled", "cudagraphs"), write=False),
         )  # fmt: skip
+        if result is None:
+            continue
+        if compiled is None:
+            compiled = result
+        else:
+            compiled.cases.extend(result.cases)
+        compiled_path.write_text(json.dumps(compiled.to_json(), indent=2) + "\n")
+        report((), compiled, show=False)
     if compiled is not None:
         report((compiled,), compiled)
     print("\nparts:", *(f"  {name}: {outcome}" for name, outcome in budget.outcomes.items()),

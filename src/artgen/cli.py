@@ -344,6 +344,12 @@ def generate(
     device: Annotated[
         str | None, typer.Option(help="auto, cpu, cuda or cuda:N (default auto).")
     ] = None,
+    use_compile: Annotated[
+        bool,
+        typer.Option(
+            "--compile", help="torch.compile decoder and CLIP: slower start, faster steps."
+        ),
+    ] = False,
     save_every: Annotated[
         int | None, typer.Option(min=1, help="Write a snapshot NAME-0010.png every N iterations.")
     ] = None,
@@ -420,6 +426,7 @@ def generate(
             init_image=init,
             image_prompts=prompt_images,
             fast=fast,
+            compile=use_compile,
         )
         output.parent.mkdir(parents=True, exist_ok=True)
         writer = None
