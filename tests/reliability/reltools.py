@@ -112,3 +112,20 @@ def assert_error(response: Any, status: int, code: str, field: str | None = None
         fields += [detail["field"] for detail in body["error"].get("details") or []]
         assert field in fields, body
     return body
+
+
+def load_benchmark() -> Any:
+    """benchmarks/load.py as a module: the tests run its scenarios at a smaller size."""
+    import importlib.util
+    import sys
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "load.py"
+    if "artgen_load_benchmark" in sys.modules:
+        return sys.modules["artgen_load_benchmark"]
+    spec = importlib.util.spec_from_file_location("artgen_load_benchmark", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    # Registered before running so its dataclasses can resolve their own module.
+    sys.modules["artgen_load_benchmark"] = module
+    spec.loader.exec_module(module)
+    return module
