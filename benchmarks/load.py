@@ -13,7 +13,6 @@ import json
 import os
 import platform
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -413,7 +412,7 @@ def all_jobs(base_url: str) -> list[dict[str, Any]]:
 
 
 def data_dir_problems(base_url: str, data_dir: Path, deleted: set[str]) -> list[str]:
-    """Everything under data_dir that is not exactly what the server's finished jobs should leave."""
+    """Everything under data_dir that is not exactly what the finished jobs should leave."""
     problems = []
     for path in data_dir.iterdir():
         name = path.name
