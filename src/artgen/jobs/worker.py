@@ -278,9 +278,11 @@ class Worker:
         if not self.queue.put_if_empty(Keys.claim(job_id, attempt), self._stamp()):
             logger.info("job %s attempt %s already claimed", job_id, attempt)
             return
+        logger.info("job %s attempt %s started on worker %s", job_id, attempt, self.id)
         self._run = _Run(job_id, attempt)
         self.info.busy, self.info.job_id = True, job_id
         self._beat()
+        result: dict[str, Any] | None = None
         try:
             result = self._attempt(job_id, attempt, payload)
         finally:
@@ -288,6 +290,8 @@ class Worker:
                 self._run = None
             self.info.busy, self.info.job_id = False, None
             self._publish()
+        outcome = result["status"] if result is not None else "superseded"
+        logger.info("job %s attempt %s ended: %s", job_id, attempt, outcome)
         if result is not None:
             self._report_result(job_id, attempt, result)
 
