@@ -174,6 +174,27 @@ def test_models_download_of_a_builtin_and_of_an_unknown_name(runner: CliRunner) 
     assert result.exit_code == 2 and "not a downloadable model" in result.output
 
 
+def test_models_download_shows_progress_and_the_files(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from artgen.models.catalog import Catalog
+
+    calls = []
+
+    def fake_download(self: Catalog, name: str, progress=None) -> list[Path]:
+        calls.append((self.home, name))
+        for done in (0, 512, 1024):
+            progress("wikiart_16384.ckpt", done, 1024)
+        return [self.home / "vqgan" / "wikiart_16384.ckpt"]
+
+    # The network is the catalog's business; this checks the CLI's wiring around it.
+    monkeypatch.setattr(Catalog, "download", fake_download)
+    result = runner.invoke(app, ["models", "download", "wikiart_16384"])
+    assert result.exit_code == 0, result.output
+    assert calls == [(tmp_path / "home", "wikiart_16384")]
+    assert "wikiart_16384.ckpt" in result.output and "ready:" in result.output
+
+
 def test_models_add_registers_a_real_format_checkpoint(runner: CliRunner, tmp_path: Path) -> None:
     config = tmp_path / "mine.yaml"
     config.write_text(
