@@ -104,3 +104,24 @@ def test_models_list(idle_client):
     assert clip["tiny"]["default"]
     assert "wikiart_16384" in vqgan and not vqgan["wikiart_16384"]["default"]
     assert all(isinstance(entry["description"], str) for entry in models["vqgan"])
+
+
+def test_readyz_waits_for_its_own_embedded_worker_not_a_stale_registration():
+    """After a SIGKILL restart the dead worker's registration still looks alive for a lease."""
+    from types import SimpleNamespace
+
+    from artgen.api.routes.health import readiness
+    from artgen.jobs.schemas import ServiceHealth, WorkerInfo
+
+    stale = WorkerInfo(id="dead-process-worker", device="cpu", model="tiny", clip_models=["tiny"])
+    stale.alive, stale.ready = True, True
+    service = SimpleNamespace(health=lambda: ServiceHealth(queue_ok=True, workers=[stale]))
+    loading = SimpleNamespace(alive=True, worker=SimpleNamespace(info=SimpleNamespace(ready=False)))
+    state = SimpleNamespace(draining=False, service=service, worker=loading)
+    ready, body = readiness(state)
+    assert not ready and "still loading" in body["reason"]
+    loading.worker.info.ready = True
+    assert readiness(state)[0]
+    loading.alive = False
+    ready, body = readiness(state)
+    assert not ready and "stopped" in body["reason"]

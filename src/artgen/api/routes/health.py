@@ -57,8 +57,19 @@ def readiness(app_state: Any) -> tuple[bool, dict[str, Any]]:
             for worker in health.workers
         ],
     }
-    if health.ready:
+    embedded = getattr(app_state, "worker", None)
+    embedded_ready = embedded is None or (embedded.alive and embedded.worker.info.ready)
+    if health.ready and embedded_ready:
         return True, {"status": "ready", **body}
+    if health.ready:
+        # After a SIGKILL the dead process's worker registration looks fresh for a lease:
+        # this process is ready only once its own embedded worker has loaded its models.
+        reason = (
+            "the embedded worker stopped"
+            if not embedded.alive
+            else "the embedded worker is still loading its models"
+        )
+        return False, {"status": "not_ready", "reason": reason, **body}
     if not health.queue_ok:
         reason = f"queue unreachable: {health.queue_error or 'no answer'}"
     elif health.draining:
