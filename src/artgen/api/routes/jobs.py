@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import re
+import sqlite3
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -46,6 +48,8 @@ _SURROGATES = re.compile(r"[\ud800-\udfff]")
 MAX_IDEMPOTENCY_KEY_CHARS = 200
 # How long a client should wait before retrying when the queue is full or we are draining.
 RETRY_AFTER_SECONDS = 5
+# A full disk is not freed in seconds.
+DISK_FULL_RETRY_AFTER_SECONDS = 60
 
 _MULTIPART_SCHEMA = {
     "type": "object",
@@ -230,10 +234,26 @@ def submit_job(
         ) from exc
     except ShuttingDown as exc:
         raise _shutting_down() from exc
+    except (OSError, sqlite3.OperationalError) as exc:
+        if not is_disk_full(exc):
+            raise
+        raise ApiError(
+            507,
+            "disk_full",
+            "the server's disk is full, so the job was not stored; retry later",
+            headers={"Retry-After": str(DISK_FULL_RETRY_AFTER_SECONDS)},
+        ) from exc
     metrics = getattr(request.app.state, "metrics", None)
     if created and metrics is not None:
         metrics.submitted.inc()
     return job, created
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """ENOSPC/EDQUOT from a file write, or SQLite's "database or disk is full"."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return isinstance(exc, sqlite3.OperationalError) and "disk is full" in str(exc)
 
 
 def _check_idempotency_key(key: str | None) -> str | None:
@@ -310,6 +330,7 @@ async def _image_field(value: Any, field: str, settings: Settings) -> bytes:
         422: {"description": "invalid parameters"},
         429: {"description": "rate or active-job limit of this key"},
         503: {"description": "queue full or shutting down"},
+        507: {"description": "the server's disk is full (`disk_full`); nothing was stored"},
     },
 )
 async def create_job(

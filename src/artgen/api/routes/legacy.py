@@ -48,6 +48,7 @@ _GENERATE: dict[int | str, dict[str, Any]] = {
     429: {"description": "rate or active-job limit of this key"},
     500: {"description": "the job failed (the code says why)"},
     504: {"description": "the job did not finish in time; follow it at /v1/jobs/{id}"},
+    507: {"description": "the server's disk is full (`disk_full`); nothing was stored"},
 }
 _GENERATE_FROM_IMAGE: dict[int | str, dict[str, Any]] = {
     **_GENERATE,
