@@ -187,7 +187,12 @@ class Worker:
                 if not self.queue.blocking:
                     self._stop.wait(0.1)
                 continue
-            self.queue.execute(task)
+            try:
+                self.queue.execute(task)
+            except Exception as exc:
+                # run_task reports the job's own failures; this is Huey's bookkeeping after the
+                # task (the queue went down meanwhile): the worker must live on.
+                logger.warning("worker %s: queue unreachable after a task (%s)", self.id, exc)
         self._finish()
 
     def _finish(self) -> None:
@@ -297,11 +302,12 @@ class Worker:
 
     def _report_result(self, job_id: str, attempt: int, result: dict[str, Any]) -> None:
         result["attempt"] = attempt
-        control = self.queue.control(job_id) or {}
-        if control.get("deleted"):
-            self.queue.clear_job(job_id, attempt)
-            return
         try:
+            # Every step retried: the queue may be down right when the job ends.
+            control = self._retry(lambda: self.queue.control(job_id)) or {}
+            if control.get("deleted"):
+                self._retry(lambda: self.queue.clear_job(job_id, attempt))
+                return
             self._retry(lambda: self.queue.put(Keys.result(job_id, attempt), result))
         except Exception:
             # The lease runs out and the reaper requeues the job from its checkpoint.
