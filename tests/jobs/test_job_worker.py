@@ -11,9 +11,10 @@ from jobtools import BOTH_QUEUES, tiny_request, wait_for
 
 import artgen.engine.generate as generate
 from artgen.config import Settings
+from artgen.jobs.queue import JobQueue
 from artgen.jobs.schemas import JobStatus
 from artgen.jobs.service import JobService
-from artgen.jobs.worker import resolve_device, start_embedded_worker
+from artgen.jobs.worker import Worker, resolve_device, start_embedded_worker
 
 
 def finished(service: JobService, job_id: str) -> Any:
@@ -147,3 +148,24 @@ def test_queue_data_loss_is_repaired(
     # The collector's audit enqueues again the job whose task was lost.
     done = wait_for(lambda: finished(service, job.id), 30)
     assert done.status == JobStatus.succeeded and done.worker_id == worker.worker.id
+
+
+@BOTH_QUEUES
+def test_workers_register_again_apart_after_queue_data_loss(settings: Settings) -> None:
+    """After the storage is wiped, each worker ends up with its own registration, whatever
+    order they notice in (the later one must not keep a slot the earlier one took)."""
+    queue = JobQueue.from_url(settings.resolved_queue_url)
+    first, second = (Worker(settings, queue, worker_id=name) for name in ("first", "second"))
+    try:
+        for worker in (first, second):
+            worker._slot = queue.register_worker()
+            worker._publish()
+        assert sorted(info["id"] for info in queue.workers()) == ["first", "second"]
+        queue.flush()
+        second._publish()  # it held slot 2 and now gets slot 1, the slot `first` still holds
+        first._publish()
+        second._publish()
+        assert sorted(info["id"] for info in queue.workers()) == ["first", "second"]
+    finally:
+        queue.flush()
+        queue.close()

@@ -124,6 +124,8 @@ class Worker:
         self._run: _Run | None = None
         self._slot: int | None = None
         self._publish_lock = threading.Lock()
+        # Set once our registration was written: from then on its absence means data loss.
+        self._published = False
         self._reports_ok = True
         self._heartbeat_thread: threading.Thread | None = None
         self.info = WorkerInfo(
@@ -223,12 +225,20 @@ class Worker:
                 return
             self.info.heartbeat = time.time()
             try:
-                if self.queue.incr(Keys.WORKER_SEQ, 0) < self._slot:
-                    # The queue storage lost its data (Redis restarted empty): register again.
+                if self._published and not self._owns_slot():
+                    # The queue storage lost its data (Redis restarted empty), and maybe another
+                    # worker re-registered into our old slot meanwhile: take a fresh one.
                     self._slot = self.queue.register_worker()
             except Exception:
                 return  # unreachable; the next heartbeat tries again
-            self._safe_put(Keys.worker(self._slot), self.info.model_dump())
+            if self._safe_put(Keys.worker(self._slot), self.info.model_dump()):
+                self._published = True
+
+    def _owns_slot(self) -> bool:
+        """Whether our registration is still there, and still ours."""
+        assert self._slot is not None
+        current = self.queue.peek(Keys.worker(self._slot))
+        return isinstance(current, dict) and current.get("id") == self.id
 
     def _safe_put(self, key: str, value: Any) -> bool:
         """A lossy report: a failed write is logged (once per outage), the job goes on."""
