@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 from scaleout_tools import Cluster, tiny_request, wait_for
 
@@ -54,3 +56,6 @@ def test_two_workers_share_four_jobs(cluster: Cluster) -> None:
 
     # One process per device, never forked after torch was imported.
     assert not any(cluster.fork_log(index).exists() for index in range(2))
+    first.signal(signal.SIGTERM)
+    assert first.popen.wait(30) == 0
+    assert "start method after run_worker: spawn" in first.log()

@@ -7,6 +7,7 @@ usage: python3 worker_main.py FORK_LOG
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import sys
 
@@ -30,7 +31,9 @@ def main(argv: list[str]) -> int:
     from artgen.config import Settings
     from artgen.jobs.worker import run_worker
 
-    return run_worker(Settings())
+    code = run_worker(Settings())
+    print(f"start method after run_worker: {multiprocessing.get_start_method()}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import io
 import logging
+import multiprocessing
 import os
 import signal
 import socket
@@ -150,6 +151,10 @@ class Worker:
         )
         self._heartbeat_thread.start()
         try:
+            if self.device.type == "cuda" and self.device.index is not None:
+                # Calls that take no device (empty_cache after an OOM) then act on ours, and no
+                # worker of a multi-GPU host opens a stray context on cuda:0.
+                torch.cuda.set_device(self.device)
             self._models_for(*self._default_key)
             self.info.ready = True
             logger.info("worker %s ready on %s with %s", self.id, self.device, self._default_key)
@@ -530,7 +535,14 @@ def start_embedded_worker(
 
 
 def run_worker(settings: Settings, models_loader: ModelsLoader | None = None) -> int:
-    """`artgen worker`: serve the queue until SIGTERM/SIGINT, then hand the running job back."""
+    """`artgen worker`: serve the queue until SIGTERM/SIGINT, then hand the running job back.
+
+    One process per GPU, started by the operator (systemd instance, container replica), never
+    forked from a process that has touched CUDA: this function forks nothing, the job runs in this
+    process's main thread, and anything started later through multiprocessing is spawned.
+    """
+    # CUDA state does not survive fork(): a library reaching for multiprocessing must spawn.
+    multiprocessing.set_start_method("spawn", force=True)
     queue = JobQueue.from_url(settings.resolved_queue_url)
     worker = Worker(settings, queue, models_loader)
 
