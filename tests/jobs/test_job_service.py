@@ -81,6 +81,7 @@ def test_job_runs_end_to_end(service: JobService, start_worker: Callable[[], Any
     assert service.latest_job_id() == job.id
 
 
+@BOTH_QUEUES
 def test_init_image_and_random_seed(service: JobService, start_worker: Callable[[], Any]) -> None:
     buffer = io.BytesIO()
     Image.new("RGB", (40, 40), (200, 30, 30)).save(buffer, format="PNG")
@@ -187,6 +188,7 @@ def test_delete_removes_record_and_files(
     assert not service.delete(job.id)
 
 
+@BOTH_QUEUES
 def test_model_unavailable_fails_the_job(
     service: JobService, start_worker: Callable[[], Any]
 ) -> None:
@@ -211,6 +213,7 @@ def test_delete_queued_job_leaves_nothing_in_the_queue(
     assert service.queue.peek(Keys.claim(job.id, 1)) is None
 
 
+@BOTH_QUEUES
 def test_delete_running_job_stops_the_worker(
     service: JobService, start_worker: Callable[[], Any]
 ) -> None:
