@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import json
+import os
 import random
+import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -272,3 +275,71 @@ def test_a_failing_generation_fails_alone_and_the_next_job_succeeds(
     assert follower["status"] == "succeeded", follower
     with Image.open(io.BytesIO(client.get(f"/v1/jobs/{follower['id']}/image").content)) as image:
         assert image.size == (32, 32)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """An 8 MiB tmpfs (needs root and mount rights; skipped elsewhere); unmounted at the end."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    command = ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount_point)]
+    try:
+        mounted = subprocess.run(command, capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        mounted = False
+    if not mounted:
+        pytest.skip("cannot mount a tmpfs here (needs root with mount rights)")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], capture_output=True, timeout=30)
+
+
+def _fill(disk: Path) -> Path:
+    """Take every free byte of the file system; the filler's path."""
+    filler = disk / "filler"
+    stats = os.statvfs(disk)
+    with filler.open("wb") as handle, contextlib.suppress(OSError):
+        handle.write(b"\0" * (stats.f_bavail * stats.f_frsize))
+    return filler
+
+
+@pytest.mark.timeout(180)
+def test_a_really_full_disk_refuses_new_work_keeps_serving_and_recovers(
+    app_factory: Callable[..., TestClient], small_disk: Path
+) -> None:
+    """Data dir and embedded queue on a tmpfs that fills up while a job runs."""
+    client = app_factory(
+        worker=True, data_dir=small_disk / "data", checkpoint_every=2, lease_seconds=3.0
+    )
+    _ready(client)
+    earlier = _run(client)
+    earlier_png = client.get(f"/v1/jobs/{earlier['id']}/image").content
+    running = client.post("/v1/jobs", json=small_job(iterations=80, preview_every=1)).json()
+    wait_until(lambda: client.get(f"/v1/jobs/{running['id']}").json(), lambda j: j["iteration"] > 3)
+    filler = _fill(small_disk)
+
+    # Full: new work is refused with a clear code, reads keep working.
+    response = client.post("/v1/jobs", json=small_job())
+    assert_error(response, 507, "disk_full")
+    assert client.get(f"/v1/jobs/{earlier['id']}/image").content == earlier_png
+    assert client.get(f"/v1/jobs/{running['id']}").status_code == 200
+    assert client.get("/healthz").status_code == 200
+    time.sleep(3)
+
+    # Space comes back: the interrupted job ends (resumed from its checkpoint), new jobs run.
+    filler.unlink()
+    job = wait_until(lambda: client.get(f"/v1/jobs/{running['id']}").json(), timeout=120)
+    print(
+        f"\njob interrupted by the full disk: {job['status']} {job['error']}, attempt "
+        f"{job['attempt']}, iteration {job['iteration']}"
+    )
+    assert job["status"] in TERMINAL, job
+    if job["status"] == "failed":
+        assert job["error"]["code"] in {"disk_full", "worker_lost"}, job
+    assert _run(client)["status"] == "succeeded"
+    data_dir = small_disk / "data"
+    assert not [path for path in data_dir_snapshot(data_dir) if path.endswith(".tmp")]
+    for record in stored_jobs(data_dir / "jobs.sqlite3"):
+        _assert_files_whole(data_dir / "jobs" / record["id"], record)
+    assert integrity_check(data_dir / "jobs.sqlite3") == "ok"
