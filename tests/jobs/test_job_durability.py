@@ -116,6 +116,7 @@ def test_reaper_requeues_with_checkpoint_then_gives_up(
 
     for attempt in (1, 2):
         pretend_worker(service, job.id, attempt, now)
+        service.collector.poll(now=now)  # its last sign of life, seen by the collector
         service.collector.poll(now=now + lease + 1)
         job = service.get(job.id)
         assert job.attempt == attempt + 1 and job.status == JobStatus.queued
@@ -126,6 +127,7 @@ def test_reaper_requeues_with_checkpoint_then_gives_up(
         assert payload["params"] == job.params
 
     pretend_worker(service, job.id, 3, now)
+    service.collector.poll(now=now)
     service.collector.poll(now=now + lease + 1)
     job = service.get(job.id)
     assert job.status == JobStatus.failed and job.error.code == "worker_lost"
@@ -218,3 +220,48 @@ def test_sigkill_mid_job_then_restart_resumes(tmp_path: Path, models_home: Path)
         for name in job.file_names():
             assert store.file_path(job.id, name).stat().st_size > 0
     assert store.recover() == []  # no temp file, no record pointing at a missing file
+
+
+def test_silence_is_judged_by_the_collectors_clock(
+    idle_service: JobService, settings: Settings
+) -> None:
+    """Worker hosts' clocks may be off: a live worker whose clock is far behind is not reaped,
+    a dead one whose clock was far ahead is reaped one lease after its last heartbeat."""
+    service, lease = idle_service, settings.lease_seconds
+    behind, _ = service.submit(tiny_request())
+    ahead, _ = service.submit(tiny_request())
+    now = time.time()
+    for step in range(8):
+        at = now + step * lease / 2
+        pretend_worker(service, behind.id, 1, at - 1000)  # alive, an hour's quarter behind
+        if step == 0:
+            pretend_worker(service, ahead.id, 1, now + 1000)  # one heartbeat, then dead
+        service.collector.poll(now=at)
+        assert service.get(behind.id).attempt == 1
+        assert service.get(ahead.id).attempt == (1 if step * lease / 2 <= lease else 2)
+
+
+@BOTH_QUEUES
+def test_worker_liveness_tolerates_clock_skew(idle_service: JobService, settings: Settings) -> None:
+    service = idle_service
+    settings.lease_seconds = 0.5
+    now = time.time()
+    behind, ahead = service.queue.register_worker(), service.queue.register_worker()
+
+    def register(slot: int, name: str, heartbeat: float) -> None:
+        info = {"id": name, "device": "cpu", "ready": True, "heartbeat": heartbeat}
+        service.queue.put(Keys.worker(slot), info)
+
+    def alive() -> set[str]:
+        return {worker.id for worker in service.health().workers if worker.alive}
+
+    register(behind, "behind", now - 1000)
+    register(ahead, "ahead", now + 1000)
+    assert alive() == {"ahead"}  # first look: only the stamps say anything
+    # Each heart-beats again: the gap to our clock says how far off its clock is.
+    register(behind, "behind", now - 999)
+    register(ahead, "ahead", now + 1001)
+    assert alive() == {"ahead", "behind"}
+    time.sleep(0.6)  # a lease without a heartbeat from either: both dead, whatever their clocks
+    assert alive() == set()
+    assert service.health().workers_alive == 0

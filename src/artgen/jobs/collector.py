@@ -73,6 +73,9 @@ class Collector:
         self._last_audit = 0.0
         # Running jobs whose attempt has no trace at all in the queue: when first seen so.
         self._silent_since: dict[tuple[str, int], float] = {}
+        # (job, attempt) -> (the worker's latest time stamp, our time when it last changed):
+        # silence is judged by our clock, since a worker host's clock may be off.
+        self._last_sign: dict[tuple[str, int], tuple[float, float]] = {}
         self._lock = threading.Lock()
         # Last error talking to the queue (None when the last poll worked).
         self.queue_error: str | None = None
@@ -123,6 +126,9 @@ class Collector:
                 reports = self.queue.peek_many(keys)
                 for job in jobs:
                     self._apply(job, reports, time.time() if now is None else now)
+            current = {(job.id, job.attempt) for job in jobs}
+            for key in [key for key in self._last_sign if key not in current]:
+                del self._last_sign[key]
             self.queue_error = None
             if time.monotonic() - self._last_audit >= max(self.settings.lease_seconds, 1.0):
                 self._last_audit = time.monotonic()
@@ -150,13 +156,19 @@ class Collector:
             (value["time"] for value in (claim, heartbeat, progress) if value), default=None
         )
         key = (job.id, job.attempt)
-        if last_sign is None and job.status == JobStatus.running:
+        silent_since: float | None = None
+        if last_sign is not None:
+            self._silent_since.pop(key, None)
+            seen = self._last_sign.get(key)
+            if seen is None or seen[0] != last_sign:
+                seen = self._last_sign[key] = (last_sign, now)
+            silent_since = seen[1]
+        elif job.status == JobStatus.running:
             # Its keys are gone (the queue lost its data): give the worker one lease to reappear.
-            last_sign = self._silent_since.setdefault(key, now)
-        else:
+            silent_since = self._silent_since.setdefault(key, now)
+        if silent_since is not None and now - silent_since > self.settings.lease_seconds:
             self._silent_since.pop(key, None)
-        if last_sign is not None and now - last_sign > self.settings.lease_seconds:
-            self._silent_since.pop(key, None)
+            self._last_sign.pop(key, None)
             self.lost(job.id, job.attempt)
 
     def _apply_progress(

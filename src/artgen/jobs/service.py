@@ -88,6 +88,10 @@ class JobService:
         self.draining = False
         self._submit_lock = threading.Lock()
         self._started = False
+        # worker id -> (its last heartbeat stamp, how far its clock is behind ours or None):
+        # hosts' clocks may disagree, so liveness is judged on our clock once the offset is known.
+        self._worker_clocks: dict[str, tuple[float, float | None]] = {}
+        self._beats_lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> JobService:
@@ -342,10 +346,25 @@ class JobService:
         now = time.time()
         for data in registrations:
             worker = WorkerInfo.model_validate(data)
-            fresh = now - worker.heartbeat <= self.settings.lease_seconds
-            worker.alive = fresh and not worker.stopped
+            worker.alive = self._alive(worker, now) and not worker.stopped
             health.workers.append(worker)
+        with self._beats_lock:
+            listed = {worker.id for worker in health.workers}
+            for worker_id in [key for key in self._worker_clocks if key not in listed]:
+                del self._worker_clocks[worker_id]
         return health
+
+    def _alive(self, worker: WorkerInfo, now: float) -> bool:
+        """Heart-beating within the lease, its stamp read on our clock once its offset is known."""
+        with self._beats_lock:
+            stamp, offset = self._worker_clocks.get(worker.id, (None, None))
+            if stamp is not None and worker.heartbeat != stamp:
+                # A fresh heartbeat was written since our last look: the smallest gap between it
+                # and our clock estimates the offset (a dead worker's last gap is only larger).
+                gap = now - worker.heartbeat
+                offset = gap if offset is None else min(offset, gap)
+            self._worker_clocks[worker.id] = (worker.heartbeat, offset)
+        return now - (worker.heartbeat + (offset or 0.0)) <= self.settings.lease_seconds
 
 
 def _sha256(data: bytes) -> str:
