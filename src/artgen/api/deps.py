@@ -20,7 +20,12 @@ _api_key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False)
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-def get_service(request: Request) -> JobService:
+# The dependencies are `async def` although they never await: FastAPI runs a plain `def`
+# dependency in the thread pool, and those hops (each waiting for the GIL the embedded worker
+# holds) were most of a poll's latency under load.
+
+
+async def get_service(request: Request) -> JobService:
     """The app's JobService; 503 while it is not running (startup or shutdown)."""
     service = getattr(request.app.state, "service", None)
     if service is None:
@@ -31,7 +36,7 @@ def get_service(request: Request) -> JobService:
 ServiceDep = Annotated[JobService, Depends(get_service)]
 
 
-def get_owner(
+async def get_owner(
     settings: SettingsDep, api_key: Annotated[str | None, Depends(_api_key_header)]
 ) -> str | None:
     """The caller's owner id (a hash of its key), None when keys are off; 401 otherwise."""
