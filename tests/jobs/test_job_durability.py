@@ -265,3 +265,30 @@ def test_worker_liveness_tolerates_clock_skew(idle_service: JobService, settings
     time.sleep(0.6)  # a lease without a heartbeat from either: both dead, whatever their clocks
     assert alive() == set()
     assert service.health().workers_alive == 0
+
+
+@BOTH_QUEUES
+def test_requeued_job_keeps_its_place_in_the_queue(
+    idle_service: JobService, settings: Settings
+) -> None:
+    service = idle_service
+    first, _ = service.submit(tiny_request())
+    drain_queue(service)  # a worker took it
+    later = [service.submit(tiny_request())[0] for _ in range(2)]
+    now = time.time()
+    pretend_worker(service, first.id, 1, now)
+    service.collector.poll(now=now)
+    service.collector.poll(now=now + settings.lease_seconds + 1)  # its worker died: requeued
+    requeued = service.get(first.id)
+    assert requeued.attempt == 2 and service.queue_position(requeued) == 0
+    assert service.queue_position(service.get(later[0].id)) == 1
+    order = [(job_id, attempt) for job_id, attempt, _ in drain_queue_in_order(service)]
+    assert order == [(first.id, 2), (later[0].id, 1), (later[1].id, 1)]
+
+
+def drain_queue_in_order(service: JobService) -> list[tuple[str, int, dict[str, Any]]]:
+    """Dequeue every task the way workers do, in the order they would get them."""
+    taken = []
+    while (task := service.queue.dequeue()) is not None:
+        taken.append(tuple(task.args))
+    return taken

@@ -95,3 +95,16 @@ def test_keys_are_per_attempt() -> None:
     assert Keys.progress("j", 1) != Keys.progress("j", 2)
     with pytest.raises(ValueError):
         Keys.attempt_key("nonsense", "j", 1)
+
+
+def test_order_puts_older_jobs_first(queue: JobQueue) -> None:
+    """A requeued job (created earlier) is taken before jobs created after it; FIFO otherwise."""
+    queue.set_handler(lambda job_id, attempt, payload: None)
+    queue.enqueue("newer", 1, {}, order=2000.0)
+    queue.enqueue("newer-twin", 1, {}, order=2000.0)
+    queue.enqueue("older", 2, {}, order=1000.0)
+    queue.enqueue("newest", 1, {}, order=3000.0)
+    taken = []
+    while (task := queue.dequeue()) is not None:
+        taken.append(task.args[0])
+    assert taken == ["older", "newer", "newer-twin", "newest"]

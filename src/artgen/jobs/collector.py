@@ -61,6 +61,12 @@ def build_payload(store: JobStore, job: Job) -> dict[str, Any]:
     return payload
 
 
+def enqueue_job(queue: JobQueue, store: JobStore, job: Job) -> None:
+    """Publish the job's current attempt, then queue it in creation order (requeues included)."""
+    queue.set_control(job.id, job.attempt)
+    queue.enqueue(job.id, job.attempt, build_payload(store, job), order=job.created_at.timestamp())
+
+
 class Collector:
     """Polls the queue storage for active jobs and applies what workers reported."""
 
@@ -359,8 +365,7 @@ class Collector:
         if job is None or job.attempt == attempt:
             return job
         # Publish the new attempt first: a late worker of the old one then stops by itself.
-        self.queue.set_control(job_id, job.attempt)
-        self.queue.enqueue(job_id, job.attempt, build_payload(self.store, job))
+        enqueue_job(self.queue, self.store, job)
         logger.info("job %s requeued as attempt %s", job_id, job.attempt)
         return job
 
@@ -419,5 +424,4 @@ class Collector:
 
     def _enqueue_again(self, job: Job) -> None:
         logger.warning("job %s attempt %s was not in the queue: enqueued", job.id, job.attempt)
-        self.queue.set_control(job.id, job.attempt)
-        self.queue.enqueue(job.id, job.attempt, build_payload(self.store, job))
+        enqueue_job(self.queue, self.store, job)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from huey import Huey, RedisHuey, SqliteHuey
+from huey import Huey, PriorityRedisHuey, SqliteHuey
 from huey.api import Task
 from huey.constants import EmptyData
 
@@ -139,7 +139,8 @@ class JobQueue:
             pool = ConnectionPool.from_url(
                 location, socket_connect_timeout=3, socket_timeout=10, health_check_interval=15
             )
-            huey = RedisHuey(name, connection_pool=pool, results=False, read_timeout=1)
+            # The priority flavour (a sorted set, Redis >= 5) so requeued jobs keep their place.
+            huey = PriorityRedisHuey(name, connection_pool=pool, results=False, read_timeout=1)
         else:
             raise ValueError(
                 f"queue URL {url!r}: use sqlite:///path/to/queue.sqlite3 or redis://host:6379/0"
@@ -172,9 +173,18 @@ class JobQueue:
             raise RuntimeError("this JobQueue has no task handler: it is not a worker")
         self._handler(job_id, attempt, payload)
 
-    def enqueue(self, job_id: str, attempt: int, payload: dict[str, Any]) -> None:
-        """Queue one attempt of a job; payload carries params and input bytes (and checkpoint)."""
-        self.huey.enqueue(self._task.s(job_id, attempt, payload))
+    def enqueue(
+        self, job_id: str, attempt: int, payload: dict[str, Any], *, order: float | None = None
+    ) -> None:
+        """Queue one attempt of a job; payload carries params and input bytes (and checkpoint).
+
+        Tasks with a smaller `order` (the job's creation time) are taken first, so a job requeued
+        after its worker died, or whose message was lost, keeps its place ahead of later jobs.
+        """
+        task = self._task.s(job_id, attempt, payload)
+        if order is not None:
+            task.priority = -order  # Huey takes higher priorities first, FIFO among equals
+        self.huey.enqueue(task)
 
     def dequeue(self) -> Task | None:
         """The next task, or None (the Redis storage blocks up to a second)."""

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from artgen.config import Settings
-from artgen.jobs.collector import Collector, build_payload, status_events
+from artgen.jobs.collector import Collector, enqueue_job, status_events
 from artgen.jobs.queue import JobQueue
 from artgen.jobs.schemas import (
     ACTIVE_STATUSES,
@@ -215,8 +215,7 @@ class JobService:
 
     def _enqueue(self, job: Job) -> None:
         try:
-            self.queue.set_control(job.id, job.attempt)
-            self.queue.enqueue(job.id, job.attempt, build_payload(self.store, job))
+            enqueue_job(self.queue, self.store, job)
         except Exception as exc:
             # The record is durable: the collector's audit enqueues it once the queue is back.
             logger.error("job %s: queue unreachable (%s), will enqueue later", job.id, exc)

@@ -278,11 +278,11 @@ class JobStore:
             return {status: count for status, count in rows.fetchall()}
 
     def queued_ahead(self, job: Job) -> int:
-        """Queued jobs that entered the queue before this one."""
+        """Queued jobs that workers take before this one (the queue is ordered by creation)."""
         with self._lock:
             row = self._conn.execute(
-                "select count(*) from jobs where status = ? and enqueued_at < ? and id != ?",
-                (JobStatus.queued.value, job.enqueued_at.isoformat(), job.id),
+                "select count(*) from jobs where status = ? and created_at < ? and id != ?",
+                (JobStatus.queued.value, job.created_at.isoformat(), job.id),
             ).fetchone()
         return int(row[0])
 
