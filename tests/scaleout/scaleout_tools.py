@@ -180,6 +180,33 @@ def job_with(get: Callable[[], Job | None], condition: Callable[[Job], bool]) ->
     return job if job is not None and condition(job) else None
 
 
+def fork_log(directory: Path, index: int) -> Path:
+    """Where worker `index` records forks (absent when it never forked)."""
+    return directory / f"worker-{index}.forks"
+
+
+def spawn_worker(
+    directory: Path,
+    index: int,
+    queue_url: str,
+    home: Path,
+    *,
+    cli: bool = False,
+    model: str = "tiny",
+) -> WorkerProcess:
+    """Start worker `index`: worker_main.py, or `python3 -m artgen worker` itself with cli=True.
+
+    Lease and checkpoint interval match the Cluster's API side (2 s, every 4 iterations).
+    """
+    env = worker_env(queue_url, home, model=model, checkpoint_every=4, lease_seconds=2.0)
+    if cli:
+        args = [sys.executable, "-m", "artgen", "worker", "--queue", queue_url]
+        args += ["--device", "cpu", "--model", model]
+    else:
+        args = [sys.executable, str(HERE / "worker_main.py"), str(fork_log(directory, index))]
+    return WorkerProcess(args, env, directory / f"worker-{index}.log")
+
+
 class Cluster:
     """An API-side JobService (no worker in it) and the worker processes serving its queue."""
 
@@ -207,26 +234,15 @@ class Cluster:
 
     def spawn(self, *, cli: bool = False, model: str = "tiny") -> WorkerProcess:
         """Start a worker process on the queue: worker_main.py, or `python3 -m artgen worker`."""
-        index = len(self.workers)
-        env = worker_env(
-            self.queue_url,
-            self.home,
-            model=model,
-            checkpoint_every=self.settings.checkpoint_every,
-            lease_seconds=self.settings.lease_seconds,
+        worker = spawn_worker(
+            self.directory, len(self.workers), self.queue_url, self.home, cli=cli, model=model
         )
-        if cli:
-            args = [sys.executable, "-m", "artgen", "worker", "--queue", self.queue_url]
-            args += ["--device", "cpu", "--model", model]
-        else:
-            args = [sys.executable, str(HERE / "worker_main.py"), str(self.fork_log(index))]
-        worker = WorkerProcess(args, env, self.directory / f"worker-{index}.log")
         self.workers.append(worker)
         return worker
 
     def fork_log(self, index: int) -> Path:
         """Where worker `index` records forks (absent when it never forked)."""
-        return self.directory / f"worker-{index}.forks"
+        return fork_log(self.directory, index)
 
     def health_of(self, worker: WorkerProcess) -> Any:
         """The worker's entry in the service's health, or None."""
