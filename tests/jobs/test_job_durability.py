@@ -17,7 +17,7 @@ from jobtools import BOTH_QUEUES, tiny_request, wait_for
 from artgen.config import Settings
 from artgen.jobs.queue import Keys
 from artgen.jobs.schemas import JobStatus
-from artgen.jobs.service import JobService
+from artgen.jobs.service import FORGET_WORKERS_AFTER_S, JobService
 from artgen.jobs.store import JobStore
 from artgen.jobs.worker import Worker
 
@@ -265,6 +265,10 @@ def test_worker_liveness_tolerates_clock_skew(idle_service: JobService, settings
     time.sleep(0.6)  # a lease without a heartbeat from either: both dead, whatever their clocks
     assert alive() == set()
     assert service.health().workers_alive == 0
+    assert len(service.health().workers) == 2  # dead, still listed for a while
+    long_gone = service.queue.register_worker()
+    register(long_gone, "long-gone", now - 2 * FORGET_WORKERS_AFTER_S)
+    assert {worker.id for worker in service.health().workers} == {"behind", "ahead"}
 
 
 @BOTH_QUEUES

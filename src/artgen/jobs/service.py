@@ -30,6 +30,10 @@ from artgen.jobs.store import INIT_IMAGE, JobStore, prompt_file_name, validate_j
 
 logger = logging.getLogger("artgen.jobs.service")
 
+# A worker silent this long is no longer listed in the health (it stays visible for a while after
+# a crash, so an operator sees it).
+FORGET_WORKERS_AFTER_S = 3600.0
+
 # Seeds picked for jobs that do not give one stay in a range every tool handles.
 RANDOM_SEED_LIMIT = 2**31
 
@@ -345,16 +349,19 @@ class JobService:
         now = time.time()
         for data in registrations:
             worker = WorkerInfo.model_validate(data)
-            worker.alive = self._alive(worker, now) and not worker.stopped
-            health.workers.append(worker)
+            silence = self._silence(worker, now)
+            worker.alive = silence <= self.settings.lease_seconds and not worker.stopped
+            # Workers gone long ago (replaced, scaled down) drop out of the list.
+            if worker.alive or silence <= FORGET_WORKERS_AFTER_S:
+                health.workers.append(worker)
         with self._beats_lock:
             listed = {worker.id for worker in health.workers}
             for worker_id in [key for key in self._worker_clocks if key not in listed]:
                 del self._worker_clocks[worker_id]
         return health
 
-    def _alive(self, worker: WorkerInfo, now: float) -> bool:
-        """Heart-beating within the lease, its stamp read on our clock once its offset is known."""
+    def _silence(self, worker: WorkerInfo, now: float) -> float:
+        """Seconds since its last heartbeat, read on our clock once its clock offset is known."""
         with self._beats_lock:
             stamp, offset = self._worker_clocks.get(worker.id, (None, None))
             if stamp is not None and worker.heartbeat != stamp:
@@ -363,7 +370,7 @@ class JobService:
                 gap = now - worker.heartbeat
                 offset = gap if offset is None else min(offset, gap)
             self._worker_clocks[worker.id] = (worker.heartbeat, offset)
-        return now - (worker.heartbeat + (offset or 0.0)) <= self.settings.lease_seconds
+        return now - (worker.heartbeat + (offset or 0.0))
 
 
 def _sha256(data: bytes) -> str:
