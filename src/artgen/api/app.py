@@ -190,13 +190,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
     app.state.legacy_defaults = LegacyDefaults()
 
-    # Routes read settings through the cached get_settings dependency: point it at ours
-    # (async, so reading it costs no thread-pool hop).
-    async def app_settings() -> Settings:
-        return settings
-
-    app.dependency_overrides[get_settings] = app_settings
-
     install_error_handlers(app)
     app.state.metrics = install_metrics(app)
     for router in (jobs.router, events.router, legacy.router, models.router, health.router):

@@ -10,19 +10,25 @@ from fastapi.security import APIKeyHeader
 
 from artgen.api.errors import ApiError
 from artgen.api.security import API_KEY_HEADER, authenticate
-from artgen.config import Settings, get_settings
+from artgen.config import Settings
 from artgen.jobs.schemas import Job
 from artgen.jobs.service import JobService
 
 # auto_error=False: a missing key is our own 401 JSON, not FastAPI's 403.
 _api_key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False)
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-
-
 # The dependencies are `async def` although they never await: FastAPI runs a plain `def`
-# dependency in the thread pool, and those hops (each waiting for the GIL the embedded worker
-# holds) were most of a poll's latency under load.
+# dependency in the thread pool, a hop per dependency per request.
+
+
+async def app_settings(request: Request) -> Settings:
+    """The settings the app was created with (create_app(settings) puts them on app.state)."""
+    return request.app.state.settings
+
+
+# Read from app.state, not through dependency_overrides: FastAPI rebuilds an overridden
+# dependency's signature on every request (a fifth of a poll's CPU time).
+SettingsDep = Annotated[Settings, Depends(app_settings)]
 
 
 async def get_service(request: Request) -> JobService:
