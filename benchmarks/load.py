@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import platform
+import signal
 import socket
 import subprocess
 import sys
@@ -29,6 +30,8 @@ import httpx
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 READY_TIMEOUT_S = 120.0
 TERMINAL = {"succeeded", "failed", "canceled"}
+# Polls sent in the first second of the load are the opening burst, reported apart.
+BURST_SECONDS = 1.0
 # Files a job that succeeded without init image or video leaves in its directory.
 FINISHED_JOB_FILES = {"final.png", "preview.png"}
 DATABASE_FILES = {"jobs.sqlite3", "queue.sqlite3"}
@@ -185,6 +188,9 @@ class LoadStats:
     """What the clients saw while the job ran."""
 
     latencies: list[float] = field(default_factory=list)
+    # (seconds since the load started, latency) of every answered poll.
+    samples: list[tuple[float, float]] = field(default_factory=list)
+    started: float = field(default_factory=time.perf_counter)
     requests: int = 0
     failures: list[str] = field(default_factory=list)
     # 404 from the seed's progress image before the first preview exists: documented, not a failure.
@@ -220,6 +226,7 @@ async def _poller(
             stats.failures.append(f"{method} {url}: {type(exc).__name__}: {exc}")
             continue
         stats.latencies.append(time.perf_counter() - started)
+        stats.samples.append((started - stats.started, stats.latencies[-1]))
         stats.requests += 1
         if response.status_code == 404 and "progressimg" in url:
             stats.expected_404 += 1
@@ -268,6 +275,27 @@ async def _load(
     return stats
 
 
+def latency_buckets(base_url: str) -> dict[float, float]:
+    """The server's own request-duration histogram (all handlers): upper bound -> count."""
+    text = httpx.get(f"{base_url}/metrics", timeout=30).text
+    buckets = {}
+    for line in text.splitlines():
+        if line.startswith("http_request_duration_highr_seconds_bucket{"):
+            bound = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets[float(bound)] = float(line.rsplit(" ", 1)[1])
+    return buckets
+
+
+def bucket_quantile(before: dict[float, float], after: dict[float, float], q: float) -> float:
+    """Upper bound of the bucket holding quantile q of the requests counted in between."""
+    bounds = sorted(after)
+    total = after[bounds[-1]] - before.get(bounds[-1], 0.0) if bounds else 0.0
+    for bound in bounds:
+        if total and after[bound] - before.get(bound, 0.0) >= q * total:
+            return bound
+    return float("nan")
+
+
 def run_load(
     base_url: str,
     pollers: int,
@@ -275,16 +303,27 @@ def run_load(
     iterations: int,
     interval: float = 0.25,
     timeout: float = 600.0,
+    server_pid: int | None = None,
 ) -> dict[str, Any]:
     """Baseline rate, then the same job under pollers + SSE subscribers, then baseline again."""
     before = baseline_rate(base_url, iterations)
     job_id = submit(base_url, job_body(iterations))["id"]
+    histogram_before = latency_buckets(base_url)
+    client_cpu = time.process_time()
+    server_cpu = _cpu_seconds(server_pid)
+    started = time.monotonic()
     stats = asyncio.run(_load(base_url, job_id, pollers, subscribers, interval, timeout))
+    wall = time.monotonic() - started
+    client_cpu = time.process_time() - client_cpu
+    server_cpu = _cpu_seconds(server_pid) - server_cpu
+    histogram_after = latency_buckets(base_url)
     job = wait_job(base_url, job_id)
     after = baseline_rate(base_url, iterations)
     baseline = (before + after) / 2
     loaded = iteration_rate(job) if job["status"] == "succeeded" else 0.0
     streams = stats.streams
+    steady = [latency for offset, latency in stats.samples if offset >= BURST_SECONDS]
+    burst = [latency for offset, latency in stats.samples if offset < BURST_SECONDS]
     identical = bool(streams) and all(stream == streams[0] for stream in streams)
     ids_increase = all(
         all(a[0] < b[0] for a, b in zip(stream, stream[1:], strict=False)) for stream in streams
@@ -302,6 +341,17 @@ def run_load(
         "p50_ms": percentile(stats.latencies, 0.50) * 1000,
         "p99_ms": percentile(stats.latencies, 0.99) * 1000,
         "max_ms": max(stats.latencies, default=float("nan")) * 1000,
+        # Without the opening burst (every client connects and asks at once).
+        "steady_p50_ms": percentile(steady, 0.50) * 1000,
+        "steady_p99_ms": percentile(steady, 0.99) * 1000,
+        "burst_max_ms": max(burst, default=float("nan")) * 1000,
+        # The server's own view (its request-duration histogram): bucket upper bounds.
+        "server_p50_ms_at_most": bucket_quantile(histogram_before, histogram_after, 0.5) * 1000,
+        "server_p99_ms_at_most": bucket_quantile(histogram_before, histogram_after, 0.99) * 1000,
+        # On a small machine the load generator itself can be what saturates.
+        "load_seconds": wall,
+        "client_cpu_cores": client_cpu / wall,
+        "server_cpu_cores": server_cpu / wall if server_pid is not None else None,
         "baseline_it_s_before": before,
         "baseline_it_s_after": after,
         "loaded_it_s": loaded,
@@ -312,6 +362,16 @@ def run_load(
         "sse_ids_increase": ids_increase,
         "sse_all_end_with_done": all(stream and stream[-1][1] == "done" for stream in streams),
     }
+
+
+def _cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of a process so far (0 when no pid)."""
+    if pid is None:
+        return 0.0
+    import psutil
+
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
 
 
 # Queue pressure
@@ -455,6 +515,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--soak", type=int, default=200)
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so the servers this run started are stopped too.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
     results: dict[str, Any] = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -465,7 +527,12 @@ def main(argv: list[str] | None = None) -> int:
         env = {"ARTGEN_QUEUE_LIMIT": str(args.queue_limit)}
         with running_server(Path(tmp), env) as server:
             load = run_load(
-                server.base_url, args.pollers, args.sse, args.iterations, args.poll_interval
+                server.base_url,
+                args.pollers,
+                args.sse,
+                args.iterations,
+                args.poll_interval,
+                server_pid=server.pid,
             )
             pressure = queue_pressure(server.base_url, args.queue_limit, args.submissions)
             soaked = soak(server.base_url, server.pid, server.data_dir, args.soak)
@@ -481,6 +548,20 @@ def main(argv: list[str] | None = None) -> int:
         (
             "poll latency p50 / p99 / max",
             f"{load['p50_ms']:.1f} / {load['p99_ms']:.1f} / {load['max_ms']:.1f} ms",
+        ),
+        (
+            "  after the first 1 s: p50 / p99",
+            f"{load['steady_p50_ms']:.1f} / {load['steady_p99_ms']:.1f} ms "
+            f"(opening burst max {load['burst_max_ms']:.0f} ms)",
+        ),
+        (
+            "  server-side p50 / p99 (histogram)",
+            f"<= {load['server_p50_ms_at_most']:.0f} / <= {load['server_p99_ms_at_most']:.0f} ms",
+        ),
+        (
+            "CPU cores used: clients / server",
+            f"{load['client_cpu_cores']:.2f} / {load['server_cpu_cores']:.2f} "
+            f"(machine has {os.cpu_count()})",
         ),
         (
             "job it/s alone (before, after)",

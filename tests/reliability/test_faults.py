@@ -128,6 +128,8 @@ def _assert_files_whole(job_dir: Path, record: dict[str, Any]) -> None:
         if name.endswith(".png"):
             with Image.open(path) as image:
                 image.load()
+        elif name.endswith(".pt"):
+            torch.load(path, map_location="cpu", weights_only=True)
     if record["status"] == "succeeded":
         with Image.open(job_dir / record["image_file"]) as image:
             assert image.size == (record["params"]["width"], record["params"]["height"])

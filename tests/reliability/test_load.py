@@ -36,10 +36,20 @@ def server(load: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]
 
 @pytest.mark.timeout(180)
 def test_pollers_and_sse_subscribers_while_a_job_runs(load: Any, server: Any) -> None:
-    result = load.run_load(server.base_url, POLLERS, SUBSCRIBERS, LOADED_ITERATIONS, timeout=120)
+    result = load.run_load(
+        server.base_url,
+        POLLERS,
+        SUBSCRIBERS,
+        LOADED_ITERATIONS,
+        timeout=120,
+        server_pid=server.pid,
+    )
     print(
         f"\n{POLLERS} pollers + {SUBSCRIBERS} SSE: {result['requests']} requests, "
-        f"p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms; "
+        f"p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms (server-side "
+        f"<= {result['server_p50_ms_at_most']:.0f} / <= {result['server_p99_ms_at_most']:.0f} ms; "
+        f"CPU cores clients {result['client_cpu_cores']:.2f}, "
+        f"server {result['server_cpu_cores']:.2f}); "
         f"it/s alone {result['baseline_it_s_before']:.1f}/{result['baseline_it_s_after']:.1f}, "
         f"under load {result['loaded_it_s']:.1f} (drop {result['rate_drop_pct']:.0f}%)"
     )
