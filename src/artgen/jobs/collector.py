@@ -82,6 +82,9 @@ class Collector:
         # (job, attempt) -> (the worker's latest time stamp, our time when it last changed):
         # silence is judged by our clock, since a worker host's clock may be off.
         self._last_sign: dict[tuple[str, int], tuple[float, float]] = {}
+        # (job, attempt) -> our time when the attempt was first seen working: a step that never
+        # returns keeps heart-beating, so the job timeout is also enforced here.
+        self._attempt_seen: dict[tuple[str, int], float] = {}
         self._lock = threading.Lock()
         # Last error talking to the queue (None when the last poll worked).
         self.queue_error: str | None = None
@@ -135,6 +138,8 @@ class Collector:
             current = {(job.id, job.attempt) for job in jobs}
             for key in [key for key in self._last_sign if key not in current]:
                 del self._last_sign[key]
+            for key in [key for key in self._attempt_seen if key not in current]:
+                del self._attempt_seen[key]
             self.queue_error = None
             if time.monotonic() - self._last_audit >= max(self.settings.lease_seconds, 1.0):
                 self._last_audit = time.monotonic()
@@ -172,10 +177,28 @@ class Collector:
         elif job.status == JobStatus.running:
             # Its keys are gone (the queue lost its data): give the worker one lease to reappear.
             silent_since = self._silent_since.setdefault(key, now)
+        if last_sign is not None and self._timed_out(key, now):
+            logger.error("job %s attempt %s: no result within the job timeout", *key)
+            message = (
+                f"the generation did not finish within {self.settings.job_timeout_seconds:g} s"
+            )
+            self.finish(
+                job.id, job.attempt, JobStatus.failed, JobError(code="timeout", message=message)
+            )
+            return
         if silent_since is not None and now - silent_since > self.settings.lease_seconds:
             self._silent_since.pop(key, None)
             self._last_sign.pop(key, None)
             self.lost(job.id, job.attempt)
+
+    def _timed_out(self, key: tuple[str, int], now: float) -> bool:
+        """True once an attempt has run past the job timeout plus a lease of grace.
+
+        The worker enforces the timeout itself between iterations; this catches a step that never
+        returns (its heartbeat thread keeps the lease alive)."""
+        first_seen = self._attempt_seen.setdefault(key, now)
+        limit = self.settings.job_timeout_seconds + self.settings.lease_seconds
+        return now - first_seen > limit
 
     def _apply_progress(
         self, job: Job, progress: dict[str, Any] | None, heartbeat: dict[str, Any] | None

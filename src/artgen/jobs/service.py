@@ -205,16 +205,20 @@ class JobService:
             iterations=request.iterations,
             idempotency_key_hash=key_hash,
         )
-        # Files first, then the record that points at them.
-        if init_image is not None:
-            self.store.write_file(job_id, INIT_IMAGE, init_image)
-            job.init_image_file = INIT_IMAGE
-        for index, data in enumerate(image_prompts):
-            name = prompt_file_name(index)
-            self.store.write_file(job_id, name, data)
-            job.image_prompt_files.append(name)
-        idempotency = (key_hash, body_hash) if key_hash and body_hash else None
-        self.store.create(job, status_events(job), idempotency)
+        # Files first, then the record that points at them; a refused submission leaves nothing.
+        try:
+            if init_image is not None:
+                self.store.write_file(job_id, INIT_IMAGE, init_image)
+                job.init_image_file = INIT_IMAGE
+            for index, data in enumerate(image_prompts):
+                name = prompt_file_name(index)
+                self.store.write_file(job_id, name, data)
+                job.image_prompt_files.append(name)
+            idempotency = (key_hash, body_hash) if key_hash and body_hash else None
+            self.store.create(job, status_events(job), idempotency)
+        except BaseException:
+            self.store.remove_dir(job_id)
+            raise
         return job
 
     def _enqueue(self, job: Job) -> None:
