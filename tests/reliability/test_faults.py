@@ -347,14 +347,10 @@ def test_a_really_full_disk_refuses_new_work_keeps_serving_and_recovers(
     assert integrity_check(data_dir / "jobs.sqlite3") == "ok"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="jobs bug: JobService._create writes input files before the record and does not "
-    "remove them when a later write fails; the orphan stays until the next restart's recover()",
-)
 def test_a_submission_refused_for_a_full_disk_leaves_no_files(
     app_factory: Callable[..., TestClient], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Found by this test, fixed in jobs: _create removes the input files it wrote."""
     client = app_factory()
     disk = DiskFull(monkeypatch)
     disk.names = {"prompt_0.png"}  # the init image fits, the image prompt does not
@@ -368,14 +364,10 @@ def test_a_submission_refused_for_a_full_disk_leaves_no_files(
     assert data_dir_snapshot(Path(client.app.state.settings.data_dir)) == set()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="jobs bug: the job timeout is checked only between iterations and the heartbeat "
-    "thread keeps the lease alive, so a step that never returns keeps the job running forever",
-)
 def test_a_step_that_never_returns_is_timed_out(
     app_factory: Callable[..., TestClient], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Found by this test, fixed in jobs: the collector fails an attempt past timeout + lease."""
     release = threading.Event()
     _fault_by_prompt(monkeypatch, {"stuck": lambda: release.wait(30)})
     client = app_factory(worker=True, job_timeout_seconds=1.0, lease_seconds=2.0)
