@@ -497,6 +497,14 @@ def serve(
         bool | None,
         typer.Option("--worker/--no-worker", help="Run a worker inside this process (default on)."),
     ] = None,
+    worker_process: Annotated[
+        bool | None,
+        typer.Option(
+            "--worker-process/--worker-thread",
+            help="Run the embedded worker as a child process, so API load does not slow jobs "
+            "(default: a thread).",
+        ),
+    ] = None,
 ) -> None:
     """Run the HTTP API (and, by default, an embedded worker)."""
     settings = build_settings(
@@ -508,6 +516,7 @@ def serve(
         device=device,
         queue_url=queue,
         worker=worker,
+        worker_process=worker_process,
     )
     from artgen.api.server import serve as serve_api
 

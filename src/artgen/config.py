@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     device: str = "auto"
     # Run a worker inside `artgen serve` (the embedded default); off on a pure API host.
     worker: bool = True
+    # Run that worker as a spawned child process: the API's requests then cost it no GIL time.
+    worker_process: bool = False
 
     host: str = "127.0.0.1"
     port: int = 8000

@@ -89,13 +89,17 @@ def _stop(component: Any, what: str) -> None:
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Start the job service (and the embedded worker); on shutdown drain and checkpoint."""
     from artgen.jobs.service import JobService
-    from artgen.jobs.worker import start_embedded_worker
+    from artgen.jobs.worker import start_embedded_worker, start_worker_process
 
     settings: Settings = app.state.settings
     service = await run_in_threadpool(JobService.from_settings, settings)
     await run_in_threadpool(service.start)
     worker = None
-    if should_start_worker(settings):
+    if should_start_worker(settings) and settings.worker_process:
+        # Started on the event loop's thread, not a pool thread: the child's parent-death
+        # signal fires when the thread that started it exits.
+        worker = start_worker_process(settings)
+    elif should_start_worker(settings):
         worker = await run_in_threadpool(start_embedded_worker, settings, service.queue)
     app.state.service = service
     app.state.worker = worker

@@ -27,6 +27,14 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
+def _embedded_ready(embedded: Any, health: Any) -> bool:
+    """Models loaded: read in the thread, or from the child process's own registration."""
+    worker_id = getattr(embedded, "worker_id", None)
+    if worker_id is None:
+        return bool(embedded.worker.info.ready)
+    return any(w.id == worker_id and w.alive and w.ready for w in health.workers)
+
+
 def readiness(app_state: Any) -> tuple[bool, dict[str, Any]]:
     """(ready, body): ready when not draining, the queue answers and a worker has its models."""
     if getattr(app_state, "draining", False):
@@ -58,7 +66,7 @@ def readiness(app_state: Any) -> tuple[bool, dict[str, Any]]:
         ],
     }
     embedded = getattr(app_state, "worker", None)
-    embedded_ready = embedded is None or (embedded.alive and embedded.worker.info.ready)
+    embedded_ready = embedded is None or (embedded.alive and _embedded_ready(embedded, health))
     if health.ready and embedded_ready:
         return True, {"status": "ready", **body}
     if health.ready:
