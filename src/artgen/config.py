@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing_extensions import Annotated
 
 
 def default_home() -> Path:
@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     queue_url: str | None = None
     # Default models for jobs that do not name their own.
     model: str = "wikiart_16384"
-    # None: "tiny" when model is "tiny" (so `--model tiny` alone needs no weights), else ViT-B-32/openai.
+    # None: "tiny" when model is "tiny" (so `--model tiny` needs no weights), else ViT-B-32/openai.
     clip_model: str | None = None
     # "auto" picks cuda when available, else cpu.
     device: str = "auto"
