@@ -71,6 +71,8 @@ class ServerProcess:
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
+    # `serve --worker-process`: the embedded worker in a child process instead of a thread.
+    worker_process: bool = False
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -92,6 +94,7 @@ class ServerProcess:
         command = [sys.executable, "-c", "from artgen.cli import app; app()", "serve"]
         command += ["--model", "tiny", "--device", "cpu", "--host", "127.0.0.1"]
         command += ["--port", str(self.port), "--data-dir", str(self.data_dir)]
+        command += ["--worker-process"] if self.worker_process else []
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
         if wait:
@@ -133,9 +136,13 @@ class ServerProcess:
 
 
 @contextmanager
-def running_server(workdir: Path, env: dict[str, str] | None = None) -> Iterator[ServerProcess]:
+def running_server(
+    workdir: Path, env: dict[str, str] | None = None, worker_process: bool = False
+) -> Iterator[ServerProcess]:
     """A started server under workdir; always stopped on exit."""
-    server = ServerProcess(workdir / "data", workdir / "server.log", env=dict(env or {}))
+    server = ServerProcess(
+        workdir / "data", workdir / "server.log", env=dict(env or {}), worker_process=worker_process
+    )
     try:
         server.start()
         yield server
@@ -357,11 +364,13 @@ def run_load(
     histogram_before = latency_buckets(base_url)
     client_cpu = time.process_time()
     server_cpu = _cpu_seconds(server_pid)
+    child_cpu = _children_cpu_seconds(server_pid)
     started = time.monotonic()
     stats = asyncio.run(_load(base_url, job_id, pollers, subscribers, interval, timeout))
     wall = time.monotonic() - started
     client_cpu = time.process_time() - client_cpu
     server_cpu = _cpu_seconds(server_pid) - server_cpu
+    child_cpu = _children_cpu_seconds(server_pid) - child_cpu
     histogram_after = latency_buckets(base_url)
     job = wait_job(base_url, job_id)
     after = baseline_rate(base_url, iterations)
@@ -398,6 +407,8 @@ def run_load(
         "load_seconds": wall,
         "client_cpu_cores": client_cpu / wall,
         "server_cpu_cores": server_cpu / wall if server_pid is not None else None,
+        # The worker child of `serve --worker-process` (0 with the thread worker).
+        "worker_process_cpu_cores": child_cpu / wall if server_pid is not None else None,
         "baseline_it_s_before": before,
         "baseline_it_s_after": after,
         "loaded_it_s": loaded,
@@ -408,6 +419,22 @@ def run_load(
         "sse_ids_increase": ids_increase,
         "sse_all_end_with_done": all(stream and stream[-1][1] == "done" for stream in streams),
     }
+
+
+def _children_cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds so far of the live child processes of a process."""
+    if pid is None:
+        return 0.0
+    import psutil
+
+    total = 0.0
+    for child in psutil.Process(pid).children(recursive=True):
+        try:
+            times = child.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
 
 
 def _cpu_seconds(pid: int | None) -> float:
@@ -560,6 +587,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--submissions", type=int, default=12)
     parser.add_argument("--soak", type=int, default=200)
     parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument(
+        "--worker-process",
+        action="store_true",
+        help="start the server with `--worker-process` (its worker in a child process)",
+    )
     args = parser.parse_args(argv)
     # SIGTERM unwinds like Ctrl-C, so the servers this run started are stopped too.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
@@ -568,10 +600,11 @@ def main(argv: list[str] | None = None) -> int:
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "python": platform.python_version(),
+        "worker_process": args.worker_process,
     }
     with tempfile.TemporaryDirectory(prefix="artgen-load-") as tmp:
         env = {"ARTGEN_QUEUE_LIMIT": str(args.queue_limit)}
-        with running_server(Path(tmp), env) as server:
+        with running_server(Path(tmp), env, args.worker_process) as server:
             load = run_load(
                 server.base_url,
                 args.pollers,
@@ -605,9 +638,9 @@ def main(argv: list[str] | None = None) -> int:
             f"<= {load['server_p50_ms_at_most']:.0f} / <= {load['server_p99_ms_at_most']:.0f} ms",
         ),
         (
-            "CPU cores used: clients / server",
-            f"{load['client_cpu_cores']:.2f} / {load['server_cpu_cores']:.2f} "
-            f"(machine has {os.cpu_count()})",
+            "CPU cores used: clients / server / worker process",
+            f"{load['client_cpu_cores']:.2f} / {load['server_cpu_cores']:.2f} / "
+            f"{load['worker_process_cpu_cores']:.2f} (machine has {os.cpu_count()})",
         ),
         (
             "job it/s alone (before, after)",

@@ -1,4 +1,4 @@
-"""`artgen serve --worker-process`: the embedded worker as a child process, stopped with the server."""
+"""`artgen serve --worker-process`: the embedded worker as a child process, stopped with it."""
 
 from __future__ import annotations
 
