@@ -5,29 +5,12 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from artgen.config import Settings
-
 TERMINAL = {"succeeded", "failed", "canceled"}
-
-
-def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
-    """Settings for a throwaway server on the tiny models, everything under tmp_path."""
-    values: dict[str, Any] = {
-        "model": "tiny",
-        "device": "cpu",
-        "data_dir": tmp_path / "data",
-        "home": tmp_path / "home",
-        "lease_seconds": 30.0,
-        "checkpoint_every": 5,
-    }
-    values.update(overrides)
-    return Settings(**values)
 
 
 def small_job(**overrides: Any) -> dict[str, Any]:

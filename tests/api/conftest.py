@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from apitools import make_settings, wait_ready
+from apitools import wait_ready
 from fastapi.testclient import TestClient
 
 from artgen.api.app import create_app
 from artgen.api.routes.legacy import LegacyDefaults
+from support import make_settings
 
 
 @pytest.fixture(scope="session")

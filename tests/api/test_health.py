@@ -76,7 +76,7 @@ def test_failures_are_counted_by_reason():
 
 
 def test_many_apps_do_not_collide_on_metrics(tmp_path):
-    from apitools import make_settings
+    from support import make_settings
 
     for index in range(3):
         app = create_app(make_settings(tmp_path / str(index), worker=False))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ import pytest
 from apitools import small_job
 
 from artgen.jobs.store import JobStore
+from support import free_port
 
 SERVER = """
 import sys
@@ -26,12 +26,6 @@ data_dir, home, port = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
 serve(Settings(model="tiny", device="cpu", data_dir=data_dir, home=home, port=port,
                checkpoint_every=1, lease_seconds=30.0))
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _start(tmp_path: Path, port: int) -> subprocess.Popen:
@@ -64,7 +58,7 @@ def _job(base: str, job_id: str) -> dict:
 
 @pytest.mark.timeout(240)
 def test_sigterm_checkpoints_the_running_job_and_a_restart_resumes_it(tmp_path):
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     process = _start(tmp_path, port)
     try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,14 +18,9 @@ from apitools import small_job
 from artgen.api.routes.health import readiness
 from artgen.jobs.schemas import ServiceHealth, WorkerInfo
 from artgen.jobs.store import JobStore
+from support import free_port
 
 TERMINAL = ("succeeded", "failed", "canceled")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _start(tmp_path: Path, port: int) -> subprocess.Popen:
@@ -132,7 +126,7 @@ def test_readiness_waits_for_the_child_workers_own_registration():
 
 @pytest.mark.timeout(180)
 def test_child_worker_runs_jobs_stops_with_the_server_and_dies_with_it(tmp_path):
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
 
     # 1. Ready only with the child's registration; a job runs there; SIGTERM stops the child.

@@ -9,12 +9,13 @@ from typing import Any
 
 import pytest
 import torch
-from jobtools import REDIS_URL, redis_available, wait_for
+from jobtools import REDIS_URL, redis_available
 
 from artgen.config import Settings
 from artgen.jobs.queue import JobQueue
 from artgen.jobs.service import JobService
 from artgen.jobs.worker import EmbeddedWorker, start_embedded_worker
+from support import wait_for
 
 
 @pytest.fixture(scope="session")

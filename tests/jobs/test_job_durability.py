@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from jobtools import BOTH_QUEUES, tiny_request, wait_for
+from jobtools import BOTH_QUEUES, tiny_request
 
 from artgen.config import Settings
 from artgen.jobs.queue import Keys
@@ -20,6 +20,7 @@ from artgen.jobs.schemas import JobStatus
 from artgen.jobs.service import FORGET_WORKERS_AFTER_S, JobService
 from artgen.jobs.store import JobStore
 from artgen.jobs.worker import Worker
+from support import wait_for
 
 HERE = Path(__file__).parent
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from jobtools import BOTH_QUEUES, tiny_request, wait_for
+from jobtools import BOTH_QUEUES, tiny_request
 from PIL import Image
 
 from artgen.config import Settings
@@ -21,6 +21,7 @@ from artgen.jobs.service import (
     QueueFull,
     ShuttingDown,
 )
+from support import wait_for
 
 
 def finished(service: JobService, job_id: str) -> Any:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import torch
-from jobtools import BOTH_QUEUES, tiny_request, wait_for
+from jobtools import BOTH_QUEUES, tiny_request
 
 import artgen.engine.generate as generate
 from artgen.config import Settings
@@ -15,6 +15,7 @@ from artgen.jobs.queue import JobQueue
 from artgen.jobs.schemas import JobStatus
 from artgen.jobs.service import JobService
 from artgen.jobs.worker import Worker, resolve_device, start_embedded_worker
+from support import wait_for
 
 
 def finished(service: JobService, job_id: str) -> Any:

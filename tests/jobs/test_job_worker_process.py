@@ -10,11 +10,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from jobtools import tiny_request, wait_for
+from jobtools import tiny_request
 
 from artgen.config import Settings
 from artgen.jobs.schemas import JobStatus
 from artgen.jobs.service import JobService
+from support import wait_for
 
 WORKER = (
     "import logging, torch; logging.basicConfig(level=logging.INFO); torch.set_num_threads(1); "

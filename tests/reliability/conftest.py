@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from reltools import make_settings
 
 from artgen.api.app import create_app
+from support import make_settings
 
 
 @pytest.fixture

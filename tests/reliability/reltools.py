@@ -11,25 +11,9 @@ from typing import Any
 
 from PIL import Image
 
-from artgen.config import Settings
-
 TERMINAL = {"succeeded", "failed", "canceled"}
 # Files a finished job may leave in its directory (the checkpoint is removed at the end).
 JOB_FILES = {"input.png", "preview.png", "final.png", "video.mp4"}
-
-
-def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
-    """Settings for an in-process server on the tiny CPU models, everything under tmp_path."""
-    values: dict[str, Any] = {
-        "model": "tiny",
-        "device": "cpu",
-        "data_dir": tmp_path / "data",
-        "home": tmp_path / "home",
-        "lease_seconds": 30.0,
-        "checkpoint_every": 5,
-    }
-    values.update(overrides)
-    return Settings(**values)
 
 
 def small_job(**overrides: Any) -> dict[str, Any]:

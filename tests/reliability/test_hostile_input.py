@@ -24,7 +24,6 @@ from reltools import (
     assert_error,
     data_dir_snapshot,
     image_bytes,
-    make_settings,
     small_job,
     wait_until,
 )
@@ -32,6 +31,7 @@ from reltools import (
 from artgen.api.app import create_app
 from artgen.api.routes import legacy
 from artgen.api.uploads import body_limit
+from support import make_settings
 
 FUZZ_KEY = "fuzz-key-0123456789"
 # The seed's generate endpoints block until a generation ends: only invalid input is fuzzed there.

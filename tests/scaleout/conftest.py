@@ -7,9 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from scaleout_tools import REDIS_SERVER, Cluster, RedisProcess
+from scaleout_tools import Cluster
 
 from artgen.jobs.queue import JobQueue
+from support import REDIS_SERVER, RedisProcess
 
 
 @pytest.fixture(scope="session")

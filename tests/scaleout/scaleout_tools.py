@@ -4,37 +4,23 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from artgen.jobs.schemas import Job, JobCreate
+from support import wait_for
 
 HERE = Path(__file__).parent
-REDIS_SERVER = shutil.which("redis-server")
 # A job line of a worker log (worker_main.py's format): "<epoch> artgen.jobs.worker job <id> ..."
 JOB_LINE = re.compile(
     r"^(?P<time>\d+\.\d+) artgen\.jobs\.worker job (?P<job>\S+) attempt (?P<attempt>\d+) "
     r"(?P<what>started|ended)(?:: (?P<status>\w+))?"
 )
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:
-    """Poll until predicate() is truthy; fail the test after timeout seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 def tiny_request(**overrides: Any) -> JobCreate:
@@ -51,51 +37,6 @@ def tiny_request(**overrides: Any) -> JobCreate:
     }
     fields.update(overrides)
     return JobCreate(**fields)
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class RedisProcess:
-    """A private redis-server without persistence: a restart comes back empty."""
-
-    def __init__(self, directory: Path) -> None:
-        self.port = free_port()
-        self.directory = directory
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        """Its redis:// URL (database 0)."""
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        """Start it (again) on the same port and wait until it answers."""
-        assert REDIS_SERVER is not None
-        self.process = subprocess.Popen(
-            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1"]
-            + ["--save", "", "--appendonly", "no"],
-            cwd=self.directory,
-            stdout=subprocess.DEVNULL,
-        )
-        wait_for(self._answers, 10)
-
-    def _answers(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                return True
-        except OSError:
-            return False
-
-    def kill(self) -> None:
-        """SIGKILL it (its data is gone: nothing was persisted)."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
 
 
 @dataclass

@@ -11,12 +11,13 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from scaleout_tools import RedisProcess, WorkerProcess, spawn_worker, wait_for
+from scaleout_tools import WorkerProcess, spawn_worker
 
 from artgen.api.app import create_app
 from artgen.api.routes.legacy import LegacyDefaults
 from artgen.config import Settings
 from artgen.jobs.queue import JobQueue
+from support import RedisProcess, wait_for
 
 pytestmark = pytest.mark.redis
 

@@ -7,10 +7,11 @@ import signal
 import time
 
 import pytest
-from scaleout_tools import Cluster, WorkerProcess, tiny_request, wait_for
+from scaleout_tools import Cluster, WorkerProcess, tiny_request
 
 from artgen.jobs.queue import Keys
 from artgen.jobs.schemas import Job, JobStatus
+from support import wait_for
 
 pytestmark = pytest.mark.redis
 

@@ -9,9 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from scaleout_tools import REDIS_SERVER, Cluster, RedisProcess, tiny_request, wait_for
+from scaleout_tools import Cluster, tiny_request
 
 from artgen.jobs.schemas import JobStatus
+from support import REDIS_SERVER, RedisProcess, wait_for
 
 pytestmark = pytest.mark.redis
 

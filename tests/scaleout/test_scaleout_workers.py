@@ -5,9 +5,10 @@ from __future__ import annotations
 import signal
 
 import pytest
-from scaleout_tools import Cluster, tiny_request, wait_for
+from scaleout_tools import Cluster, tiny_request
 
 from artgen.jobs.schemas import JobStatus
+from support import wait_for
 
 pytestmark = pytest.mark.redis
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from support import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -29,13 +30,6 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 BASE_URL_ENV = "ARTGEN_WEB_BASE_URL"
 READY_TIMEOUT_S = 90.0
 API_KEY = "web-test-key-123"
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def server_command(port: int, data_dir: Path) -> tuple[list[str], dict[str, str]]:
