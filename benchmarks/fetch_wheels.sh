@@ -21,10 +21,14 @@ for name in "${packages[@]}"; do
   pins+=("$name==$version")
 done
 
-mkdir -p .whl
+# The GPU image's python3 is CPython 3.12 (.library/device/KINDS.md), whatever runs here. A fresh
+# folder each time: two versions of one package in .whl/ would stop the whole install there.
+fresh=$(mktemp -d)
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
   --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux1_x86_64 \
-  -d .whl "${pins[@]}"
+  -d "$fresh" "${pins[@]}"
+rm -rf .whl
+mv "$fresh" .whl
 ls -la .whl
 du -sh .whl
