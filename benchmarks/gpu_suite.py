@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import signal
 import sys
 import tempfile
@@ -186,7 +187,11 @@ def agreement_summary(data: dict | None) -> dict | None:
         "ok", "size", "cutn", "iterations", "tolerance", "first_step_relative_difference",
         "mean_relative_difference", "max_relative_difference", "final_image_psnr_db",
     )  # fmt: skip
-    return {key: data[key] for key in keys}
+    # Identical images give an infinite PSNR, which strict JSON readers refuse: write it as text.
+    return {
+        key: "inf" if isinstance(data[key], float) and math.isinf(data[key]) else data[key]
+        for key in keys
+    }
 
 
 def case_value(result: Any, path: str, size: int, field: str) -> float | None:
