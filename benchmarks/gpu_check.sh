@@ -3,13 +3,13 @@
 # table (reference vs fast path side by side, peak memory, batched jobs, API end to end).
 #
 #   benchmarks/fetch_wheels.sh            # here, once: wheels the GPU image lacks, into .whl/
-#   run(command="benchmarks/gpu_check.sh", carry=[".whl"], timeout_s=400)   # from the device tool
+#   run(command="bash benchmarks/gpu_check.sh", carry=[".whl"], timeout_s=400)   # device tool
 #   benchmarks/gpu_check.sh --device cpu --quick     # rehearsal of every step on a CPU machine
 #
 # Results: at most 7 files (6 JSON and gpu_check.log) in $OUT (the device tool's output folder,
 # which returns at most 8), or in benchmarks/results/ when OUT is unset.
-# Exit status: 0 when every check passed; 1 when a correctness check or a required part failed,
-# was skipped or was cut off (what was measured is written all the same); 2 for bad arguments.
+# Exit status: 0 when every check passed; 1 when a correctness check, a required part or a case
+# failed, was skipped or was cut off (what was measured is written all the same); 2: bad arguments.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
