@@ -29,6 +29,7 @@ python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 -
   --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux1_x86_64 \
   -d "$fresh" "${pins[@]}"
 rm -rf .whl
+chmod 755 "$fresh"  # mktemp -d makes it private
 mv "$fresh" .whl
 ls -la .whl
 du -sh .whl
