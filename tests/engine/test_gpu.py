@@ -6,7 +6,7 @@ import torch
 from artgen.engine.generate import Generation
 from artgen.engine.params import GenerationParams
 from artgen.models.catalog import Catalog
-from artgen.models.loading import load_models
+from artgen.models.loading import load_models, use_layout
 
 pytestmark = [
     pytest.mark.gpu,
@@ -56,3 +56,15 @@ def test_large_size_uses_checkpointing_and_resumes(cuda_models):
     again = Generation(cuda_models, params(width=768, height=768), device=torch.device("cuda"))
     again.load_state_dict(state)
     assert again.iteration == 1 and torch.isfinite(again.step().loss)
+
+
+def test_channels_last_is_set_at_load_and_generations_leave_it(tmp_path):
+    def convs():
+        return [p for p in models.vqgan.parameters() if p.dim() == 4 and p.shape[-1] > 1]
+
+    models = load_models("tiny", ["tiny"], torch.device("cuda"), Catalog(tmp_path))
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in convs())
+    # A plain-layout bundle (a benchmark's reference case) stays plain under a fast generation.
+    use_layout(models, channels_last=False)
+    Generation(models, params(), device=torch.device("cuda")).step()
+    assert all(p.is_contiguous() for p in convs())

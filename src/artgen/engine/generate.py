@@ -127,12 +127,18 @@ class Generation:
         fast: bool | None = None,
         compile: bool | str = False,
         checkpoint_decoder: bool | None = None,
+        bf16: bool | None = None,
     ) -> None:
         device = torch.device(device)
         self.models, self.params, self.device = models, params, device
         self.fast = device.type == "cuda" if fast is None else fast
-        # bf16 and channels_last only where they pay off and are well supported: CUDA.
-        self._autocast = self.fast and device.type == "cuda"
+        if bf16 and not self.fast:
+            raise ValueError("bf16 is a fast-path option; the reference path is plain fp32")
+        # bf16, channels_last and the fused optimiser only where they pay off and are well
+        # supported: CUDA. bf16=False keeps the fast path in fp32 (to compare with the reference).
+        fast_cuda = self.fast and device.type == "cuda"
+        self._channels_last = fast_cuda
+        self._autocast = fast_cuda if bf16 is None else bf16
         self.seed = params.seed if params.seed is not None else secrets.randbits(63)
         self.generator = torch.Generator(device=device).manual_seed(self.seed)
         self.iteration = 0
@@ -142,12 +148,11 @@ class Generation:
         tokens_x, tokens_y = self.width // vqgan.factor, self.height // vqgan.factor
         self._check_prompts(image_prompts)
 
-        # Inference only: no gradients into the weights.
+        # Inference only: no gradients into the weights. The weights' memory layout is left as it
+        # is: the models are shared by other generations (load_models sets channels_last on CUDA).
         vqgan.requires_grad_(False)
         for critic in models.critics:
             critic.requires_grad_(False)
-        if self._autocast:
-            vqgan.to(memory_format=torch.channels_last)
         self._codebook = vqgan.codebook.detach().float()  # (K, D)
         self._z_min = self._codebook.min(dim=0).values[None, :, None, None]
         self._z_max = self._codebook.max(dim=0).values[None, :, None, None]
@@ -196,7 +201,7 @@ class Generation:
 
         optimizer_class = _OPTIMIZERS[params.optimizer]
         options: dict[str, Any] = {"lr": params.step_size}
-        if self._autocast and params.optimizer in ("adam", "adamw"):
+        if fast_cuda and params.optimizer in ("adam", "adamw"):
             options["fused"] = True  # one kernel for the whole update
         self.optimizer = optimizer_class([self.z], **options)
 
@@ -264,7 +269,7 @@ class Generation:
         return per_critic
 
     def _precision(self) -> contextlib.AbstractContextManager[Any]:
-        """bf16 autocast on the fast CUDA path; plain fp32 otherwise."""
+        """bf16 autocast where enabled (by default the fast CUDA path); plain fp32 otherwise."""
         if self._autocast:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
@@ -272,7 +277,7 @@ class Generation:
     def synthesize(self, z: Tensor) -> Tensor:
         """Quantize z, decode, map to [0, 1]: (B, D, h, w) -> (B, 3, H, W) fp32."""
         z_q = quantize_latent(z, self._codebook)
-        if self._autocast:
+        if self._channels_last:
             z_q = z_q.contiguous(memory_format=torch.channels_last)
         with self._precision():
             decoded = self._decode(z_q)
@@ -284,7 +289,7 @@ class Generation:
 
     def embed_cutouts(self, index: int, cutouts: Tensor) -> Tensor:
         """Critic `index`'s embeddings (B, D) fp32 of cutouts (B, 3, S, S)."""
-        if self._autocast:
+        if self._channels_last:
             cutouts = cutouts.contiguous(memory_format=torch.channels_last)
         with self._precision():
             return self._encode_images[index](cutouts).float()
