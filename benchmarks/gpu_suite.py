@@ -30,6 +30,7 @@ from artgen.bench import (
     profile_steps,
     render_table,
     run_benchmark,
+    use_case_layout,
     write_json,
     write_result,
 )
@@ -171,13 +172,13 @@ class Budget:
         return True
 
 
-def plain_layout(models: Any) -> None:
-    """Undo the fast path's in-place channels_last conversion of the shared VQGAN's weights.
+def use_layout(models: Any, device: torch.device, path: str) -> None:
+    """Set the shared VQGAN's weight layout for a case: plain for the reference, else as loaded.
 
-    Without this, reference cases after a fast one would run with channels_last fp32 weights,
-    which is not the plain reference algorithm and skews its timings.
+    load_models puts the weights channels_last on CUDA; a reference case must run the plain fp32
+    algorithm, so each case sets the layout it wants (artgen bench does the same per case).
     """
-    models.vqgan.to(memory_format=torch.contiguous_format)
+    use_case_layout(models, device, fast=path != "reference")
 
 
 def agreement_summary(data: dict | None) -> dict | None:
@@ -187,12 +188,31 @@ def agreement_summary(data: dict | None) -> dict | None:
     keys = (
         "ok", "size", "cutn", "iterations", "tolerance", "first_step_relative_difference",
         "mean_relative_difference", "max_relative_difference", "final_image_psnr_db",
+        "z_gradient_draws", "z_gradient_cosine_threshold", "z_gradient_cosine_mean",
+        "z_gradient_cosine_min", "z_gradient_relative_difference_threshold",
+        "z_gradient_relative_difference_max", "z_gradient_cosine_bf16_mean",
     )  # fmt: skip
     # Identical images give an infinite PSNR, which strict JSON readers refuse: write it as text.
     return {
         key: "inf" if isinstance(data[key], float) and math.isinf(data[key]) else data[key]
         for key in keys
     }
+
+
+def agreement_line(data: dict) -> str:
+    """The agreement check in one line: losses, final image, z gradients, verdict."""
+    bf16 = data["z_gradient_cosine_bf16_mean"]
+    return (
+        f"first-step loss difference {data['first_step_relative_difference']:.4f}, "
+        f"mean {data['mean_relative_difference']:.4f}, final image PSNR "
+        f"{data['final_image_psnr_db']:.1f} dB; z gradient fast fp32 vs reference: cosine "
+        f"{data['z_gradient_cosine_mean']:.4f} (min {data['z_gradient_cosine_min']:.4f}, "
+        f">= {data['z_gradient_cosine_threshold']} needed), relative difference max "
+        f"{data['z_gradient_relative_difference_max']:.3f} "
+        f"(<= {data['z_gradient_relative_difference_threshold']})"
+        + (f", bf16 cosine {bf16:.4f}" if bf16 is not None else "")
+        + f": {'ok' if data['ok'] else 'NOT OK'}"
+    )
 
 
 def case_value(result: Any, path: str, size: int, field: str) -> float | None:
@@ -285,17 +305,13 @@ def main(argv: list[str]) -> int:
     agreed: dict[str, Any] = {}  # kept for the summary even when the check fails
 
     def agreement() -> dict:
-        plain_layout(models)
+        # Each run inside sets its own layout: plain for the reference, channels_last on CUDA.
         data = check_agreement(
             models, device, size=sizes["agree_size"], cutn=16,
             iterations=sizes["agree_iterations"],
         )  # fmt: skip
         data.update(device=label, device_name=device_name(device), torch_version=torch.__version__)
-        print(
-            f"first-step loss difference {data['first_step_relative_difference']:.4f}, "
-            f"mean {data['mean_relative_difference']:.4f}, final image PSNR "
-            f"{data['final_image_psnr_db']:.1f} dB: {'ok' if data['ok'] else 'NOT OK'}"
-        )
+        print(agreement_line(data), flush=True)
         write_json(data, args.output_dir, label, "agreement")
         agreed.update(data)
         if not data["ok"]:
@@ -332,11 +348,10 @@ def main(argv: list[str]) -> int:
         results = []
         for size in part_sizes:
             for path in paths:
-                if path == "reference":
-                    # A fast Generation turned the shared VQGAN's weights channels_last in place.
-                    plain_layout(models)
+                use_layout(models, device, path)
                 results.append(measure((size,), (path,), 0))
         if jobs > 0:
+            use_layout(models, device, "batch")
             results.append(measure((), (), jobs))
         result = results[0]
         for part in results[1:]:
@@ -370,6 +385,7 @@ def main(argv: list[str]) -> int:
     api_result = budget.part("API end to end", api)
 
     def profile_part() -> dict:
+        use_layout(models, device, "fast")
         data = profile_steps(models, device, sizes["profile_size"], sizes["cutn"])
         print(data.pop("table"), flush=True)
         return data
@@ -389,6 +405,8 @@ def main(argv: list[str]) -> int:
                 if result is not None:
                     Console(width=140).print(render_table(result))
             print_summary(measured, table)
+            if agreed:
+                print("agreement:", agreement_line(agreed))
         data = {"device": label, "device_name": device_name(device),
                 "torch_version": torch.__version__, "plan": sizes,
                 "targets": {k: v[0] for k, v in TARGETS.items()}, "measured": measured,
