@@ -505,6 +505,13 @@ def serve(
             "(default: a thread).",
         ),
     ] = None,
+    batch_jobs: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Same-size jobs stepped together in one batch (default 8 on CUDA, 1 on a CPU).",
+        ),
+    ] = None,
 ) -> None:
     """Run the HTTP API (and, by default, an embedded worker)."""
     settings = build_settings(
@@ -517,6 +524,7 @@ def serve(
         queue_url=queue,
         worker=worker,
         worker_process=worker_process,
+        batch_jobs=batch_jobs,
     )
     from artgen.api.server import serve as serve_api
 
@@ -536,6 +544,13 @@ def worker(
         list[str] | None, typer.Option(help="CLIP model to keep loaded (repeatable).")
     ] = None,
     data_dir: Annotated[Path | None, typer.Option(help="Data dir (sqlite queue default).")] = None,
+    batch_jobs: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Same-size jobs stepped together in one batch (default 8 on CUDA, 1 on a CPU).",
+        ),
+    ] = None,
 ) -> None:
     """Run a worker that takes jobs from the queue."""
     settings = build_settings(
@@ -544,6 +559,7 @@ def worker(
         model=model,
         clip_model=",".join(clip_model) if clip_model else None,
         data_dir=data_dir,
+        batch_jobs=batch_jobs,
     )
     if device is not None:
         resolve_device(device)
@@ -553,7 +569,7 @@ def worker(
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    from artgen.jobs.worker import run_worker
+    from artgen.jobs.hosting import run_worker
 
     raise typer.Exit(run_worker(settings))
 

@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     worker: bool = True
     # Run that worker as a spawned child process: the API's requests then cost it no GIL time.
     worker_process: bool = False
+    # Same-size jobs a worker steps together in one batch (0: 8 on CUDA, 1 on a CPU) ...
+    batch_jobs: int = Field(0, ge=0, le=64)
+    # ... up to this many output pixels in all (one job of any size always runs).
+    batch_pixels: int = Field(1024 * 1024, ge=1)
 
     host: str = "127.0.0.1"
     port: int = 8000

@@ -285,14 +285,16 @@ def test_serve_flags_override_environment(
 def test_worker_builds_settings_and_passes_the_exit_code(
     runner: CliRunner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    worker = pytest.importorskip("artgen.jobs.worker")
+    worker = pytest.importorskip("artgen.jobs.hosting")
     seen = []
     monkeypatch.setattr(worker, "run_worker", lambda settings: seen.append(settings) or 3)
     args = ["worker", "--queue", "redis://gpu-queue:6379/1", "--device", "cpu", "--model", "tiny"]
+    args += ["--batch-jobs", "4"]
     result = runner.invoke(app, args)
     assert result.exit_code == 3, result.output
     (settings,) = seen
     assert settings.queue_url == "redis://gpu-queue:6379/1" and settings.model == "tiny"
+    assert settings.batch_jobs == 4
     assert settings.resolved_clip_models == ["tiny"]
 
 

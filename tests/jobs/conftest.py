@@ -12,9 +12,9 @@ import torch
 from jobtools import REDIS_URL, redis_available
 
 from artgen.config import Settings
+from artgen.jobs.hosting import EmbeddedWorker, start_embedded_worker
 from artgen.jobs.queue import JobQueue
 from artgen.jobs.service import JobService
-from artgen.jobs.worker import EmbeddedWorker, start_embedded_worker
 from support import wait_for
 
 

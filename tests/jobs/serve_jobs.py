@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 
 from artgen.config import Settings
+from artgen.jobs.hosting import start_embedded_worker
 from artgen.jobs.schemas import JobCreate
 from artgen.jobs.service import JobService
-from artgen.jobs.worker import start_embedded_worker
 
 
 def main(argv: list[str]) -> int:

@@ -12,9 +12,9 @@ import pytest
 from jobtools import tiny_request
 
 from artgen.config import Settings
+from artgen.jobs.hosting import start_embedded_worker
 from artgen.jobs.schemas import JobStatus
 from artgen.jobs.service import JobService
-from artgen.jobs.worker import start_embedded_worker
 from support import RedisProcess, wait_for
 
 pytestmark = [

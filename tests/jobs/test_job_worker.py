@@ -11,10 +11,11 @@ from jobtools import BOTH_QUEUES, tiny_request
 
 import artgen.engine.generate as generate
 from artgen.config import Settings
+from artgen.jobs.hosting import start_embedded_worker
 from artgen.jobs.queue import JobQueue
 from artgen.jobs.schemas import JobStatus
 from artgen.jobs.service import JobService
-from artgen.jobs.worker import Worker, resolve_device, start_embedded_worker
+from artgen.jobs.worker import Worker, resolve_device
 from support import wait_for
 
 
@@ -26,16 +27,16 @@ def finished(service: JobService, job_id: str) -> Any:
 def test_gpu_out_of_memory_fails_the_job_and_the_worker_goes_on(
     service: JobService, start_worker: Callable[[], Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_run = generate.run
+    real_step = generate.Generation.step
     calls = []
 
-    def run_out_of_memory_once(*args: Any, **kwargs: Any) -> Any:
+    def step_out_of_memory_once(self: Any) -> Any:
         calls.append(1)
         if len(calls) == 1:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return real_run(*args, **kwargs)
+        return real_step(self)
 
-    monkeypatch.setattr(generate, "run", run_out_of_memory_once)
+    monkeypatch.setattr(generate.Generation, "step", step_out_of_memory_once)
     emptied = []
     monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: emptied.append(1))
@@ -55,7 +56,7 @@ def test_unexpected_errors_are_internal_without_details(
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("secret/path/in/a/traceback")
 
-    monkeypatch.setattr(generate, "run", broken)
+    monkeypatch.setattr(generate.Generation, "step", broken)
     start_worker()
     job, _ = service.submit(tiny_request(iterations=3))
     done = wait_for(lambda: finished(service, job.id), 60)
@@ -68,14 +69,14 @@ def test_memory_error_and_timeout(
     start_worker: Callable[[], Any],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    real_run = generate.run
+    real_step = generate.Generation.step
 
-    def memory_error_for_big_jobs(generation: Any, *args: Any) -> Any:
-        if generation.params.iterations == 7:
+    def memory_error_for_big_jobs(self: Any) -> Any:
+        if self.params.iterations == 7:
             raise MemoryError()
-        return real_run(generation, *args)
+        return real_step(self)
 
-    monkeypatch.setattr(generate, "run", memory_error_for_big_jobs)
+    monkeypatch.setattr(generate.Generation, "step", memory_error_for_big_jobs)
     settings.job_timeout_seconds = 0.3
     start_worker()
     oom, _ = service.submit(tiny_request(iterations=7))

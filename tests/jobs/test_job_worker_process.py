@@ -20,7 +20,7 @@ from support import wait_for
 WORKER = (
     "import logging, torch; logging.basicConfig(level=logging.INFO); torch.set_num_threads(1); "
     "from artgen.config import Settings; "
-    "from artgen.jobs.worker import run_worker; raise SystemExit(run_worker(Settings()))"
+    "from artgen.jobs.hosting import run_worker; raise SystemExit(run_worker(Settings()))"
 )
 
 

@@ -29,7 +29,7 @@ def main(argv: list[str]) -> int:
 
     torch.set_num_threads(1)
     from artgen.config import Settings
-    from artgen.jobs.worker import run_worker
+    from artgen.jobs.hosting import run_worker
 
     code = run_worker(Settings())
     print(f"start method after run_worker: {multiprocessing.get_start_method()}", file=sys.stderr)

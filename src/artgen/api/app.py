@@ -88,8 +88,8 @@ def _stop(component: Any, what: str) -> None:
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Start the job service (and the embedded worker); on shutdown drain and checkpoint."""
+    from artgen.jobs.hosting import start_embedded_worker, start_worker_process
     from artgen.jobs.service import JobService
-    from artgen.jobs.worker import start_embedded_worker, start_worker_process
 
     settings: Settings = app.state.settings
     service = await run_in_threadpool(JobService.from_settings, settings)

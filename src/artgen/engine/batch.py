@@ -57,6 +57,8 @@ class BatchGeneration:
         members = self.generations
         if not members:
             return []
+        if len(members) == 1:
+            return [members[0].step()]  # alone: exactly the unbatched computation
         for member in members:
             member.optimizer.zero_grad(set_to_none=True)
         # 1. Decode all latents at once.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -87,6 +88,16 @@ class Keys:
     def worker(cls, slot: int) -> str:
         """A worker's registration."""
         return f"{cls.PREFIX}:worker:{int(slot)}"
+
+
+@dataclass(frozen=True)
+class QueuedTask:
+    """A job task waiting in the queue, as a batching worker sees it (left in place)."""
+
+    task_id: str
+    job_id: str
+    attempt: int
+    payload: dict[str, Any]
 
 
 def _split_name(url: str, default: str) -> tuple[str, str]:
@@ -199,18 +210,29 @@ class JobQueue:
         """Whether dequeue() waits for work itself (Redis) or must be polled (SQLite)."""
         return bool(self.huey.storage.blocking)
 
-    def queued_attempts(self) -> set[tuple[str, int]]:
-        """(job_id, attempt) of every task waiting in the queue."""
-        found = set()
-        for data in self.huey.storage.enqueued_items():
+    def queued_tasks(self, limit: int | None = None) -> list[QueuedTask]:
+        """The first `limit` waiting tasks, in the order workers take them; none is removed."""
+        found = []
+        for data in self.huey.storage.enqueued_items(limit):
             try:
                 task = self.huey.deserialize_task(data)
+                job_id, attempt, payload = task.args
+                found.append(QueuedTask(str(task.id), str(job_id), int(attempt), dict(payload)))
             except Exception:
                 logger.warning("unreadable task in the queue", exc_info=True)
-                continue
-            if task.args and len(task.args) >= 2:
-                found.add((str(task.args[0]), int(task.args[1])))
         return found
+
+    def queued_attempts(self) -> set[tuple[str, int]]:
+        """(job_id, attempt) of every task waiting in the queue."""
+        return {(task.job_id, task.attempt) for task in self.queued_tasks()}
+
+    def revoke(self, task_id: str) -> None:
+        """Make a waiting task a no-op when it is dequeued (a batching worker took its job)."""
+        self.huey.revoke_by_id(task_id, revoke_once=True)
+
+    def restore(self, task_id: str) -> None:
+        """Undo revoke(): the task runs normally when dequeued."""
+        self.huey.restore_by_id(task_id)
 
     def pending_count(self) -> int:
         """Tasks waiting in the queue."""

@@ -216,7 +216,11 @@ class WorkerInfo(BaseModel):
     id: str
     device: str
     busy: bool = False
-    job_id: str | None = None
+    job_id: str | None = None  # the first of job_ids
+    # Every job it is stepping (several when same-size jobs run batched).
+    job_ids: list[str] = Field(default_factory=list)
+    # Jobs it steps together at most.
+    batch_jobs: int = 1
     model: str | None = None
     clip_models: list[str] = Field(default_factory=list)
     # True once the default models are loaded and jobs are being taken.

@@ -1,34 +1,35 @@
-"""Worker: owns the loaded models, runs job tasks from the queue and reports through it."""
+"""Worker: owns the loaded models, runs job tasks from the queue and reports through it.
+
+Jobs of the same size and models are stepped together: while a job runs, the worker takes queued
+jobs it can batch with it (up to `batch_jobs` jobs and `batch_pixels` output pixels), claims them,
+revokes their queue messages and adds them to the running BatchGeneration; each leaves the batch
+when it finishes, fails or is canceled.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import gc
-import io
 import logging
-import multiprocessing
 import os
-import signal
 import socket
-import sys
-import tempfile
 import threading
 import time
 import traceback
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import torch
-from PIL import Image
-from PIL.PngImagePlugin import PngInfo
 
 from artgen.config import Settings
-from artgen.jobs.queue import JobQueue, Keys
+from artgen.jobs.job_run import JobRun, failure
+from artgen.jobs.queue import JobQueue, Keys, QueuedTask
 from artgen.jobs.schemas import JobCreate, WorkerInfo
 
 if TYPE_CHECKING:
+    from artgen.engine.batch import BatchGeneration
     from artgen.models.loading import Models
 
 logger = logging.getLogger("artgen.jobs.worker")
@@ -36,9 +37,13 @@ logger = logging.getLogger("artgen.jobs.worker")
 # (vqgan name, clip names, device) -> Models
 ModelsLoader = Callable[[str, list[str], torch.device], "Models"]
 
-# Progress reports are throttled to this interval (and forced at previews and the end).
-PROGRESS_INTERVAL_S = 0.1
-VIDEO_FPS = 10
+# While a batch has room, the queue is scanned for jobs to join at most this often ...
+BATCH_SCAN_INTERVAL_S = 0.5
+# ... looking at this many waiting tasks.
+BATCH_SCAN_LIMIT = 64
+# Jobs stepped together when settings.batch_jobs is unset: on CUDA batching pays; on a CPU it
+# only delays the first job.
+DEFAULT_CUDA_BATCH_JOBS = 8
 
 
 class ModelUnavailable(Exception):
@@ -64,45 +69,8 @@ def default_models_loader(settings: Settings) -> ModelsLoader:
     return load
 
 
-def png_bytes(image: Image.Image, metadata: dict[str, str] | None = None) -> bytes:
-    """Encode a PIL image as PNG, with optional text chunks."""
-    info = None
-    if metadata:
-        info = PngInfo()
-        for key, value in metadata.items():
-            info.add_text(key, value)
-    buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, format="PNG", pnginfo=info)
-    return buffer.getvalue()
-
-
-def encode_mp4(frames: list[Any], fps: int = VIDEO_FPS) -> bytes:
-    """Encode RGB uint8 frames (H, W, 3) as an H.264 MP4 with imageio-ffmpeg."""
-    import imageio.v2 as imageio
-
-    with tempfile.TemporaryDirectory(prefix="artgen-video-") as directory:
-        path = Path(directory) / "video.mp4"
-        imageio.mimwrite(path, frames, fps=fps, codec="libx264", quality=8, macro_block_size=16)
-        return path.read_bytes()
-
-
-def _decode_image(data: bytes) -> Image.Image:
-    image = Image.open(io.BytesIO(data))
-    image.load()
-    return image.convert("RGB")
-
-
-@dataclass
-class _Run:
-    """State of the attempt being run (read by the heartbeat thread)."""
-
-    job_id: str
-    attempt: int
-    started: float = field(default_factory=time.monotonic)
-
-
 class Worker:
-    """Loads models once, then runs the tasks it dequeues, one at a time."""
+    """Loads models once, then runs the tasks it dequeues, batching jobs that fit together."""
 
     def __init__(
         self,
@@ -121,9 +89,13 @@ class Worker:
         self._models: dict[tuple[str, tuple[str, ...]], Models] = {}
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        # Guards _run so no heartbeat of an attempt is written after its result.
+        # Guards _runs so no heartbeat of an attempt is written after its result.
         self._run_lock = threading.Lock()
-        self._run: _Run | None = None
+        self._runs: list[tuple[str, int]] = []  # (job_id, attempt) of every attempt running
+        # Jobs stepped together at most; lowered for good after the GPU runs out of memory.
+        self.batch_jobs = settings.batch_jobs or (
+            DEFAULT_CUDA_BATCH_JOBS if self.device.type == "cuda" else 1
+        )
         self._slot: int | None = None
         self._publish_lock = threading.Lock()
         # Set once our registration was written: from then on its absence means data loss.
@@ -135,6 +107,7 @@ class Worker:
             device=str(self.device),
             model=settings.model,
             clip_models=list(settings.resolved_clip_models),
+            batch_jobs=self.batch_jobs,
         )
 
     @property
@@ -217,9 +190,8 @@ class Worker:
 
     def _beat(self) -> None:
         with self._run_lock:
-            run = self._run
-            if run is not None:
-                self._safe_put(Keys.heartbeat(run.job_id, run.attempt), self._stamp())
+            for job_id, attempt in self._runs:
+                self._safe_put(Keys.heartbeat(job_id, attempt), self._stamp())
         self._publish()
 
     def _stamp(self) -> dict[str, Any]:
@@ -289,28 +261,250 @@ class Worker:
     # Tasks
 
     def run_task(self, job_id: str, attempt: int, payload: dict[str, Any]) -> None:
-        """Run one attempt of a job, unless it was canceled, superseded or claimed already."""
-        control = self.queue.control(job_id)
-        if control is not None and (control.get("cancel") or control.get("attempt") != attempt):
-            logger.info("job %s attempt %s skipped (canceled or superseded)", job_id, attempt)
-            if control.get("deleted"):
-                self.queue.delete(Keys.control(job_id))  # its last trace in the queue
+        """Run one attempt of a job, and the queued jobs that join its batch meanwhile."""
+        if not self._claimable(job_id, attempt) or not self._claim(job_id, attempt):
             return
+        first, error = self._attempt(job_id, lambda: self._new_run(job_id, attempt, payload))
+        if error is not None:
+            self._end(job_id, attempt, error)
+            return
+        self._run_batch(first)
+
+    def _claimable(self, job_id: str, attempt: int, *, joining: bool = False) -> bool:
+        """False when the attempt was canceled or superseded (or, to join, has no control)."""
+        control = self.queue.control(job_id)
+        if control is None:
+            # A task run from its own message may predate a queue that lost its keys.
+            return not joining
+        if control.get("cancel") or control.get("attempt") != attempt:
+            if not joining:
+                logger.info("job %s attempt %s skipped (canceled or superseded)", job_id, attempt)
+                if control.get("deleted"):
+                    self.queue.delete(Keys.control(job_id))  # its last trace in the queue
+            return False
+        return True
+
+    def _claim(self, job_id: str, attempt: int) -> bool:
+        """Take the attempt (each runs at most once) and start heart-beating for it."""
         if not self.queue.put_if_empty(Keys.claim(job_id, attempt), self._stamp()):
             logger.info("job %s attempt %s already claimed", job_id, attempt)
-            return
+            return False
         logger.info("job %s attempt %s started on worker %s", job_id, attempt, self.id)
-        self._run = _Run(job_id, attempt)
-        self.info.busy, self.info.job_id = True, job_id
+        with self._run_lock:
+            self._runs.append((job_id, attempt))
+        self._update_busy()
+        return True
+
+    def _update_busy(self) -> None:
+        self.info.job_ids = [job_id for job_id, _ in self._runs]
+        self.info.busy = bool(self.info.job_ids)
+        self.info.job_id = self.info.job_ids[0] if self.info.job_ids else None
         self._beat()
-        result: dict[str, Any] | None = None
+
+    def _new_run(self, job_id: str, attempt: int, payload: dict[str, Any]) -> JobRun:
+        request = JobCreate.model_validate(payload["params"])
+        vqgan, clips = self._models_key(request)
         try:
-            result = self._attempt(job_id, attempt, payload)
-        finally:
-            with self._run_lock:
-                self._run = None
-            self.info.busy, self.info.job_id = False, None
-            self._publish()
+            models = self._models_for(vqgan, clips)
+        except Exception as exc:
+            names = f"{vqgan} / {', '.join(clips)}"
+            raise ModelUnavailable(f"cannot load models {names}: {exc}") from exc
+        run = JobRun.start(
+            job_id,
+            attempt,
+            payload,
+            models,
+            device=self.device,
+            put=self._safe_put,
+            stamp=self._stamp,
+            timeout_seconds=self.settings.job_timeout_seconds,
+            checkpoint_every=self.settings.checkpoint_every,
+        )
+        if run.first_iteration:
+            logger.info("job %s resumes at iteration %s", job_id, run.first_iteration)
+        return run
+
+    def _models_key(self, request: JobCreate) -> tuple[str, tuple[str, ...]]:
+        """The (VQGAN, CLIP models) a request runs with."""
+        clips = request.clip_models or self.settings.resolved_clip_models
+        return request.model or self.settings.model, tuple(clips)
+
+    def _attempt(self, label: str, action: Callable[[], Any]) -> tuple[Any, dict[str, Any] | None]:
+        """(action(), None), or (None, the failure result the collector understands)."""
+        try:
+            return action(), None
+        except ModelUnavailable as exc:
+            return None, failure("model_unavailable", str(exc))
+        except torch.cuda.OutOfMemoryError:
+            logger.warning("%s: GPU out of memory", label)
+            result = failure("gpu_out_of_memory", "the GPU ran out of memory; try a smaller size")
+        except MemoryError:
+            logger.warning("%s: out of memory", label)
+            result = failure("out_of_memory", "the worker ran out of memory; try a smaller size")
+        except Exception:
+            logger.error("%s failed:\n%s", label, traceback.format_exc())
+            return None, failure("internal_error", "the generation failed unexpectedly")
+        # Outside the except block the traceback, and the tensors its frames held, are gone.
+        gc.collect()
+        if torch.cuda.is_initialized():
+            torch.cuda.empty_cache()
+        return None, result
+
+    # The batch loop
+
+    def _run_batch(self, first: JobRun) -> None:
+        """Step `first`, and the jobs that join it, until every one has ended."""
+        from artgen.engine.batch import BatchGeneration
+
+        batch = BatchGeneration(first.generation.models, [first.generation], device=self.device)
+        runs = [first]
+        next_scan = 0.0
+        while runs:
+            for run, reason in self._stop_reasons(runs):
+                result = run.stopped(reason, self.settings.job_timeout_seconds)
+                self._leave(batch, runs, run, result)
+            if runs and time.monotonic() >= next_scan:
+                self._join_queued(batch, runs)
+                next_scan = time.monotonic() + BATCH_SCAN_INTERVAL_S
+            if not runs:
+                break
+            label = "job " + ", ".join(run.job_id for run in runs)
+            results, error = self._attempt(label, batch.step)
+            if error is not None:
+                self._step_failed(batch, runs, error)
+                continue
+            for run, step in zip(list(runs), results, strict=True):
+                label = f"job {run.job_id}"
+                _, error = self._attempt(label, partial(run.after_step, step))
+                if error is None and run.finished:
+                    final, error = self._attempt(label, run.succeeded)
+                    if error is None:
+                        self._leave(batch, runs, run, final)
+                if error is not None:
+                    self._leave(batch, runs, run, error)
+
+    def _stop_reasons(self, runs: list[JobRun]) -> list[tuple[JobRun, str]]:
+        """The runs that must stop now, and why: shutdown, canceled, superseded or timeout."""
+        if self._stop.is_set():
+            return [(run, "shutdown") for run in runs]
+        try:
+            controls = self.queue.peek_many(Keys.control(run.job_id) for run in runs)
+        except Exception:
+            controls = {}  # an unreachable queue must not stop the jobs
+        now = time.monotonic()
+        stops = []
+        for run in runs:
+            control = controls.get(Keys.control(run.job_id))
+            if isinstance(control, dict) and control.get("cancel"):
+                stops.append((run, "canceled"))
+            elif isinstance(control, dict) and control.get("attempt") != run.attempt:
+                stops.append((run, "superseded"))
+            elif now > run.deadline:
+                stops.append((run, "timeout"))
+        return stops
+
+    def _join_queued(self, batch: BatchGeneration, runs: list[JobRun]) -> None:
+        """Take queued jobs that can step with the batch, in queue order, while it has room."""
+        if len(runs) >= self.batch_jobs or self._stop.is_set():
+            return
+        try:
+            waiting = self.queue.queued_tasks(BATCH_SCAN_LIMIT)
+        except Exception:
+            return  # the queue is unreachable: the batch goes on as it is
+        for task in waiting:
+            if len(runs) >= self.batch_jobs:
+                return
+            if not self._fits(task, runs) or not self._take(task):
+                continue
+            start = partial(self._new_run, task.job_id, task.attempt, task.payload)
+            run, error = self._attempt(f"job {task.job_id}", start)
+            if error is not None and error["error"]["code"] == "gpu_out_of_memory":
+                # No room on the GPU after all: hand it back untouched, batch no more.
+                self._limit_batch(len(runs))
+                error = {"status": "interrupted", "iteration": 0}
+            if error is not None:
+                self._end(task.job_id, task.attempt, error)
+                continue
+            batch.add(run.generation)
+            runs.append(run)
+            logger.info(
+                "job %s attempt %s joined a batch of %d", task.job_id, task.attempt, len(runs)
+            )
+
+    def _fits(self, task: QueuedTask, runs: list[JobRun]) -> bool:
+        """Same models and output size as the batch, and within its pixel budget."""
+        from artgen.engine.generate import rounded_size
+
+        first = runs[0].generation
+        try:
+            request = JobCreate.model_validate(task.payload["params"])
+            size = rounded_size(request.width, request.height, first.models.vqgan.factor)
+        except Exception:
+            return False  # it fails on its own when a worker takes it
+        if self._models_key(request) != self._models_key(runs[0].request):
+            return False
+        if size != (first.width, first.height):
+            return False
+        pixels = sum(run.pixels for run in runs) + size[0] * size[1]
+        return pixels <= self.settings.batch_pixels
+
+    def _take(self, task: QueuedTask) -> bool:
+        """Claim a waiting task for the batch; its message is revoked so it never runs again."""
+        try:
+            if not self._claimable(task.job_id, task.attempt, joining=True):
+                return False
+            self.queue.revoke(task.task_id)
+            if self._claim(task.job_id, task.attempt):
+                return True
+            self.queue.restore(task.task_id)  # another worker runs it from its message
+        except Exception as exc:
+            logger.warning("job %s could not join the batch (%s)", task.job_id, exc)
+            # If this fails too, the collector's audit re-enqueues a job that nobody claimed.
+            with contextlib.suppress(Exception):
+                self.queue.restore(task.task_id)
+        return False
+
+    def _limit_batch(self, jobs: int) -> None:
+        """Batch at most `jobs` jobs from now on (after the GPU ran out of memory)."""
+        self.batch_jobs = self.info.batch_jobs = max(1, min(self.batch_jobs, jobs))
+
+    def _step_failed(
+        self, batch: BatchGeneration, runs: list[JobRun], error: dict[str, Any]
+    ) -> None:
+        """A batched step raised: the whole batch fails, unless halving it may fix a GPU OOM."""
+        if error["error"]["code"] == "gpu_out_of_memory" and len(runs) > 1:
+            keep = max(1, len(runs) // 2)
+            self._limit_batch(keep)
+            logger.warning(
+                "GPU out of memory with %d jobs batched: %d handed back, at most %d from now on",
+                len(runs),
+                len(runs) - keep,
+                self.batch_jobs,
+            )
+            # The latest to join go back to the queue from a checkpoint of where they are.
+            for run in runs[keep:]:
+                self._leave(batch, runs, run, run.stopped("shutdown", 0))
+            return
+        for run in list(runs):
+            self._leave(batch, runs, run, error)
+
+    def _leave(
+        self,
+        batch: BatchGeneration,
+        runs: list[JobRun],
+        run: JobRun,
+        result: dict[str, Any] | None,
+    ) -> None:
+        """Take a run out of the batch and report how it ended."""
+        batch.remove(run.generation)
+        runs.remove(run)
+        self._end(run.job_id, run.attempt, result)
+
+    def _end(self, job_id: str, attempt: int, result: dict[str, Any] | None) -> None:
+        """Stop heart-beating for the attempt, then report its result (None: superseded)."""
+        with self._run_lock:
+            self._runs.remove((job_id, attempt))
+        self._update_busy()
         outcome = result["status"] if result is not None else "superseded"
         logger.info("job %s attempt %s ended: %s", job_id, attempt, outcome)
         if result is not None:
@@ -328,317 +522,3 @@ class Worker:
         except Exception:
             # The lease runs out and the reaper requeues the job from its checkpoint.
             logger.error("job %s: result could not be reported", job_id, exc_info=True)
-
-    def _attempt(self, job_id: str, attempt: int, payload: dict[str, Any]) -> dict[str, Any] | None:
-        """Generate, mapping every failure to a result the collector understands."""
-        try:
-            return self._generate(job_id, attempt, payload)
-        except ModelUnavailable as exc:
-            return _failure("model_unavailable", str(exc))
-        except torch.cuda.OutOfMemoryError:
-            logger.warning("job %s: GPU out of memory", job_id)
-            failure = _failure("gpu_out_of_memory", "the GPU ran out of memory; try a smaller size")
-        except MemoryError:
-            logger.warning("job %s: out of memory", job_id)
-            failure = _failure("out_of_memory", "the worker ran out of memory; try a smaller size")
-        except Exception:
-            logger.error("job %s attempt %s failed:\n%s", job_id, attempt, traceback.format_exc())
-            return _failure("internal_error", "the generation failed unexpectedly")
-        # Outside the except block the traceback, and the tensors its frames held, are gone.
-        gc.collect()
-        if torch.cuda.is_initialized():
-            torch.cuda.empty_cache()
-        return failure
-
-    def _generate(
-        self, job_id: str, attempt: int, payload: dict[str, Any]
-    ) -> dict[str, Any] | None:
-        from artgen.engine.generate import Generation, StepInfo, run
-
-        request = JobCreate.model_validate(payload["params"])
-        vqgan = request.model or self.settings.model
-        clips = tuple(request.clip_models or self.settings.resolved_clip_models)
-        try:
-            models = self._models_for(vqgan, clips)
-        except Exception as exc:
-            names = f"{vqgan} / {', '.join(clips)}"
-            raise ModelUnavailable(f"cannot load models {names}: {exc}") from exc
-
-        init_data = payload.get("init_image")
-        generation = Generation(
-            models,
-            request.generation_params(),
-            device=self.device,
-            init_image=_decode_image(init_data) if init_data else None,
-            image_prompts=[_decode_image(data) for data in payload.get("image_prompts", [])],
-        )
-        checkpoint = payload.get("checkpoint")
-        if checkpoint:
-            state = torch.load(io.BytesIO(checkpoint), map_location="cpu", weights_only=True)
-            generation.load_state_dict(state)
-            logger.info("job %s resumes at iteration %s", job_id, generation.iteration)
-
-        iterations = request.iterations
-        first_iteration = generation.iteration
-        started = time.monotonic()
-        deadline = started + self.settings.job_timeout_seconds
-        last_report = 0.0
-        frames: list[Any] = []
-        stop_reason: list[str] = []
-
-        def report_progress(iteration: int, loss: float | None) -> None:
-            done = iteration - first_iteration
-            elapsed = time.monotonic() - started
-            eta = elapsed / done * (iterations - iteration) if done > 0 else None
-            progress = {
-                "attempt": attempt,
-                "iteration": iteration,
-                "iterations": iterations,
-                "loss": loss,
-                "eta_seconds": eta,
-                "seed": generation.seed,
-                "start_iteration": first_iteration,
-                **self._stamp(),
-            }
-            self._safe_put(Keys.progress(job_id, attempt), progress)
-
-        def callback(info: StepInfo) -> None:
-            nonlocal last_report
-            iteration = info.iteration
-            is_preview = iteration % request.preview_every == 0 or iteration == iterations
-            now = time.monotonic()
-            if is_preview or now - last_report >= PROGRESS_INTERVAL_S:
-                # loss() syncs the device: only when a report goes out, not every step.
-                report_progress(iteration, float(info.loss()))
-                last_report = now
-            if is_preview:
-                image = info.image()
-                preview = {"attempt": attempt, "iteration": iteration, "png": png_bytes(image)}
-                self._safe_put(Keys.preview(job_id, attempt), preview)
-                if request.video:
-                    frames.append(_frame(image))
-            if iteration % self.settings.checkpoint_every == 0 and iteration < iterations:
-                self._checkpoint(job_id, attempt, generation)
-
-        def should_stop() -> bool:
-            reason = self._stop_reason(job_id, attempt, deadline)
-            if reason is not None:
-                stop_reason.append(reason)
-                return True
-            return False
-
-        report_progress(first_iteration, None)
-        final = run(generation, callback, should_stop)
-        if stop_reason:
-            return self._stopped(job_id, attempt, generation, stop_reason[0])
-        metadata = {
-            "prompt": request.prompts,
-            "seed": str(generation.seed),
-            "params": request.model_copy(update={"seed": generation.seed}).model_dump_json(),
-            "software": "artgen",
-        }
-        result: dict[str, Any] = {
-            "status": "succeeded",
-            "iteration": generation.iteration,
-            "seed": generation.seed,
-            "png": png_bytes(final, metadata),
-        }
-        if request.video and frames:
-            result["mp4"] = encode_mp4(frames)
-        return result
-
-    def _stop_reason(self, job_id: str, attempt: int, deadline: float) -> str | None:
-        if self._stop.is_set():
-            return "shutdown"
-        try:
-            control = self.queue.control(job_id)
-        except Exception:
-            control = None  # an unreachable queue must not stop the job
-        if control is not None:
-            if control.get("cancel"):
-                return "canceled"
-            if control.get("attempt") != attempt:
-                return "superseded"
-        if time.monotonic() > deadline:
-            return "timeout"
-        return None
-
-    def _stopped(self, job_id: str, attempt: int, generation: Any, reason: str) -> dict | None:
-        logger.info("job %s attempt %s stopped: %s", job_id, attempt, reason)
-        if reason == "canceled":
-            return {"status": "canceled", "iteration": generation.iteration}
-        if reason == "timeout":
-            limit = self.settings.job_timeout_seconds
-            return _failure("timeout", f"the job ran longer than {limit:g} seconds")
-        if reason == "shutdown":
-            # Hand the job back: the collector requeues it and it resumes from here.
-            self._checkpoint(job_id, attempt, generation)
-            return {"status": "interrupted", "iteration": generation.iteration}
-        return None  # superseded: another attempt owns the job now
-
-    def _checkpoint(self, job_id: str, attempt: int, generation: Any) -> None:
-        buffer = io.BytesIO()
-        torch.save(generation.state_dict(), buffer)
-        checkpoint = {"attempt": attempt, "iteration": generation.iteration}
-        checkpoint["state"] = buffer.getvalue()
-        self._safe_put(Keys.checkpoint(job_id, attempt), checkpoint)
-
-
-def _failure(code: str, message: str) -> dict[str, Any]:
-    return {"status": "failed", "error": {"code": code, "message": message}}
-
-
-def _frame(image: Image.Image) -> Any:
-    import numpy as np
-
-    return np.asarray(image.convert("RGB"), dtype=np.uint8)
-
-
-class EmbeddedWorker:
-    """A Worker serving in a thread of the API process; stop() hands the running job back."""
-
-    def __init__(self, worker: Worker) -> None:
-        self.worker = worker
-        self._thread = threading.Thread(target=self._main, name="artgen-worker", daemon=True)
-
-    def _main(self) -> None:
-        try:
-            self.worker.start()
-            self.worker.serve()
-        except Exception:
-            logger.exception("embedded worker crashed")
-
-    def start(self) -> EmbeddedWorker:
-        """Start the thread (models load inside it, so the API answers meanwhile)."""
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 60.0) -> None:
-        """Checkpoint the running job, hand it back and wait for the thread."""
-        self.worker.request_stop()
-        self._thread.join(timeout)
-        if not self._thread.is_alive():
-            self.worker.queue.close()
-
-    @property
-    def alive(self) -> bool:
-        """Whether the worker thread is running."""
-        return self._thread.is_alive()
-
-
-def start_embedded_worker(
-    settings: Settings, queue: JobQueue, models_loader: ModelsLoader | None = None
-) -> EmbeddedWorker:
-    """Run a worker inside this process (the sqlite:/// default of `artgen serve`)."""
-    # Its own JobQueue (same URL): the worker's storage connection is not the collector's.
-    worker_queue = JobQueue.from_url(queue.url, name=queue.huey.name)
-    return EmbeddedWorker(Worker(settings, worker_queue, models_loader)).start()
-
-
-def run_worker(
-    settings: Settings,
-    models_loader: ModelsLoader | None = None,
-    *,
-    worker_id: str | None = None,
-) -> int:
-    """`artgen worker`: serve the queue until SIGTERM/SIGINT, then hand the running job back.
-
-    One process per GPU, started by the operator (systemd instance, container replica), never
-    forked from a process that has touched CUDA: this function forks nothing, the job runs in this
-    process's main thread, and anything started later through multiprocessing is spawned.
-    """
-    # CUDA state does not survive fork(): a library reaching for multiprocessing must spawn.
-    multiprocessing.set_start_method("spawn", force=True)
-    queue = JobQueue.from_url(settings.resolved_queue_url)
-    worker = Worker(settings, queue, models_loader, worker_id=worker_id)
-
-    def on_signal(signum: int, frame: Any) -> None:
-        logger.info("worker %s: signal %s, stopping after a checkpoint", worker.id, signum)
-        worker.request_stop()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    worker.start()
-    worker.serve()
-    queue.close()
-    return 1 if worker.info.model_error else 0
-
-
-# prctl(2) option: the signal this process gets when its parent dies (Linux).
-_PR_SET_PDEATHSIG = 1
-WORKER_STOP_TIMEOUT_S = 60.0
-
-
-def _die_with_parent(parent_pid: int) -> None:
-    """SIGTERM ourselves (checkpoint, hand the job back) when the API process is gone."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
-            logger.warning("prctl(PR_SET_PDEATHSIG) failed: errno %s", ctypes.get_errno())
-
-    def watch() -> None:
-        # Covers other platforms, and a parent that died before prctl took effect.
-        while os.getppid() == parent_pid:
-            time.sleep(1.0)
-        logger.warning("worker process: the API process %s is gone, stopping", parent_pid)
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    threading.Thread(target=watch, name="artgen-parent-watch", daemon=True).start()
-
-
-def _worker_process_main(settings: Settings, worker_id: str, parent_pid: int) -> None:
-    """Entry point of the spawned worker process of `artgen serve --worker-process`."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    _die_with_parent(parent_pid)
-    sys.exit(run_worker(settings, worker_id=worker_id))
-
-
-class WorkerProcess:
-    """A worker in a spawned child process on the same queue; stop() hands the running job back."""
-
-    def __init__(self, process: multiprocessing.process.BaseProcess, worker_id: str) -> None:
-        self.process = process
-        self.worker_id = worker_id
-
-    @property
-    def pid(self) -> int | None:
-        """The child's process id."""
-        return self.process.pid
-
-    @property
-    def alive(self) -> bool:
-        """Whether the child process is running."""
-        return self.process.is_alive()
-
-    def stop(self, timeout: float = WORKER_STOP_TIMEOUT_S) -> None:
-        """SIGTERM (checkpoint, hand the job back), wait up to `timeout`, then kill."""
-        if self.process.is_alive():
-            self.process.terminate()
-        self.process.join(timeout)
-        if self.process.is_alive():
-            logger.error("worker process %s did not stop in %ss: killing it", self.pid, timeout)
-            self.process.kill()
-            self.process.join(5.0)
-
-
-def start_worker_process(settings: Settings) -> WorkerProcess:
-    """Run the embedded worker as a spawned child process (its own interpreter lock).
-
-    Call it from a thread that lives as long as the server (the event loop's): on Linux the
-    parent-death signal fires when the thread that started the child exits.
-    """
-    worker_id = f"{socket.gethostname()}-{os.getpid()}-proc-{uuid.uuid4().hex[:6]}"
-    context = multiprocessing.get_context("spawn")
-    process = context.Process(
-        target=_worker_process_main,
-        args=(settings, worker_id, os.getpid()),
-        name="artgen-worker",
-        daemon=False,
-    )
-    process.start()
-    logger.info("worker process %s started (worker %s)", process.pid, worker_id)
-    return WorkerProcess(process, worker_id)

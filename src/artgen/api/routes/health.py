@@ -59,6 +59,8 @@ def readiness(app_state: Any) -> tuple[bool, dict[str, Any]]:
                 "alive": worker.alive,
                 "ready": worker.ready,
                 "busy": worker.busy,
+                "jobs": worker.job_ids,
+                "batch_jobs": worker.batch_jobs,
                 "model": worker.model,
                 "model_error": worker.model_error,
             }

@@ -1,0 +1,226 @@
+"""One attempt of a job inside a worker: its Generation and what it reports through the queue.
+
+A worker steps one or more JobRuns together (see Worker._run_batch); each keeps its own params,
+seed, optimiser state, deadline, report throttle and timelapse frames.
+"""
+
+from __future__ import annotations
+
+import io
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+from artgen.jobs.queue import Keys
+from artgen.jobs.schemas import JobCreate
+
+if TYPE_CHECKING:
+    from artgen.engine.generate import Generation, StepResult
+    from artgen.models.loading import Models
+
+# Progress reports are throttled to this interval (and forced at previews and the end).
+PROGRESS_INTERVAL_S = 0.1
+VIDEO_FPS = 10
+
+# A lossy report: put(key, value) -> whether it reached the queue.
+Put = Callable[[str, Any], bool]
+
+
+def png_bytes(image: Image.Image, metadata: dict[str, str] | None = None) -> bytes:
+    """Encode a PIL image as PNG, with optional text chunks."""
+    info = None
+    if metadata:
+        info = PngInfo()
+        for key, value in metadata.items():
+            info.add_text(key, value)
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="PNG", pnginfo=info)
+    return buffer.getvalue()
+
+
+def encode_mp4(frames: list[Any], fps: int = VIDEO_FPS) -> bytes:
+    """Encode RGB uint8 frames (H, W, 3) as an H.264 MP4 with imageio-ffmpeg."""
+    import imageio.v2 as imageio
+
+    with tempfile.TemporaryDirectory(prefix="artgen-video-") as directory:
+        path = Path(directory) / "video.mp4"
+        imageio.mimwrite(path, frames, fps=fps, codec="libx264", quality=8, macro_block_size=16)
+        return path.read_bytes()
+
+
+def failure(code: str, message: str) -> dict[str, Any]:
+    """A failed attempt's result."""
+    return {"status": "failed", "error": {"code": code, "message": message}}
+
+
+def _decode_image(data: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image.convert("RGB")
+
+
+def _frame(image: Image.Image) -> Any:
+    import numpy as np
+
+    return np.asarray(image.convert("RGB"), dtype=np.uint8)
+
+
+@dataclass
+class JobRun:
+    """A job's attempt being generated: the Generation plus its reporting state."""
+
+    job_id: str
+    attempt: int
+    request: JobCreate
+    generation: Generation
+    put: Put
+    stamp: Callable[[], dict[str, Any]]
+    deadline: float  # time.monotonic() after which the attempt fails with `timeout`
+    checkpoint_every: int
+    first_iteration: int = 0
+    started: float = field(default_factory=time.monotonic)
+    last_report: float = 0.0
+    frames: list[Any] = field(default_factory=list)
+
+    @classmethod
+    def start(
+        cls,
+        job_id: str,
+        attempt: int,
+        payload: dict[str, Any],
+        models: Models,
+        *,
+        device: torch.device,
+        put: Put,
+        stamp: Callable[[], dict[str, Any]],
+        timeout_seconds: float,
+        checkpoint_every: int,
+    ) -> JobRun:
+        """Build the Generation (resuming from the payload's checkpoint) and report iteration 0."""
+        from artgen.engine.generate import Generation
+
+        request = JobCreate.model_validate(payload["params"])
+        init_data = payload.get("init_image")
+        generation = Generation(
+            models,
+            request.generation_params(),
+            device=device,
+            init_image=_decode_image(init_data) if init_data else None,
+            image_prompts=[_decode_image(data) for data in payload.get("image_prompts", [])],
+        )
+        checkpoint = payload.get("checkpoint")
+        if checkpoint:
+            state = torch.load(io.BytesIO(checkpoint), map_location="cpu", weights_only=True)
+            generation.load_state_dict(state)
+        started = time.monotonic()
+        run = cls(
+            job_id=job_id,
+            attempt=attempt,
+            request=request,
+            generation=generation,
+            put=put,
+            stamp=stamp,
+            deadline=started + timeout_seconds,
+            checkpoint_every=checkpoint_every,
+            first_iteration=generation.iteration,
+            started=started,
+        )
+        run.report_progress(None)
+        return run
+
+    @property
+    def iterations(self) -> int:
+        """Iterations the job asked for."""
+        return self.request.iterations
+
+    @property
+    def finished(self) -> bool:
+        """True once every iteration is done."""
+        return self.generation.iteration >= self.iterations
+
+    @property
+    def pixels(self) -> int:
+        """Output pixels: what the worker's batch budget counts."""
+        return self.generation.width * self.generation.height
+
+    def report_progress(self, loss: float | None) -> None:
+        """Publish iteration, loss and ETA (the ETA from this attempt's own pace)."""
+        iteration = self.generation.iteration
+        done = iteration - self.first_iteration
+        elapsed = time.monotonic() - self.started
+        eta = elapsed / done * (self.iterations - iteration) if done > 0 else None
+        progress = {
+            "attempt": self.attempt,
+            "iteration": iteration,
+            "iterations": self.iterations,
+            "loss": loss,
+            "eta_seconds": eta,
+            "seed": self.generation.seed,
+            "start_iteration": self.first_iteration,
+            **self.stamp(),
+        }
+        self.put(Keys.progress(self.job_id, self.attempt), progress)
+
+    def after_step(self, result: StepResult) -> None:
+        """Progress (throttled), previews (and video frames) and checkpoints due at this step."""
+        iteration = result.iteration
+        is_preview = iteration % self.request.preview_every == 0 or iteration == self.iterations
+        now = time.monotonic()
+        if is_preview or now - self.last_report >= PROGRESS_INTERVAL_S:
+            # float() syncs the device: only when a report goes out, not every step.
+            self.report_progress(float(result.loss))
+            self.last_report = now
+        if is_preview:
+            image = self.generation.image()
+            preview = {"attempt": self.attempt, "iteration": iteration, "png": png_bytes(image)}
+            self.put(Keys.preview(self.job_id, self.attempt), preview)
+            if self.request.video:
+                self.frames.append(_frame(image))
+        if iteration % self.checkpoint_every == 0 and iteration < self.iterations:
+            self.checkpoint()
+
+    def checkpoint(self) -> None:
+        """Publish the generation's state; a later attempt resumes from it."""
+        buffer = io.BytesIO()
+        torch.save(self.generation.state_dict(), buffer)
+        checkpoint = {"attempt": self.attempt, "iteration": self.generation.iteration}
+        checkpoint["state"] = buffer.getvalue()
+        self.put(Keys.checkpoint(self.job_id, self.attempt), checkpoint)
+
+    def succeeded(self) -> dict[str, Any]:
+        """The final result: the PNG with its metadata, and the timelapse when asked for."""
+        seed = self.generation.seed
+        metadata = {
+            "prompt": self.request.prompts,
+            "seed": str(seed),
+            "params": self.request.model_copy(update={"seed": seed}).model_dump_json(),
+            "software": "artgen",
+        }
+        result: dict[str, Any] = {
+            "status": "succeeded",
+            "iteration": self.generation.iteration,
+            "seed": seed,
+            "png": png_bytes(self.generation.image(), metadata),
+        }
+        if self.request.video and self.frames:
+            result["mp4"] = encode_mp4(self.frames)
+        return result
+
+    def stopped(self, reason: str, timeout_seconds: float) -> dict[str, Any] | None:
+        """The result of an attempt stopped early; None when another attempt owns the job."""
+        if reason == "canceled":
+            return {"status": "canceled", "iteration": self.generation.iteration}
+        if reason == "timeout":
+            return failure("timeout", f"the job ran longer than {timeout_seconds:g} seconds")
+        if reason == "shutdown":
+            # Hand the job back: the collector requeues it and it resumes from here.
+            self.checkpoint()
+            return {"status": "interrupted", "iteration": self.generation.iteration}
+        return None  # superseded
