@@ -51,6 +51,7 @@ TARGETS: dict[str, tuple[str, float | None]] = {
     "fast peak GiB at 1024x1024": ("<= 16", None),
     "batched jobs: aggregate it/s / one job": (">= 4", None),
     "API POST to final image, s": ("<= 2", 27.0),
+    "API batched jobs: aggregate it/s / one at a time": (">= 4", None),
 }
 
 
@@ -90,6 +91,9 @@ def plan(quick: bool) -> dict[str, Any]:
             "agree_iterations": 4,
             "api_size": 32,
             "api_iterations": 5,
+            "api_batch_jobs": 2,
+            "api_batch_size": 32,
+            "api_batch_iterations": 5,
         }
     return {
         "model": "real",
@@ -106,6 +110,9 @@ def plan(quick: bool) -> dict[str, Any]:
         "agree_iterations": 20,
         "api_size": 512,
         "api_iterations": 100,
+        "api_batch_jobs": 8,
+        "api_batch_size": 256,
+        "api_batch_iterations": 50,
     }
 
 
@@ -229,7 +236,12 @@ def case_value(result: Any, path: str, size: int, field: str) -> float | None:
 
 
 def summary(
-    table: Any, memory: Any, api: dict | None, job_size: int, compiled: Any = None
+    table: Any,
+    memory: Any,
+    api: dict | None,
+    job_size: int,
+    compiled: Any = None,
+    api_batching: dict | None = None,
 ) -> dict[str, Any]:
     """The measured figure for each TARGETS entry (None where not measured)."""
     peak_512 = case_value(table, "fast", 512, "peak_memory_bytes")
@@ -252,6 +264,9 @@ def summary(
         "fast peak GiB at 1024x1024": peak_1024 / GIB if peak_1024 else None,
         "batched jobs: aggregate it/s / one job": batch / single if batch and single else None,
         "API POST to final image, s": api["post_to_image_seconds"] if api else None,
+        "API batched jobs: aggregate it/s / one at a time": (
+            api_batching["speedup"] if api_batching else None
+        ),
     }
 
 
@@ -279,11 +294,11 @@ def print_summary(measured: dict[str, Any], table: Any) -> None:
                                      or 0) / GIB or None,
     }  # fmt: skip
     print(f"\n{SEED_NOTE}; reference: this run's plain fp32 path")
-    print(f"{'figure':<42} {'target':>7} {'seed':>7} {'reference':>10} {'measured':>9}")
+    print(f"{'figure':<50} {'target':>7} {'seed':>7} {'reference':>10} {'measured':>9}")
     for name, value in measured.items():
         target, seed = TARGETS[name]
         cells = [f"{x:.2f}" if x is not None else "-" for x in (seed, reference.get(name), value)]
-        print(f"{name:<42} {target:>7} {cells[0]:>7} {cells[1]:>10} {cells[2]:>9}")
+        print(f"{name:<50} {target:>7} {cells[0]:>7} {cells[1]:>10} {cells[2]:>9}")
 
 
 def main(argv: list[str]) -> int:
@@ -384,6 +399,24 @@ def main(argv: list[str]) -> int:
     # The API's worker loads its own copy of the models (about 1 GiB more on the GPU).
     api_result = budget.part("API end to end", api)
 
+    def api_batching_part() -> dict:
+        from bench_batching import compare
+
+        data = compare(
+            sizes["model"], str(device), jobs=sizes["api_batch_jobs"],
+            size=sizes["api_batch_size"], iterations=sizes["api_batch_iterations"],
+            cutn=sizes["cutn"],
+        )  # fmt: skip
+        alone, batched = data["runs"]
+        print(f"API, {data['jobs']} jobs at {data['size']}px: one at a time "
+              f"{alone['iterations_per_second']:.1f} it/s, batched "
+              f"{batched['iterations_per_second']:.1f} it/s ({data['speedup']:.2f}x)",
+              flush=True)  # fmt: skip
+        return data
+
+    # The worker's own batching (jobs joining as they are queued), in the summary JSON only.
+    api_batching = budget.part("API batched jobs", api_batching_part, optional=True)
+
     def profile_part() -> dict:
         use_layout(models, device, "fast")
         data = profile_steps(models, device, sizes["profile_size"], sizes["cutn"])
@@ -399,7 +432,7 @@ def main(argv: list[str]) -> int:
         """Print the tables and the targets (if `show`) and (re)write the summary JSON."""
         from rich.console import Console
 
-        measured = summary(table, memory, api_result, sizes["job_size"], compiled)
+        measured = summary(table, memory, api_result, sizes["job_size"], compiled, api_batching)
         if show:
             for result in results:
                 if result is not None:
@@ -413,7 +446,7 @@ def main(argv: list[str]) -> int:
                 "agreement": agreement_summary(agreed or None), "parts": budget.outcomes,
                 "seed_figures": SEED_NOTE, "case_errors": case_errors(table, memory),
                 "passed": budget.passed() and not case_errors(table, memory),
-                "profile": profile}  # fmt: skip
+                "profile": profile, "api_batching": api_batching}  # fmt: skip
         summary_path.write_text(json.dumps(data, indent=2) + "\n")
 
     # The summary is written now too, in case the compile part below runs past the hard limit.
