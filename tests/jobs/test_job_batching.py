@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -15,6 +16,7 @@ from PIL import Image
 
 from artgen.config import Settings
 from artgen.engine.batch import BatchGeneration
+from artgen.jobs.queue import JobQueue
 from artgen.jobs.schemas import Job, JobStatus
 from artgen.jobs.service import JobService
 from artgen.jobs.worker import Worker
@@ -205,3 +207,29 @@ def test_two_batching_workers_run_each_job_once(
     assert all(job.status == JobStatus.succeeded for job in done)
     assert all(job.attempt == 1 for job in done)
     assert all(starts[job.id] == 1 for job in jobs)
+
+
+def test_an_unchanged_queue_is_not_read_again_every_half_second(
+    settings: Settings,
+    service: JobService,
+    start_worker: Callable[[], Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings.batch_jobs = 2
+    scans: list[float] = []
+    real_queued_tasks = JobQueue.queued_tasks
+
+    def counting(self: JobQueue, limit: int | None = None) -> Any:
+        scans.append(time.monotonic())
+        return real_queued_tasks(self, limit)
+
+    monkeypatch.setattr(JobQueue, "queued_tasks", counting)
+    running = service.submit(tiny_request(iterations=80))[0]
+    other_size = service.submit(tiny_request(width=48, height=48, iterations=2))[0]
+    start_worker()
+    done = ended(service, running.id, other_size.id)
+    assert all(job.status == JobStatus.succeeded for job in done)
+    # While the 32x32 job ran, the 48x48 one waited: the queue was read once, then only after
+    # BATCH_RESCAN_S (whatever the run's length on this machine).
+    first_job_seconds = (done[0].finished_at - done[0].started_at).total_seconds()
+    assert len(scans) <= 2 + first_job_seconds / 5.0

@@ -39,8 +39,10 @@ ModelsLoader = Callable[[str, list[str], torch.device], "Models"]
 
 # While a batch has room, the queue is scanned for jobs to join at most this often ...
 BATCH_SCAN_INTERVAL_S = 0.5
-# ... looking at this many waiting tasks.
-BATCH_SCAN_LIMIT = 64
+# ... looking at this many waiting tasks (a scan reads their payloads, init images included) ...
+BATCH_SCAN_LIMIT = 32
+# ... and an unchanged queue (same number of tasks) again only after this long.
+BATCH_RESCAN_S = 5.0
 # Jobs stepped together when settings.batch_jobs is unset: on CUDA batching pays; on a CPU it
 # only delays the first job.
 DEFAULT_CUDA_BATCH_JOBS = 8
@@ -92,6 +94,8 @@ class Worker:
         # Guards _runs so no heartbeat of an attempt is written after its result.
         self._run_lock = threading.Lock()
         self._runs: list[tuple[str, int]] = []  # (job_id, attempt) of every attempt running
+        # ((tasks queued, the batch's jobs), time) at the last look for jobs to batch.
+        self._last_scan: tuple[tuple[int, tuple[str, ...]], float] = ((0, ()), 0.0)
         # Jobs stepped together at most; lowered for good after the GPU runs out of memory.
         self.batch_jobs = settings.batch_jobs or (
             DEFAULT_CUDA_BATCH_JOBS if self.device.type == "cuda" else 1
@@ -408,6 +412,14 @@ class Worker:
         if len(runs) >= self.batch_jobs or self._stop.is_set():
             return
         try:
+            pending = self.queue.pending_count()
+            seen = (pending, tuple(run.job_id for run in runs))
+            if pending == 0 or (
+                seen == self._last_scan[0]
+                and time.monotonic() - self._last_scan[1] < BATCH_RESCAN_S
+            ):
+                return  # nothing queued, or neither the queue nor the batch changed since
+            self._last_scan = (seen, time.monotonic())
             waiting = self.queue.queued_tasks(BATCH_SCAN_LIMIT)
         except Exception:
             return  # the queue is unreachable: the batch goes on as it is
