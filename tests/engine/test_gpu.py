@@ -1,5 +1,6 @@
 """The fast path on CUDA: bf16 autocast, no host sync per step, close to the fp32 reference."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -68,3 +69,15 @@ def test_channels_last_is_set_at_load_and_generations_leave_it(tmp_path):
     use_layout(models, channels_last=False)
     Generation(models, params(), device=torch.device("cuda")).step()
     assert all(p.is_contiguous() for p in convs())
+
+
+def test_preview_copy_leaves_the_device_without_blocking_and_matches(cuda_models):
+    from artgen.engine.images import to_pil
+    from artgen.jobs.job_run import HostImage
+
+    generation = Generation(cuda_models, params(), device=torch.device("cuda"))
+    generation.step()
+    tensor = generation.image_tensor()
+    image = HostImage.copy(tensor)
+    assert image.pixels.is_pinned() and image.ready is not None
+    assert np.array_equal(np.asarray(image.pil()), np.asarray(to_pil(tensor)))

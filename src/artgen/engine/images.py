@@ -16,8 +16,15 @@ def to_pil(image: Tensor) -> Image.Image:
         image = image[0]
     if image.dim() != 3 or image.shape[0] != 3:
         raise ValueError(f"to_pil expects (3, H, W), got {tuple(image.shape)}")
+    return Image.fromarray(to_pixels(image).cpu().numpy(), mode="RGB")
+
+
+def to_pixels(image: Tensor) -> Tensor:
+    """(1, 3, H, W) or (3, H, W) tensor in [0, 1] -> (H, W, 3) uint8 on the same device."""
+    if image.dim() == 4:
+        image = image[0]
     pixels = image.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8)
-    return Image.fromarray(pixels.permute(1, 2, 0).cpu().numpy(), mode="RGB")
+    return pixels.permute(1, 2, 0)
 
 
 def resize(image: Image.Image, size: tuple[int, int]) -> Image.Image:

@@ -7,10 +7,13 @@ seed, optimiser state, deadline, report throttle and timelapse frames.
 from __future__ import annotations
 
 import io
+import logging
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,15 +28,21 @@ if TYPE_CHECKING:
     from artgen.engine.generate import Generation, StepResult
     from artgen.models.loading import Models
 
+logger = logging.getLogger("artgen.jobs.worker")
+
 # Progress reports are throttled to this interval (and forced at previews and the end).
 PROGRESS_INTERVAL_S = 0.1
 VIDEO_FPS = 10
+# Previews are PNGs for the browser, rewritten every few iterations: fast zlib, not small files.
+PREVIEW_PNG_LEVEL = 1
 
 # A lossy report: put(key, value) -> whether it reached the queue.
 Put = Callable[[str, Any], bool]
 
 
-def png_bytes(image: Image.Image, metadata: dict[str, str] | None = None) -> bytes:
+def png_bytes(
+    image: Image.Image, metadata: dict[str, str] | None = None, compress_level: int = 6
+) -> bytes:
     """Encode a PIL image as PNG, with optional text chunks."""
     info = None
     if metadata:
@@ -41,8 +50,40 @@ def png_bytes(image: Image.Image, metadata: dict[str, str] | None = None) -> byt
         for key, value in metadata.items():
             info.add_text(key, value)
     buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, format="PNG", pnginfo=info)
+    image.convert("RGB").save(buffer, format="PNG", pnginfo=info, compress_level=compress_level)
     return buffer.getvalue()
+
+
+@dataclass
+class HostImage:
+    """An image on its way from the device: (H, W, 3) uint8, readable once `ready` has fired.
+
+    On CUDA the copy goes to pinned memory without blocking the generation loop; whoever reads
+    the pixels (the preview encoder thread) waits for it.
+    """
+
+    pixels: torch.Tensor
+    ready: torch.cuda.Event | None = None
+
+    @classmethod
+    def copy(cls, image: torch.Tensor) -> HostImage:
+        """Start copying a (1, 3, H, W) image in [0, 1] to the host."""
+        from artgen.engine.images import to_pixels
+
+        pixels = to_pixels(image)
+        if pixels.device.type != "cuda":
+            return cls(pixels.contiguous())
+        host = torch.empty(pixels.shape, dtype=torch.uint8, pin_memory=True)
+        host.copy_(pixels, non_blocking=True)
+        ready = torch.cuda.Event()
+        ready.record()
+        return cls(host, ready)
+
+    def pil(self) -> Image.Image:
+        """The image, once copied."""
+        if self.ready is not None:
+            self.ready.synchronize()
+        return Image.fromarray(self.pixels.numpy(), mode="RGB")
 
 
 def encode_mp4(frames: list[Any], fps: int = VIDEO_FPS) -> bytes:
@@ -64,6 +105,14 @@ def _decode_image(data: bytes) -> Image.Image:
     image = Image.open(io.BytesIO(data))
     image.load()
     return image.convert("RGB")
+
+
+def _done(action: Callable[[], None]) -> Future[None]:
+    """Run `action` now; a finished Future (the encoder=None case)."""
+    future: Future[None] = Future()
+    action()
+    future.set_result(None)
+    return future
 
 
 def _frame(image: Image.Image) -> Any:
@@ -88,6 +137,9 @@ class JobRun:
     started: float = field(default_factory=time.monotonic)
     last_report: float = 0.0
     frames: list[Any] = field(default_factory=list)
+    # Where previews are encoded and published (a worker's one encoder thread); None: right here.
+    encoder: Executor | None = None
+    _preview: Future[None] | None = None
 
     @classmethod
     def start(
@@ -102,6 +154,7 @@ class JobRun:
         stamp: Callable[[], dict[str, Any]],
         timeout_seconds: float,
         checkpoint_every: int,
+        encoder: Executor | None = None,
     ) -> JobRun:
         """Build the Generation (resuming from the payload's checkpoint) and report iteration 0."""
         from artgen.engine.generate import Generation
@@ -131,6 +184,7 @@ class JobRun:
             checkpoint_every=checkpoint_every,
             first_iteration=generation.iteration,
             started=started,
+            encoder=encoder,
         )
         run.report_progress(None)
         return run
@@ -178,13 +232,39 @@ class JobRun:
             self.report_progress(float(result.loss))
             self.last_report = now
         if is_preview:
-            image = self.generation.image()
-            preview = {"attempt": self.attempt, "iteration": iteration, "png": png_bytes(image)}
-            self.put(Keys.preview(self.job_id, self.attempt), preview)
-            if self.request.video:
-                self.frames.append(_frame(image))
+            self._preview_at(iteration)
         if iteration % self.checkpoint_every == 0 and iteration < self.iterations:
             self.checkpoint()
+
+    def _preview_at(self, iteration: int) -> None:
+        """Decode the preview on the device; copy, encode and publish it off the loop.
+
+        While the previous preview is still being encoded this one is skipped (a newer one comes
+        soon), except the last; timelapse frames are never skipped.
+        """
+        image = HostImage.copy(self.generation.image_tensor())
+        if self.request.video:
+            self.frames.append(_frame(image.pil()))
+        busy = self._preview is not None and not self._preview.done()
+        if busy and iteration != self.iterations:
+            return
+        publish = partial(self._publish_preview, iteration, image)
+        self._preview = self.encoder.submit(publish) if self.encoder else _done(publish)
+
+    def _publish_preview(self, iteration: int, image: HostImage) -> None:
+        try:
+            png = png_bytes(image.pil(), compress_level=PREVIEW_PNG_LEVEL)
+        except Exception:
+            logger.warning("job %s: preview %s not encoded", self.job_id, iteration, exc_info=True)
+            return
+        preview = {"attempt": self.attempt, "iteration": iteration, "png": png}
+        self.put(Keys.preview(self.job_id, self.attempt), preview)
+
+    def drain(self) -> None:
+        """Wait until the last preview is published (before the attempt's result goes out)."""
+        if self._preview is not None:
+            self._preview.result()
+            self._preview = None
 
     def checkpoint(self) -> None:
         """Publish the generation's state; a later attempt resumes from it."""

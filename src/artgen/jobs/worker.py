@@ -18,6 +18,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +44,9 @@ BATCH_SCAN_INTERVAL_S = 0.5
 BATCH_SCAN_LIMIT = 32
 # ... and an unchanged queue (same number of tasks) again only after this long.
 BATCH_RESCAN_S = 5.0
+# Cancel flags, superseding attempts and deadlines are looked at this often (not every step: on
+# a GPU a step takes milliseconds, a queue round trip a good part of one).
+CONTROL_INTERVAL_S = 0.05
 # Jobs stepped together when settings.batch_jobs is unset: on CUDA batching pays; on a CPU it
 # only delays the first job.
 DEFAULT_CUDA_BATCH_JOBS = 8
@@ -94,6 +98,8 @@ class Worker:
         # Guards _runs so no heartbeat of an attempt is written after its result.
         self._run_lock = threading.Lock()
         self._runs: list[tuple[str, int]] = []  # (job_id, attempt) of every attempt running
+        # Encodes and publishes previews off the generation loop (one thread, started on demand).
+        self._encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="artgen-preview")
         # ((tasks queued, the batch's jobs), time) at the last look for jobs to batch.
         self._last_scan: tuple[tuple[int, tuple[str, ...]], float] = ((0, ()), 0.0)
         # Jobs stepped together at most; lowered for good after the GPU runs out of memory.
@@ -181,6 +187,7 @@ class Worker:
         self._finish()
 
     def _finish(self) -> None:
+        self._encoder.shutdown(wait=True)
         self.info.stopped = True
         self.info.busy = False
         self._publish()
@@ -323,6 +330,7 @@ class Worker:
             stamp=self._stamp,
             timeout_seconds=self.settings.job_timeout_seconds,
             checkpoint_every=self.settings.checkpoint_every,
+            encoder=self._encoder,
         )
         if run.first_iteration:
             logger.info("job %s resumes at iteration %s", job_id, run.first_iteration)
@@ -362,11 +370,13 @@ class Worker:
 
         batch = BatchGeneration(first.generation.models, [first.generation], device=self.device)
         runs = [first]
-        next_scan = 0.0
+        next_scan = next_control = 0.0
         while runs:
-            for run, reason in self._stop_reasons(runs):
-                result = run.stopped(reason, self.settings.job_timeout_seconds)
-                self._leave(batch, runs, run, result)
+            if time.monotonic() >= next_control or self._stop.is_set():
+                for run, reason in self._stop_reasons(runs):
+                    result = run.stopped(reason, self.settings.job_timeout_seconds)
+                    self._leave(batch, runs, run, result)
+                next_control = time.monotonic() + CONTROL_INTERVAL_S
             if runs and time.monotonic() >= next_scan:
                 self._join_queued(batch, runs)
                 next_scan = time.monotonic() + BATCH_SCAN_INTERVAL_S
@@ -507,9 +517,10 @@ class Worker:
         run: JobRun,
         result: dict[str, Any] | None,
     ) -> None:
-        """Take a run out of the batch and report how it ended."""
+        """Take a run out of the batch and report how it ended (after its last preview)."""
         batch.remove(run.generation)
         runs.remove(run)
+        run.drain()
         self._end(run.job_id, run.attempt, result)
 
     def _end(self, job_id: str, attempt: int, result: dict[str, Any] | None) -> None:

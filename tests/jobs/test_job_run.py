@@ -1,0 +1,69 @@
+"""JobRun: previews leave the generation loop; a busy encoder skips all but the last preview."""
+
+from __future__ import annotations
+
+import io
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import torch
+from jobtools import tiny_request
+from PIL import Image
+
+from artgen.engine.images import to_pil
+from artgen.jobs.job_run import HostImage, JobRun
+from artgen.jobs.queue import Keys
+
+CPU = torch.device("cpu")
+
+
+def start(models: Any, put: Any, encoder: Any = None, **fields: Any) -> JobRun:
+    payload = {"params": tiny_request(**fields).model_dump()}
+    return JobRun.start(
+        "job", 1, payload, models, device=CPU, put=put, stamp=dict, timeout_seconds=60,
+        checkpoint_every=1000, encoder=encoder,
+    )  # fmt: skip
+
+
+def test_host_image_matches_to_pil() -> None:
+    image = torch.rand(1, 3, 24, 40, generator=torch.Generator().manual_seed(0))
+    copied = np.asarray(HostImage.copy(image).pil())
+    assert copied.shape == (24, 40, 3)
+    assert np.array_equal(copied, np.asarray(to_pil(image)))
+
+
+def test_a_busy_encoder_skips_previews_but_not_the_last_nor_video_frames(tiny_models: Any) -> None:
+    published: dict[int, bytes] = {}
+
+    def put(key: str, value: Any) -> bool:
+        if key == Keys.preview("job", 1):
+            published[value["iteration"]] = value["png"]
+        return True
+
+    release = threading.Event()
+    with ThreadPoolExecutor(max_workers=1) as encoder:
+        run = start(tiny_models, put, encoder, iterations=4, preview_every=1, video=True)
+        encoder.submit(release.wait)  # the encoder is busy until released
+        images = {}
+        for _ in range(4):
+            run.after_step(run.generation.step())
+            images[run.generation.iteration] = np.asarray(run.generation.image())
+        release.set()
+        run.drain()
+    # 1 was queued behind the busy encoder, 2 and 3 came while 1 was pending, 4 is the last.
+    assert sorted(published) == [1, 4]
+    for iteration, png in published.items():
+        decoded = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+        assert np.array_equal(decoded, images[iteration])
+    assert len(run.frames) == 4
+    assert np.array_equal(run.frames[1], images[2])
+
+
+def test_without_an_encoder_every_preview_is_published_in_place(tiny_models: Any) -> None:
+    published = []
+    run = start(tiny_models, lambda key, value: published.append(key) or True, preview_every=2)
+    for _ in range(6):
+        run.after_step(run.generation.step())
+    assert published.count(Keys.preview("job", 1)) == 3
