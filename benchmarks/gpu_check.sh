@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One run on a GPU machine (H100/H200), under 6 minutes: CUDA correctness checks, then the issue 6
-# table (reference vs fast path side by side, peak memory, batched jobs, API end to end).
+# table (reference vs fast path side by side, peak memory, batched jobs, API end to end, the
+# worker's batching through the API).
 #
 #   benchmarks/fetch_wheels.sh            # here, once: wheels the GPU image lacks, into .whl/
 #   run(command="bash benchmarks/gpu_check.sh", carry=[".whl"], timeout_s=400)   # device tool
@@ -72,7 +73,7 @@ import torch
 # Everything the suite touches, imported now so a missing package fails here, named, not later.
 for module in ("artgen.cli", "artgen.bench", "artgen.engine.generate", "artgen.engine.batch",
                "artgen.models.loading", "artgen.api.app", "artgen.jobs.worker",
-               "fastapi.testclient"):
+               "artgen.jobs.hosting", "artgen.jobs.job_run", "fastapi.testclient"):
     importlib.import_module(module)
 
 device = sys.argv[1]
