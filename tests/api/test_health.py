@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
-from apitools import assert_error, small_job, wait_for
+import pytest
+from apitools import assert_error, small_job, wait_for, wait_ready
 from prometheus_client import CollectorRegistry, generate_latest
 
 from artgen.api.app import begin_draining, create_app
@@ -125,3 +127,35 @@ def test_readyz_waits_for_its_own_embedded_worker_not_a_stale_registration():
     loading.alive = False
     ready, body = readiness(state)
     assert not ready and "stopped" in body["reason"]
+
+
+def test_a_crashed_worker_thread_is_restarted_and_its_job_handed_on_at_once(
+    client_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from artgen.jobs.job_run import JobRun
+
+    real_after_step = JobRun.after_step
+    crashes = []
+
+    def crash_once_at_iteration_5(self: JobRun, result: Any) -> None:
+        if result.iteration == 5 and not crashes:
+            crashes.append(self.job_id)
+            raise SystemExit("the worker thread dies here")  # not caught by the task runner
+        real_after_step(self, result)
+
+    monkeypatch.setattr(JobRun, "after_step", crash_once_at_iteration_5)
+    client = client_factory(worker=True, checkpoint_every=2, lease_seconds=300.0)
+    wait_ready(client)
+    first = client.app.state.worker
+    job_id = client.post("/v1/jobs", json=small_job(iterations=20)).json()["id"]
+    deadline = time.monotonic() + 60
+    while (job := client.get(f"/v1/jobs/{job_id}").json())["status"] != "succeeded":
+        assert job["status"] in ("queued", "running") and time.monotonic() < deadline, job
+        time.sleep(0.1)
+    assert crashes == [job_id]
+    assert client.app.state.worker is not first and client.app.state.worker.alive
+    # Handed on at once, not after the 300 s lease, and resumed from a checkpoint.
+    stored = client.app.state.service.get(job_id)
+    assert stored.attempt == 2 and stored.start_iteration == 4, stored
+    # The dead worker's heartbeats stopped with it.
+    assert first.worker.info.stopped

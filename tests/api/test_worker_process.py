@@ -184,3 +184,45 @@ def test_child_worker_runs_jobs_stops_with_the_server_and_dies_with_it(tmp_path)
         _stop(server)
     assert _gone(child.pid, 5)
     assert _stored(tmp_path, job_id).start_iteration > resumed_at
+
+
+@pytest.mark.timeout(120)
+def test_a_child_worker_that_dies_is_restarted_and_its_job_handed_on(tmp_path):
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = _start(tmp_path, port)
+    try:
+        _wait_ready(base, server)
+        child = _child(server)
+        long_job = small_job(iterations=150, preview_every=1000)
+        job_id = httpx.post(f"{base}/v1/jobs", json=long_job, timeout=10).json()["id"]
+        _wait_job(base, job_id, lambda job: job["iteration"] >= 3)
+        child.kill()  # the OOM killer, a segfault: the server itself lives on
+        _wait_new_child(server, child.pid)
+        restarted = _wait_ready(base, server, timeout=60)
+        assert any("-proc-" in w["id"] and w["alive"] and w["ready"] for w in restarted["workers"])
+        done = _wait_job(base, job_id, lambda job: job["status"] in TERMINAL, timeout=90)
+        assert done["status"] == "succeeded", done
+        stored = _stored(tmp_path, job_id)
+        assert stored.attempt == 2 and stored.start_iteration >= 1, stored
+    finally:
+        _stop(server)
+
+
+def _wait_new_child(server: subprocess.Popen, old_pid: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            live = [
+                c
+                for c in psutil.Process(server.pid).children()
+                if c.pid != old_pid
+                and c.status() != psutil.STATUS_ZOMBIE
+                and "resource_tracker" not in " ".join(c.cmdline())
+            ]
+        except psutil.Error:
+            live = []  # a child changed state while we looked
+        if live:
+            return
+        time.sleep(0.1)
+    raise AssertionError("no new worker process")

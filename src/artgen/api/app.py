@@ -103,20 +103,78 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         worker = await run_in_threadpool(start_embedded_worker, settings, service.queue)
     app.state.service = service
     app.state.worker = worker
-    poller = asyncio.create_task(poll_metrics_forever(app, app.state.metrics))
+    tasks = [asyncio.create_task(poll_metrics_forever(app, app.state.metrics))]
+    if worker is not None:
+        tasks.append(asyncio.create_task(supervise_worker(app)))
     logger.info("artgen API ready to accept jobs (embedded worker: %s)", worker is not None)
     try:
         yield
     finally:
         begin_draining(app)
-        poller.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await poller
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         # The worker checkpoints its running job when stopped, so a restart resumes it.
-        if worker is not None:
-            await run_in_threadpool(_stop, worker, "embedded worker")
+        if app.state.worker is not None:
+            await run_in_threadpool(_stop, app.state.worker, "embedded worker")
         await run_in_threadpool(_close, service)
         app.state.service = None
+
+
+# How often the embedded worker is looked at, and the restart delays after it died on its own.
+WORKER_CHECK_S = 1.0
+WORKER_RESTART_DELAYS_S = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+# A worker that lived this long before dying is restarted after the first delay again.
+WORKER_STABLE_S = 120.0
+
+
+async def supervise_worker(app: FastAPI) -> None:
+    """Restart the embedded worker (thread or child process) when it dies on its own.
+
+    The jobs it was running are handed on at once (requeued from their checkpoints) instead of
+    after a lease; restarts back off while it keeps dying soon after starting.
+    """
+    from artgen.jobs.hosting import start_embedded_worker, start_worker_process
+
+    settings: Settings = app.state.settings
+    failures = 0
+    started = asyncio.get_running_loop().time()
+    while True:
+        await asyncio.sleep(WORKER_CHECK_S)
+        worker = app.state.worker
+        if worker is None or worker.alive or getattr(app.state, "draining", False):
+            continue
+        loop = asyncio.get_running_loop()
+        if loop.time() - started >= WORKER_STABLE_S:
+            failures = 0
+        delay = WORKER_RESTART_DELAYS_S[min(failures, len(WORKER_RESTART_DELAYS_S) - 1)]
+        exit_code = getattr(getattr(worker, "process", None), "exitcode", None)
+        logger.error(
+            "the embedded worker stopped on its own (exit code %s): restarting it in %g s",
+            exit_code,
+            delay,
+        )
+        service = app.state.service
+        await run_in_threadpool(_stop, worker, "stopped embedded worker")  # reap, close its queue
+        await run_in_threadpool(service.collector.worker_gone, _worker_id(worker))
+        await asyncio.sleep(delay)
+        if getattr(app.state, "draining", False):
+            return
+        if settings.worker_process:
+            # On the event loop's thread, like the first one (see the parent-death signal).
+            app.state.worker = start_worker_process(settings)
+        else:
+            app.state.worker = await run_in_threadpool(
+                start_embedded_worker, settings, service.queue
+            )
+        failures += 1
+        started = loop.time()
+
+
+def _worker_id(worker: Any) -> str:
+    """The id a worker handle's jobs carry (a child process's, or the thread's Worker's)."""
+    return str(getattr(worker, "worker_id", None) or worker.worker.id)
 
 
 def begin_draining(app: FastAPI) -> None:

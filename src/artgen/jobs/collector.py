@@ -355,6 +355,14 @@ class Collector:
             logger.warning("job %s: queue keys not cleared", job_id, exc_info=True)
         return job
 
+    def worker_gone(self, worker_id: str) -> None:
+        """A worker known to be dead (our own child): requeue its running jobs now."""
+        self.poll()  # its last reports first (a checkpoint written just before it died)
+        with self._lock:
+            for job in self.store.active():
+                if job.status == JobStatus.running and job.worker_id == worker_id:
+                    self.lost(job.id, job.attempt)
+
     def lost(self, job_id: str, attempt: int) -> None:
         """The attempt's worker went silent: requeue, or fail with worker_lost."""
         logger.warning("job %s attempt %s: worker lost", job_id, attempt)

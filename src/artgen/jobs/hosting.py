@@ -31,8 +31,10 @@ class EmbeddedWorker:
         try:
             self.worker.start()
             self.worker.serve()
-        except Exception:
+        except BaseException:  # in a thread even SystemExit ends only the worker
             logger.exception("embedded worker crashed")
+            # Its heartbeats must stop too, or its jobs would look alive forever.
+            self.worker.abandon()
 
     def start(self) -> EmbeddedWorker:
         """Start the thread (models load inside it, so the API answers meanwhile)."""

@@ -186,6 +186,12 @@ class Worker:
                 logger.warning("worker %s: queue unreachable after a task (%s)", self.id, exc)
         self._finish()
 
+    def abandon(self) -> None:
+        """After a crash: stop heart-beating for the worker and its jobs (they are lost)."""
+        with self._run_lock:
+            self._runs.clear()
+        self._finish()
+
     def _finish(self) -> None:
         self._encoder.shutdown(wait=True)
         self.info.stopped = True
