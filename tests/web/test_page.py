@@ -408,3 +408,23 @@ def test_api_key_is_kept_and_used_for_streams_images_and_downloads(
     job_id = page.get_attribute("#job-view", "data-job-id")
     thumb = f"#gallery-list li[data-job-id='{job_id}'] img"
     page.wait_for_function(f'document.querySelector("{thumb}")?.naturalWidth > 0')
+
+
+def test_the_clip_model_can_be_chosen_and_is_sent(page) -> None:
+    page.goto("/")
+    page.wait_for_selector("#clip_models option[value='tiny']", state="attached")
+    options = page.eval_on_selector_all("#clip_models option", "els => els.map(e => e.value)")
+    assert "tiny" in options and "ViT-B-32/openai" in options
+    # The server's default critic is preselected.
+    assert page.input_value("#clip_models") == "tiny"
+    assert "not downloaded" in page.inner_text("#clip_models option[value='ViT-B-32/openai']")
+    page.select_option("#clip_models", "random_vit_b_32")
+    fill_form(page, "a quiet harbour", 2)
+    with page.expect_request(lambda r: r.method == "POST" and r.url.endswith("/v1/jobs")) as sent:
+        page.click("#submit")
+    assert json.loads(sent.value.post_data)["clip_models"] == ["random_vit_b_32"]
+    page.wait_for_selector('#job-params dd[data-param="clip_models"]')
+    assert "random_vit_b_32" in page.inner_text('#job-params dd[data-param="clip_models"]')
+    # Loading and running a ViT-B-32 on the CPU is slow: do not hold up the next tests' jobs.
+    job_id = page.get_attribute("#job-view", "data-job-id")
+    page.evaluate("id => fetch(`/v1/jobs/${id}/cancel`, {method: 'POST'})", job_id)

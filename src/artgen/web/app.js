@@ -8,8 +8,8 @@ const EVENT_TYPES = ["progress", "preview", "status", "done"];
 // Form fields sent as numbers; anything else the API names goes to the message banner.
 const NUMBER_FIELDS = ["width", "height", "iterations", "step_size", "cutn", "cut_pow",
   "init_weight", "preview_every"];
-const FIELD_NAMES = ["prompts", "seed", "model", "video", "init_image", "image_prompts",
-  ...NUMBER_FIELDS];
+const FIELD_NAMES = ["prompts", "seed", "model", "clip_models", "video", "init_image",
+  "image_prompts", ...NUMBER_FIELDS];
 // Shown in the parameters list, in this order, when the job has them.
 const PARAM_LABELS = {
   prompts: "Prompt", width: "Width", height: "Height", iterations: "Iterations", seed: "Seed",
@@ -214,6 +214,7 @@ function readParams() {
   // Seeds go up to 2**63: past 2**53 a JS number would round, so big ones are sent as text.
   params.seed = seed === "" ? null : (Number.isSafeInteger(Number(seed)) ? Number(seed) : seed);
   if ($("#model").value) params.model = $("#model").value;
+  if ($("#clip_models").value) params.clip_models = [$("#clip_models").value];
   params.video = $("#video").checked;
   for (const name of Object.keys(params)) {
     if (params[name] === null && name !== "seed") delete params[name];
@@ -232,6 +233,10 @@ function fillForm(params, seed) {
   $("#seed").value = usedSeed === null || usedSeed === undefined ? "" : usedSeed;
   if (params.model && [...$("#model").options].some((o) => o.value === params.model)) {
     $("#model").value = params.model;
+  }
+  const clip = (params.clip_models || [])[0];
+  if (clip && [...$("#clip_models").options].some((o) => o.value === clip)) {
+    $("#clip_models").value = clip;
   }
   $("#video").checked = Boolean(params.video);
   syncPreset();
@@ -263,9 +268,13 @@ async function loadModels() {
     showMessage(`Could not load the model list: ${describeError(error)}`);
     return;
   }
-  const select = $("#model");
+  fillModelSelect($("#model"), catalog.vqgan || []);
+  fillModelSelect($("#clip_models"), catalog.clip || []);
+}
+
+function fillModelSelect(select, models) {
   select.replaceChildren();
-  for (const model of catalog.vqgan || []) {
+  for (const model of models) {
     const option = document.createElement("option");
     option.value = model.name;
     // Not downloaded yet: the server may fetch it on first use, or the job fails saying why.
