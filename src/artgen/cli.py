@@ -474,6 +474,16 @@ def generate(
         typer.echo(f"wrote {video} ({writer.frames if writer else 0} frames)")
 
 
+# `serve` (its embedded worker) and `worker` take the same batching option.
+BatchJobsOption = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        help="Same-size jobs stepped together in one batch (default 8 on CUDA, 1 on a CPU).",
+    ),
+]
+
+
 @app.command()
 def serve(
     host: Annotated[
@@ -505,13 +515,7 @@ def serve(
             "(default: a thread).",
         ),
     ] = None,
-    batch_jobs: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            help="Same-size jobs stepped together in one batch (default 8 on CUDA, 1 on a CPU).",
-        ),
-    ] = None,
+    batch_jobs: BatchJobsOption = None,
 ) -> None:
     """Run the HTTP API (and, by default, an embedded worker)."""
     settings = build_settings(
@@ -544,13 +548,7 @@ def worker(
         list[str] | None, typer.Option(help="CLIP model to keep loaded (repeatable).")
     ] = None,
     data_dir: Annotated[Path | None, typer.Option(help="Data dir (sqlite queue default).")] = None,
-    batch_jobs: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            help="Same-size jobs stepped together in one batch (default 8 on CUDA, 1 on a CPU).",
-        ),
-    ] = None,
+    batch_jobs: BatchJobsOption = None,
 ) -> None:
     """Run a worker that takes jobs from the queue."""
     settings = build_settings(
