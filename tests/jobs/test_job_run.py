@@ -67,3 +67,31 @@ def test_without_an_encoder_every_preview_is_published_in_place(tiny_models: Any
     for _ in range(6):
         run.after_step(run.generation.step())
     assert published.count(Keys.preview("job", 1)) == 3
+
+
+def test_checkpoints_are_snapshots_written_off_the_loop(tiny_models: Any) -> None:
+    written: dict[int, bytes] = {}
+
+    def put(key: str, value: Any) -> bool:
+        if key == Keys.checkpoint("job", 1):
+            written[value["iteration"]] = value["state"]
+        return True
+
+    release = threading.Event()
+    with ThreadPoolExecutor(max_workers=1) as encoder:
+        run = start(tiny_models, put, encoder, iterations=8, preview_every=100)
+        run.checkpoint_every = 2
+        encoder.submit(release.wait)
+        z_at: dict[int, torch.Tensor] = {}
+        for _ in range(5):
+            run.after_step(run.generation.step())
+            z_at[run.generation.iteration] = run.generation.z.detach().clone()
+        run.checkpoint()  # forced, as when the worker shuts down
+        release.set()
+        run.drain()
+    # 2 waited behind the busy encoder, 4 was skipped meanwhile, the forced one at 5 was not.
+    assert sorted(written) == [2, 5]
+    for iteration, data in written.items():
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        assert state["iteration"] == iteration
+        assert torch.equal(state["z"], z_at[iteration])  # the state then, not when written

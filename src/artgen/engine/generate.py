@@ -337,16 +337,20 @@ class Generation:
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly here (CPU tensors)."""
+        return tensors_to_cpu(self.snapshot())
+
+    def snapshot(self) -> dict[str, Any]:
+        """state_dict() with its tensors still on the device: copies queued on the device, no
+        host sync, so a caller can move it to the CPU later, off the generation loop."""
         return {
             "iteration": self.iteration,
             "seed": self.seed,
-            "z": self.z.detach().cpu().clone(),
-            "z_initial": self._z_initial.cpu().clone(),
-            "optimizer": _to_cpu(self.optimizer.state_dict()),
+            "z": self.z.detach().clone(),
+            "z_initial": self._z_initial.clone(),
+            "optimizer": _clone(self.optimizer.state_dict()),
             "generator": self.generator.get_state(),
             "image_prompt_embeddings": [
-                [prompt.embed.cpu().clone() for prompt in prompts]
-                for prompts in self._image_prompts
+                [prompt.embed.clone() for prompt in prompts] for prompts in self._image_prompts
             ],
         }
 
@@ -371,14 +375,22 @@ class Generation:
                 prompt.embed = embed.to(self.device)
 
 
-def _to_cpu(value: Any) -> Any:
-    """Copy every tensor inside nested dicts/lists to the CPU."""
+def tensors_to_cpu(value: Any) -> Any:
+    """Every tensor inside nested dicts/lists moved to the CPU (CPU tensors are kept as is)."""
+    return _map_tensors(value, lambda tensor: tensor.detach().cpu())
+
+
+def _clone(value: Any) -> Any:
+    return _map_tensors(value, lambda tensor: tensor.detach().clone())
+
+
+def _map_tensors(value: Any, function: Callable[[Tensor], Tensor]) -> Any:
     if isinstance(value, Tensor):
-        return value.detach().cpu().clone()
+        return function(value)
     if isinstance(value, dict):
-        return {key: _to_cpu(item) for key, item in value.items()}
+        return {key: _map_tensors(item, function) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return type(value)(_to_cpu(item) for item in value)
+        return type(value)(_map_tensors(item, function) for item in value)
     return value
 
 

@@ -139,7 +139,9 @@ class JobRun:
     frames: list[Any] = field(default_factory=list)
     # Where previews are encoded and published (a worker's one encoder thread); None: right here.
     encoder: Executor | None = None
-    _preview: Future[None] | None = None
+    _preview: Future[None] | None = None  # the latest preview handed to the encoder
+    _checkpoint: Future[None] | None = None  # the latest checkpoint handed to it
+    _last: Future[None] | None = None  # the latest of either (the encoder runs them in order)
 
     @classmethod
     def start(
@@ -234,7 +236,7 @@ class JobRun:
         if is_preview:
             self._preview_at(iteration)
         if iteration % self.checkpoint_every == 0 and iteration < self.iterations:
-            self.checkpoint()
+            self.checkpoint(force=False)
 
     def _preview_at(self, iteration: int) -> None:
         """Decode the preview on the device; copy, encode and publish it off the loop.
@@ -248,8 +250,7 @@ class JobRun:
         busy = self._preview is not None and not self._preview.done()
         if busy and iteration != self.iterations:
             return
-        publish = partial(self._publish_preview, iteration, image)
-        self._preview = self.encoder.submit(publish) if self.encoder else _done(publish)
+        self._preview = self._submit(partial(self._publish_preview, iteration, image))
 
     def _publish_preview(self, iteration: int, image: HostImage) -> None:
         try:
@@ -260,17 +261,40 @@ class JobRun:
         preview = {"attempt": self.attempt, "iteration": iteration, "png": png}
         self.put(Keys.preview(self.job_id, self.attempt), preview)
 
-    def drain(self) -> None:
-        """Wait until the last preview is published (before the attempt's result goes out)."""
-        if self._preview is not None:
-            self._preview.result()
-            self._preview = None
+    def _submit(self, action: Callable[[], None]) -> Future[None]:
+        """Hand `action` to the encoder thread (or run it now without one)."""
+        self._last = self.encoder.submit(action) if self.encoder else _done(action)
+        return self._last
 
-    def checkpoint(self) -> None:
-        """Publish the generation's state; a later attempt resumes from it."""
+    def drain(self) -> None:
+        """Wait until what was handed to the encoder is published (before the result goes out)."""
+        if self._last is not None:
+            self._last.result()
+            self._last = None
+
+    def checkpoint(self, force: bool = True) -> None:
+        """Publish the generation's state; a later attempt resumes from it.
+
+        The state is copied on the device now; the encoder thread moves it to the host,
+        serialises and publishes it. A periodic checkpoint (force=False) is skipped while the
+        previous one is still being written: the next one comes soon.
+        """
+        if not force and self._checkpoint is not None and not self._checkpoint.done():
+            return
+        snapshot = self.generation.snapshot()
+        self._checkpoint = self._submit(partial(self._publish_checkpoint, snapshot))
+
+    def _publish_checkpoint(self, snapshot: dict[str, Any]) -> None:
+        from artgen.engine.generate import tensors_to_cpu
+
         buffer = io.BytesIO()
-        torch.save(self.generation.state_dict(), buffer)
-        checkpoint = {"attempt": self.attempt, "iteration": self.generation.iteration}
+        try:
+            torch.save(tensors_to_cpu(snapshot), buffer)
+        except Exception:
+            # The previous checkpoint stays the one to resume from.
+            logger.warning("job %s: checkpoint not written", self.job_id, exc_info=True)
+            return
+        checkpoint = {"attempt": self.attempt, "iteration": snapshot["iteration"]}
         checkpoint["state"] = buffer.getvalue()
         self.put(Keys.checkpoint(self.job_id, self.attempt), checkpoint)
 
