@@ -38,8 +38,8 @@ logger = logging.getLogger("artgen.jobs.worker")
 # (vqgan name, clip names, device) -> Models
 ModelsLoader = Callable[[str, list[str], torch.device], "Models"]
 
-# While a batch has room, the queue is scanned for jobs to join at most this often ...
-BATCH_SCAN_INTERVAL_S = 0.5
+# While a batch has room, the queue is looked at (a count of its tasks) this often ...
+BATCH_SCAN_INTERVAL_S = 0.1
 # ... looking at this many waiting tasks (a scan reads their payloads, init images included) ...
 BATCH_SCAN_LIMIT = 32
 # ... and an unchanged queue (same number of tasks) again only after this long.
