@@ -159,3 +159,35 @@ def test_a_crashed_worker_thread_is_restarted_and_its_job_handed_on_at_once(
     assert stored.attempt == 2 and stored.start_iteration == 4, stored
     # The dead worker's heartbeats stopped with it.
     assert first.worker.info.stopped
+
+
+def test_the_supervisor_survives_a_failed_restart_and_tries_again(
+    client_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from artgen.jobs.collector import Collector
+    from artgen.jobs.job_run import JobRun
+
+    real_after_step, real_worker_gone = JobRun.after_step, Collector.worker_gone
+    calls = []
+
+    def crash_at_iteration_3(self: JobRun, result: Any) -> None:
+        if result.iteration == 3 and self.attempt == 1:
+            raise SystemExit("the worker thread dies here")
+        real_after_step(self, result)
+
+    def queue_down_once(self: Collector, worker_id: str) -> None:
+        calls.append(worker_id)
+        if len(calls) == 1:
+            raise ConnectionError("the queue is unreachable for a moment")
+        real_worker_gone(self, worker_id)
+
+    monkeypatch.setattr(JobRun, "after_step", crash_at_iteration_3)
+    monkeypatch.setattr(Collector, "worker_gone", queue_down_once)
+    client = client_factory(worker=True, checkpoint_every=2, lease_seconds=300.0)
+    wait_ready(client)
+    job_id = client.post("/v1/jobs", json=small_job(iterations=8)).json()["id"]
+    deadline = time.monotonic() + 60
+    while (job := client.get(f"/v1/jobs/{job_id}").json())["status"] != "succeeded":
+        assert job["status"] in ("queued", "running") and time.monotonic() < deadline, job
+        time.sleep(0.1)
+    assert len(calls) == 2 and client.app.state.worker.alive

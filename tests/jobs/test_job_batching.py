@@ -16,7 +16,7 @@ from PIL import Image
 
 from artgen.config import Settings
 from artgen.engine.batch import BatchGeneration
-from artgen.jobs.queue import JobQueue
+from artgen.jobs.queue import JobQueue, Keys
 from artgen.jobs.schemas import Job, JobStatus
 from artgen.jobs.service import JobService
 from artgen.jobs.worker import Worker
@@ -233,3 +233,54 @@ def test_an_unchanged_queue_is_not_read_again_every_half_second(
     # BATCH_RESCAN_S (whatever the run's length on this machine).
     first_job_seconds = (done[0].finished_at - done[0].started_at).total_seconds()
     assert len(scans) <= 2 + first_job_seconds / 5.0
+
+
+@BOTH_QUEUES
+def test_a_joined_job_that_finished_first_never_runs_again(
+    settings: Settings,
+    service: JobService,
+    start_worker: Callable[[], Any],
+    starts: Counter[str],
+) -> None:
+    settings.batch_jobs = 3
+    long = service.submit(tiny_request(seed=1, iterations=100))[0]
+    short = service.submit(tiny_request(seed=2, iterations=10))[0]
+    handle = start_worker()
+    done = ended(service, long.id, short.id)
+    assert all(job.status == JobStatus.succeeded for job in done)
+    # The short job's own queue message is dequeued after the long one ends: it must be skipped.
+    wait_for(lambda: service.queue.pending_count() == 0 and not handle.worker.info.busy, 30)
+    assert starts[short.id] == 1 and starts[long.id] == 1
+    leftovers = [
+        kind
+        for kind in Keys.ATTEMPT_KINDS
+        if service.queue.peek(Keys.attempt_key(kind, short.id, 1)) is not None
+    ]
+    assert leftovers == [] and service.queue.control(short.id) is None
+
+
+def test_a_failed_batched_step_fails_no_job_for_the_others(
+    settings: Settings,
+    service: JobService,
+    start_worker: Callable[[], Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings.batch_jobs = 3
+    sizes: list[int] = []
+    real_step = BatchGeneration.step
+
+    def fails_once_with_three(self: BatchGeneration) -> Any:
+        sizes.append(len(self.generations))
+        if len(self.generations) == 3 and sizes.count(3) == 1:
+            raise RuntimeError("cuDNN error: an unlucky kernel")
+        return real_step(self)
+
+    monkeypatch.setattr(BatchGeneration, "step", fails_once_with_three)
+    jobs = [service.submit(tiny_request(seed=seed))[0] for seed in range(3)]
+    start_worker()
+    done = ended(service, *(job.id for job in jobs))
+    # Nobody knows which job broke the step: the first went on, the others were handed back
+    # and ran alone (batching paused), so every job succeeded.
+    assert [job.status for job in done] == [JobStatus.succeeded] * 3, [j.error for j in done]
+    assert [job.attempt for job in done] == [1, 2, 2]
+    assert sizes[0] == 3 and set(sizes[1:]) == {1}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import uuid
@@ -113,8 +112,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         begin_draining(app)
         for task in tasks:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await task
+            except asyncio.CancelledError:
+                pass
+            except Exception:
+                # Whatever became of a background task, the worker and service still stop.
+                logger.exception("a background task of the server failed")
         # The worker checkpoints its running job when stopped, so a restart resumes it.
         if app.state.worker is not None:
             await run_in_threadpool(_stop, app.state.worker, "embedded worker")
@@ -132,44 +136,59 @@ WORKER_STABLE_S = 120.0
 async def supervise_worker(app: FastAPI) -> None:
     """Restart the embedded worker (thread or child process) when it dies on its own.
 
-    The jobs it was running are handed on at once (requeued from their checkpoints) instead of
-    after a lease; restarts back off while it keeps dying soon after starting.
+    The jobs it was seen running are handed on at once (requeued from their checkpoints) instead
+    of after a lease; restarts back off while it keeps dying soon after starting.
     """
-    from artgen.jobs.hosting import start_embedded_worker, start_worker_process
-
-    settings: Settings = app.state.settings
-    failures = 0
-    started = asyncio.get_running_loop().time()
+    loop = asyncio.get_running_loop()
+    failures, started = 0, loop.time()
     while True:
         await asyncio.sleep(WORKER_CHECK_S)
         worker = app.state.worker
         if worker is None or worker.alive or getattr(app.state, "draining", False):
             continue
-        loop = asyncio.get_running_loop()
         if loop.time() - started >= WORKER_STABLE_S:
             failures = 0
         delay = WORKER_RESTART_DELAYS_S[min(failures, len(WORKER_RESTART_DELAYS_S) - 1)]
-        exit_code = getattr(getattr(worker, "process", None), "exitcode", None)
-        logger.error(
-            "the embedded worker stopped on its own (exit code %s): restarting it in %g s",
-            exit_code,
-            delay,
-        )
-        service = app.state.service
-        await run_in_threadpool(_stop, worker, "stopped embedded worker")  # reap, close its queue
-        await run_in_threadpool(service.collector.worker_gone, _worker_id(worker))
-        await asyncio.sleep(delay)
-        if getattr(app.state, "draining", False):
-            return
-        if settings.worker_process:
-            # On the event loop's thread, like the first one (see the parent-death signal).
-            app.state.worker = start_worker_process(settings)
-        else:
-            app.state.worker = await run_in_threadpool(
-                start_embedded_worker, settings, service.queue
-            )
+        try:
+            await _restart_worker(app, worker, delay)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The queue briefly unreachable, a failed spawn: try again on the next look.
+            logger.exception("restarting the embedded worker failed")
         failures += 1
         started = loop.time()
+
+
+async def _restart_worker(app: FastAPI, worker: Any, delay: float) -> None:
+    from artgen.jobs.hosting import start_embedded_worker, start_worker_process
+
+    settings: Settings = app.state.settings
+    exit_code = getattr(getattr(worker, "process", None), "exitcode", None)
+    logger.error(
+        "the embedded worker stopped on its own (exit code %s): restarting it in %g s",
+        exit_code,
+        delay,
+    )
+    service = app.state.service
+    await run_in_threadpool(_stop, worker, "stopped embedded worker")  # reap, close its queue
+    await run_in_threadpool(service.collector.worker_gone, _worker_id(worker))
+    await asyncio.sleep(delay)
+    if getattr(app.state, "draining", False):
+        return
+    if settings.worker_process:
+        # On the event loop's thread, like the first one (see the parent-death signal).
+        app.state.worker = start_worker_process(settings)
+        return
+    starting = asyncio.ensure_future(
+        run_in_threadpool(start_embedded_worker, settings, service.queue)
+    )
+    try:
+        app.state.worker = await asyncio.shield(starting)
+    except asyncio.CancelledError:
+        # Shutting down meanwhile: keep the handle, so the lifespan stops this worker too.
+        app.state.worker = await starting
+        raise
 
 
 def _worker_id(worker: Any) -> str:

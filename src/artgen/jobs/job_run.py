@@ -11,7 +11,7 @@ import logging
 import tempfile
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor, Future, wait
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -244,13 +244,15 @@ class JobRun:
         While the previous preview is still being encoded this one is skipped (a newer one comes
         soon), except the last; timelapse frames are never skipped.
         """
+        busy = self._preview is not None and not self._preview.done()
+        skip = busy and iteration != self.iterations
+        if skip and not self.request.video:
+            return
         image = HostImage.copy(self.generation.image_tensor())
         if self.request.video:
             self.frames.append(_frame(image.pil()))
-        busy = self._preview is not None and not self._preview.done()
-        if busy and iteration != self.iterations:
-            return
-        self._preview = self._submit(partial(self._publish_preview, iteration, image))
+        if not skip:
+            self._preview = self._submit(partial(self._publish_preview, iteration, image))
 
     def _publish_preview(self, iteration: int, image: HostImage) -> None:
         try:
@@ -269,7 +271,7 @@ class JobRun:
     def drain(self) -> None:
         """Wait until what was handed to the encoder is published (before the result goes out)."""
         if self._last is not None:
-            self._last.result()
+            wait([self._last])  # the publishers log their own errors; this never raises
             self._last = None
 
     def checkpoint(self, force: bool = True) -> None:
@@ -281,7 +283,12 @@ class JobRun:
         """
         if not force and self._checkpoint is not None and not self._checkpoint.done():
             return
-        snapshot = self.generation.snapshot()
+        try:
+            snapshot = self.generation.snapshot()
+        except Exception:
+            # A broken device (right after an OOM, say): the previous checkpoint stays.
+            logger.warning("job %s: no checkpoint taken", self.job_id, exc_info=True)
+            return
         self._checkpoint = self._submit(partial(self._publish_checkpoint, snapshot))
 
     def _publish_checkpoint(self, snapshot: dict[str, Any]) -> None:

@@ -230,10 +230,6 @@ class JobQueue:
         """Make a waiting task a no-op when it is dequeued (a batching worker took its job)."""
         self.huey.revoke_by_id(task_id, revoke_once=True)
 
-    def restore(self, task_id: str) -> None:
-        """Undo revoke(): the task runs normally when dequeued."""
-        self.huey.restore_by_id(task_id)
-
     def pending_count(self) -> int:
         """Tasks waiting in the queue."""
         return int(self.huey.pending_count())

@@ -8,7 +8,6 @@ when it finishes, fails or is canceled.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import logging
 import os
@@ -47,6 +46,9 @@ BATCH_RESCAN_S = 5.0
 # Cancel flags, superseding attempts and deadlines are looked at this often (not every step: on
 # a GPU a step takes milliseconds, a queue round trip a good part of one).
 CONTROL_INTERVAL_S = 0.05
+# After a batched step failed (not out of memory), the worker batches nothing for this long.
+BATCH_PAUSE_AFTER_ERROR_S = 60.0
+INTERNAL_ERROR = ("internal_error", "the generation failed unexpectedly")
 # Jobs stepped together when settings.batch_jobs is unset: on CUDA batching pays; on a CPU it
 # only delays the first job.
 DEFAULT_CUDA_BATCH_JOBS = 8
@@ -100,6 +102,8 @@ class Worker:
         self._runs: list[tuple[str, int]] = []  # (job_id, attempt) of every attempt running
         # Encodes and publishes previews off the generation loop (one thread, started on demand).
         self._encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="artgen-preview")
+        # After a batched step failed for no known job, jobs run alone until this time.
+        self._batching_paused_until = 0.0
         # ((tasks queued, the batch's jobs), time) at the last look for jobs to batch.
         self._last_scan: tuple[tuple[int, tuple[str, ...]], float] = ((0, ()), 0.0)
         # Jobs stepped together at most; lowered for good after the GPU runs out of memory.
@@ -288,11 +292,16 @@ class Worker:
         self._run_batch(first)
 
     def _claimable(self, job_id: str, attempt: int, *, joining: bool = False) -> bool:
-        """False when the attempt was canceled or superseded (or, to join, has no control)."""
+        """False when the attempt was canceled, superseded, or its job is no longer active."""
         control = self.queue.control(job_id)
         if control is None:
-            # A task run from its own message may predate a queue that lost its keys.
-            return not joining
+            # Every enqueue publishes the control record first, and it is removed when the job
+            # ends: a message without one is a stale copy of a finished or deleted job's task.
+            if not joining:
+                logger.info(
+                    "job %s attempt %s skipped (the job is no longer active)", job_id, attempt
+                )
+            return False
         if control.get("cancel") or control.get("attempt") != attempt:
             if not joining:
                 logger.info("job %s attempt %s skipped (canceled or superseded)", job_id, attempt)
@@ -361,7 +370,7 @@ class Worker:
             result = failure("out_of_memory", "the worker ran out of memory; try a smaller size")
         except Exception:
             logger.error("%s failed:\n%s", label, traceback.format_exc())
-            return None, failure("internal_error", "the generation failed unexpectedly")
+            return None, failure(*INTERNAL_ERROR)
         # Outside the except block the traceback, and the tensors its frames held, are gone.
         gc.collect()
         if torch.cuda.is_initialized():
@@ -376,6 +385,15 @@ class Worker:
 
         batch = BatchGeneration(first.generation.models, [first.generation], device=self.device)
         runs = [first]
+        try:
+            self._step_until_done(batch, runs)
+        except Exception:
+            # A bug or a broken device outside the guarded steps: no run may be left heart-beating.
+            logger.error("the batch loop failed:\n%s", traceback.format_exc())
+            for run in list(runs):
+                self._leave(batch, runs, run, failure(*INTERNAL_ERROR))
+
+    def _step_until_done(self, batch: BatchGeneration, runs: list[JobRun]) -> None:
         next_scan = next_control = 0.0
         while runs:
             if time.monotonic() >= next_control or self._stop.is_set():
@@ -427,6 +445,8 @@ class Worker:
         """Take queued jobs that can step with the batch, in queue order, while it has room."""
         if len(runs) >= self.batch_jobs or self._stop.is_set():
             return
+        if time.monotonic() < self._batching_paused_until:
+            return
         try:
             pending = self.queue.pending_count()
             seen = (pending, tuple(run.job_id for run in runs))
@@ -442,6 +462,8 @@ class Worker:
         for task in waiting:
             if len(runs) >= self.batch_jobs:
                 return
+            if (task.job_id, task.attempt) in self._runs:
+                continue  # joined already: its message is revoked but still listed
             if not self._fits(task, runs) or not self._take(task):
                 continue
             start = partial(self._new_run, task.job_id, task.attempt, task.payload)
@@ -453,7 +475,15 @@ class Worker:
             if error is not None:
                 self._end(task.job_id, task.attempt, error)
                 continue
-            batch.add(run.generation)
+            try:
+                batch.add(run.generation)
+            except ValueError:
+                logger.error(
+                    "job %s cannot join the batch:\n%s", task.job_id, traceback.format_exc()
+                )
+                run.drain()
+                self._end(task.job_id, task.attempt, failure(*INTERNAL_ERROR))
+                continue
             runs.append(run)
             logger.info(
                 "job %s attempt %s joined a batch of %d", task.job_id, task.attempt, len(runs)
@@ -477,20 +507,24 @@ class Worker:
         return pixels <= self.settings.batch_pixels
 
     def _take(self, task: QueuedTask) -> bool:
-        """Claim a waiting task for the batch; its message is revoked so it never runs again."""
+        """Claim a waiting task for the batch, then revoke its message so it never runs again.
+
+        A claim lost to another worker leaves the message alone: that worker runs it, or already
+        did (a later copy finds the claim taken, or the job ended and its control gone)."""
         try:
             if not self._claimable(task.job_id, task.attempt, joining=True):
                 return False
-            self.queue.revoke(task.task_id)
-            if self._claim(task.job_id, task.attempt):
-                return True
-            self.queue.restore(task.task_id)  # another worker runs it from its message
+            if not self._claim(task.job_id, task.attempt):
+                return False
         except Exception as exc:
             logger.warning("job %s could not join the batch (%s)", task.job_id, exc)
-            # If this fails too, the collector's audit re-enqueues a job that nobody claimed.
-            with contextlib.suppress(Exception):
-                self.queue.restore(task.task_id)
-        return False
+            return False
+        try:
+            self.queue.revoke(task.task_id)
+        except Exception as exc:
+            # Harmless: the message is skipped anyway once dequeued (claimed, or job ended).
+            logger.warning("job %s: its queue message was not revoked (%s)", task.job_id, exc)
+        return True
 
     def _limit_batch(self, jobs: int) -> None:
         """Batch at most `jobs` jobs from now on (after the GPU ran out of memory)."""
@@ -513,6 +547,14 @@ class Worker:
             for run in runs[keep:]:
                 self._leave(batch, runs, run, run.stopped("shutdown", 0))
             return
+        if len(runs) > 1:
+            # Which job broke the step is unknown: the first goes on alone (and fails alone if it
+            # is the one), the others go back to the queue and run alone for a while.
+            logger.warning("a batched step failed: %d jobs handed back", len(runs) - 1)
+            self._batching_paused_until = time.monotonic() + BATCH_PAUSE_AFTER_ERROR_S
+            for run in runs[1:]:
+                self._leave(batch, runs, run, run.stopped("shutdown", 0))
+            return
         for run in list(runs):
             self._leave(batch, runs, run, error)
 
@@ -524,7 +566,8 @@ class Worker:
         result: dict[str, Any] | None,
     ) -> None:
         """Take a run out of the batch and report how it ended (after its last preview)."""
-        batch.remove(run.generation)
+        if run.generation in batch.generations:
+            batch.remove(run.generation)
         runs.remove(run)
         run.drain()
         self._end(run.job_id, run.attempt, result)
