@@ -57,6 +57,23 @@ def starts(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
     return counts
 
 
+def fail_first_step_of(
+    monkeypatch: pytest.MonkeyPatch, members: int, error: Exception
+) -> list[int]:
+    """The first batched step of `members` jobs raises `error`; returns every step's size."""
+    sizes: list[int] = []
+    real_step = BatchGeneration.step
+
+    def failing_step(self: BatchGeneration) -> Any:
+        sizes.append(len(self.generations))
+        if len(self.generations) == members and sizes.count(members) == 1:
+            raise error
+        return real_step(self)
+
+    monkeypatch.setattr(BatchGeneration, "step", failing_step)
+    return sizes
+
+
 def ended(service: JobService, *job_ids: str, timeout: float = 120) -> list[Job]:
     """Wait until every job is terminal; return them in order."""
 
@@ -150,16 +167,8 @@ def test_out_of_memory_in_a_batch_hands_half_back_and_batches_less(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     settings.batch_jobs = 4
-    sizes: list[int] = []
-    real_step = BatchGeneration.step
-
-    def out_of_memory_with_four(self: BatchGeneration) -> Any:
-        sizes.append(len(self.generations))
-        if len(self.generations) == 4:
-            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 8.00 GiB")
-        return real_step(self)
-
-    monkeypatch.setattr(BatchGeneration, "step", out_of_memory_with_four)
+    oom = torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 8.00 GiB")
+    sizes = fail_first_step_of(monkeypatch, 4, oom)
     jobs = [service.submit(tiny_request(seed=seed))[0] for seed in range(4)]
     handle = start_worker()
     done = ended(service, *(job.id for job in jobs))
@@ -266,16 +275,7 @@ def test_a_failed_batched_step_fails_no_job_for_the_others(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     settings.batch_jobs = 3
-    sizes: list[int] = []
-    real_step = BatchGeneration.step
-
-    def fails_once_with_three(self: BatchGeneration) -> Any:
-        sizes.append(len(self.generations))
-        if len(self.generations) == 3 and sizes.count(3) == 1:
-            raise RuntimeError("cuDNN error: an unlucky kernel")
-        return real_step(self)
-
-    monkeypatch.setattr(BatchGeneration, "step", fails_once_with_three)
+    sizes = fail_first_step_of(monkeypatch, 3, RuntimeError("cuDNN error: an unlucky kernel"))
     jobs = [service.submit(tiny_request(seed=seed))[0] for seed in range(3)]
     start_worker()
     done = ended(service, *(job.id for job in jobs))
