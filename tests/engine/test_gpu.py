@@ -73,11 +73,13 @@ def test_channels_last_is_set_at_load_and_generations_leave_it(tmp_path):
 
 def test_preview_copy_leaves_the_device_without_blocking_and_matches(cuda_models):
     from artgen.engine.images import to_pil
-    from artgen.jobs.job_run import HostImage
+    from artgen.jobs.job_run import HostCopy, host_image, pil_image
 
     generation = Generation(cuda_models, params(), device=torch.device("cuda"))
-    generation.step()
+    loss = generation.step().loss
     tensor = generation.image_tensor()
-    image = HostImage.copy(tensor)
-    assert image.pixels.is_pinned() and image.ready is not None
-    assert np.array_equal(np.asarray(image.pil()), np.asarray(to_pil(tensor)))
+    image = host_image(tensor)
+    assert image.tensor.is_pinned() and image.ready is not None
+    assert np.array_equal(np.asarray(pil_image(image)), np.asarray(to_pil(tensor)))
+    reading = HostCopy.start(loss)
+    assert float(reading.wait()) == float(loss) and reading.done()

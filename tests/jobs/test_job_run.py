@@ -13,7 +13,7 @@ from jobtools import tiny_request
 from PIL import Image
 
 from artgen.engine.images import to_pil
-from artgen.jobs.job_run import HostImage, JobRun
+from artgen.jobs.job_run import JobRun, host_image, pil_image
 from artgen.jobs.queue import Keys
 
 CPU = torch.device("cpu")
@@ -29,7 +29,7 @@ def start(models: Any, put: Any, encoder: Any = None, **fields: Any) -> JobRun:
 
 def test_host_image_matches_to_pil() -> None:
     image = torch.rand(1, 3, 24, 40, generator=torch.Generator().manual_seed(0))
-    copied = np.asarray(HostImage.copy(image).pil())
+    copied = np.asarray(pil_image(host_image(image)))
     assert copied.shape == (24, 40, 3)
     assert np.array_equal(copied, np.asarray(to_pil(image)))
 

@@ -55,35 +55,49 @@ def png_bytes(
 
 
 @dataclass
-class HostImage:
-    """An image on its way from the device: (H, W, 3) uint8, readable once `ready` has fired.
+class HostCopy:
+    """A tensor on its way from the device to the host, readable once `ready` has fired.
 
-    On CUDA the copy goes to pinned memory without blocking the generation loop; whoever reads
-    the pixels (the preview encoder thread) waits for it.
+    On CUDA the copy goes to pinned memory without blocking the generation loop, and whoever
+    reads it (the encoder thread, a later progress report) waits for it; a CPU tensor is there.
     """
 
-    pixels: torch.Tensor
+    tensor: torch.Tensor
     ready: torch.cuda.Event | None = None
 
     @classmethod
-    def copy(cls, image: torch.Tensor) -> HostImage:
-        """Start copying a (1, 3, H, W) image in [0, 1] to the host."""
-        from artgen.engine.images import to_pixels
-
-        pixels = to_pixels(image)
-        if pixels.device.type != "cuda":
-            return cls(pixels.contiguous())
-        host = torch.empty(pixels.shape, dtype=torch.uint8, pin_memory=True)
-        host.copy_(pixels, non_blocking=True)
+    def start(cls, tensor: torch.Tensor) -> HostCopy:
+        """Start copying `tensor` to the host."""
+        tensor = tensor.detach()
+        if tensor.device.type != "cuda":
+            return cls(tensor.contiguous())
+        host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
+        host.copy_(tensor, non_blocking=True)
         ready = torch.cuda.Event()
         ready.record()
         return cls(host, ready)
 
-    def pil(self) -> Image.Image:
-        """The image, once copied."""
+    def done(self) -> bool:
+        """Whether the copy has arrived (never waits)."""
+        return self.ready is None or self.ready.query()
+
+    def wait(self) -> torch.Tensor:
+        """The host tensor, once copied."""
         if self.ready is not None:
             self.ready.synchronize()
-        return Image.fromarray(self.pixels.numpy(), mode="RGB")
+        return self.tensor
+
+
+def host_image(image: torch.Tensor) -> HostCopy:
+    """Start copying a (1, 3, H, W) image in [0, 1] to the host as (H, W, 3) uint8."""
+    from artgen.engine.images import to_pixels
+
+    return HostCopy.start(to_pixels(image))
+
+
+def pil_image(pixels: HostCopy) -> Image.Image:
+    """The PIL image of a host_image() copy (waits for it)."""
+    return Image.fromarray(pixels.wait().numpy(), mode="RGB")
 
 
 def encode_mp4(frames: list[Any], fps: int = VIDEO_FPS) -> bytes:
@@ -142,6 +156,8 @@ class JobRun:
     _preview: Future[None] | None = None  # the latest preview handed to the encoder
     _checkpoint: Future[None] | None = None  # the latest checkpoint handed to it
     _last: Future[None] | None = None  # the latest of either (the encoder runs them in order)
+    _loss: HostCopy | None = None  # the latest loss on its way to the host
+    _known_loss: float | None = None  # the newest loss that arrived
 
     @classmethod
     def start(
@@ -230,13 +246,25 @@ class JobRun:
         is_preview = iteration % self.request.preview_every == 0 or iteration == self.iterations
         now = time.monotonic()
         if is_preview or now - self.last_report >= PROGRESS_INTERVAL_S:
-            # float() syncs the device: only when a report goes out, not every step.
-            self.report_progress(float(result.loss))
+            self.report_progress(self._latest_loss(result.loss, iteration == self.iterations))
             self.last_report = now
         if is_preview:
             self._preview_at(iteration)
         if iteration % self.checkpoint_every == 0 and iteration < self.iterations:
             self.checkpoint(force=False)
+
+    def _latest_loss(self, loss: torch.Tensor, last: bool) -> float | None:
+        """The newest loss that has reached the host, without waiting for the device (the last
+        iteration's loss is waited for): on CUDA a report shows a loss one report old."""
+        if last:
+            return float(loss)
+        if self._loss is not None and self._loss.done():
+            self._known_loss = float(self._loss.wait())
+        self._loss = HostCopy.start(loss)
+        if self._loss.done():  # a CPU tensor: there already
+            self._known_loss = float(self._loss.wait())
+            self._loss = None
+        return self._known_loss
 
     def _preview_at(self, iteration: int) -> None:
         """Decode the preview on the device; copy, encode and publish it off the loop.
@@ -248,15 +276,15 @@ class JobRun:
         skip = busy and iteration != self.iterations
         if skip and not self.request.video:
             return
-        image = HostImage.copy(self.generation.image_tensor())
+        image = host_image(self.generation.image_tensor())
         if self.request.video:
-            self.frames.append(_frame(image.pil()))
+            self.frames.append(_frame(pil_image(image)))
         if not skip:
             self._preview = self._submit(partial(self._publish_preview, iteration, image))
 
-    def _publish_preview(self, iteration: int, image: HostImage) -> None:
+    def _publish_preview(self, iteration: int, image: HostCopy) -> None:
         try:
-            png = png_bytes(image.pil(), compress_level=PREVIEW_PNG_LEVEL)
+            png = png_bytes(pil_image(image), compress_level=PREVIEW_PNG_LEVEL)
         except Exception:
             logger.warning("job %s: preview %s not encoded", self.job_id, iteration, exc_info=True)
             return
