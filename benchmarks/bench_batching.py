@@ -41,17 +41,10 @@ def run_jobs(
     from fastapi.testclient import TestClient
 
     from artgen.api.app import create_app
-    from artgen.config import Settings
-    from artgen.models.catalog import RANDOM_CLIP, RANDOM_VQGAN, TINY
+    from artgen.bench import post_job, service_settings, wait_jobs, wait_service_ready
 
-    vqgan, clip_model = (TINY, TINY) if model == "tiny" else (RANDOM_VQGAN, RANDOM_CLIP)
-    settings = Settings(
-        data_dir=data_dir,
-        model=vqgan,
-        clip_model=clip_model,
-        device=device,
-        batch_jobs=batch_jobs,
-        queue_limit=max(100, jobs),
+    settings = service_settings(
+        data_dir, model, device, batch_jobs=batch_jobs, queue_limit=max(100, jobs)
     )
 
     def body(seed: int, job_iterations: int) -> dict[str, Any]:
@@ -66,16 +59,12 @@ def run_jobs(
         }
 
     with TestClient(create_app(settings)) as client:
-        start = time.perf_counter()
-        while client.get("/readyz").status_code != 200:
-            if time.perf_counter() - start > 120:
-                raise TimeoutError("/readyz not ready after 120 s")
-            time.sleep(0.05)
+        wait_service_ready(client)
         # Warm-up: kernels, allocator and the first-step costs out of the timed part.
-        wait_all(client, [post(client, body(10_000, 3))], timeout)
+        wait_jobs(client, [post_job(client, body(10_000, 3))], timeout)
         begin = time.perf_counter()
-        ids = [post(client, body(seed, iterations)) for seed in range(jobs)]
-        finished = wait_all(client, ids, timeout)
+        ids = [post_job(client, body(seed, iterations)) for seed in range(jobs)]
+        finished = wait_jobs(client, ids, timeout)
         wall = time.perf_counter() - begin
     return {
         "batch_jobs": batch_jobs,
@@ -84,32 +73,6 @@ def run_jobs(
         "iterations_per_second": jobs * iterations / wall,
         "seeds": [job["seed"] for job in finished],
     }
-
-
-def post(client: Any, body: dict[str, Any]) -> str:
-    answer = client.post("/v1/jobs", json=body)
-    if answer.status_code != 202:
-        raise RuntimeError(f"POST /v1/jobs: {answer.status_code} {answer.text[:300]}")
-    return str(answer.json()["id"])
-
-
-def wait_all(client: Any, ids: list[str], timeout: float) -> list[dict[str, Any]]:
-    """Poll until every job succeeded (raise on failure or timeout); the jobs' JSON."""
-    begin = time.perf_counter()
-    done: dict[str, dict[str, Any]] = {}
-    while len(done) < len(ids):
-        for job_id in ids:
-            if job_id in done:
-                continue
-            job = client.get(f"/v1/jobs/{job_id}").json()
-            if job["status"] == "succeeded":
-                done[job_id] = job
-            elif job["status"] in ("failed", "canceled"):
-                raise RuntimeError(f"job {job_id} {job['status']}: {job.get('error')}")
-        if time.perf_counter() - begin > timeout:
-            raise TimeoutError(f"{len(ids) - len(done)} jobs not done after {timeout:.0f} s")
-        time.sleep(0.02)
-    return [done[job_id] for job_id in ids]
 
 
 def compare(
@@ -142,14 +105,6 @@ def compare(
         "runs": runs,
         "speedup": batched["iterations_per_second"] / alone["iterations_per_second"],
     }
-
-
-def device_name(device: str) -> str:
-    import torch
-
-    if device.startswith("cuda") and torch.cuda.is_available():
-        return torch.cuda.get_device_name(torch.device(device))
-    return "cpu"
 
 
 def print_table(result: dict[str, Any]) -> None:
@@ -189,7 +144,11 @@ def main(argv: list[str]) -> int:
         args.model, args.device, jobs=args.jobs, size=args.size, iterations=args.iterations,
         cutn=args.cutn,
     )  # fmt: skip
-    result["device_name"] = device_name(args.device)
+    import torch
+
+    from artgen.bench import device_name
+
+    result["device_name"] = device_name(torch.device(args.device))
     result["command"] = "python3 benchmarks/bench_batching.py " + " ".join(argv)
     print_table(result)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")

@@ -583,6 +583,58 @@ def check_agreement(
     }
 
 
+def service_settings(data_dir: Path, model: str, device: str, **overrides: Any) -> Any:
+    """Settings for an in-process service on the random "real" or "tiny" models."""
+    from artgen.config import Settings
+    from artgen.models.catalog import RANDOM_CLIP, RANDOM_VQGAN, TINY
+
+    vqgan, clip_model = (TINY, TINY) if model == "tiny" else (RANDOM_VQGAN, RANDOM_CLIP)
+    return Settings(
+        data_dir=data_dir, model=vqgan, clip_model=clip_model, device=device, **overrides
+    )
+
+
+def wait_service_ready(client: Any, timeout: float = 120.0) -> float:
+    """Poll /readyz until the embedded worker has its models; the seconds it took."""
+    start = time.perf_counter()
+    while client.get("/readyz").status_code != 200:
+        if time.perf_counter() - start > timeout:
+            raise TimeoutError(f"/readyz not ready after {timeout:.0f} s")
+        time.sleep(0.05)
+    return time.perf_counter() - start
+
+
+def post_job(client: Any, body: dict[str, Any]) -> str:
+    """POST /v1/jobs; the new job's id (raises unless 202)."""
+    answer = client.post("/v1/jobs", json=body)
+    if answer.status_code != 202:
+        raise RuntimeError(f"POST /v1/jobs: {answer.status_code} {answer.text[:300]}")
+    return str(answer.json()["id"])
+
+
+def wait_jobs(
+    client: Any, ids: list[str], timeout: float, poll: float = 0.02
+) -> list[dict[str, Any]]:
+    """Poll until every job succeeded (raise on failure or timeout); the jobs' JSON in order."""
+    begin = time.perf_counter()
+    done: dict[str, dict[str, Any]] = {}
+    while len(done) < len(ids):
+        for job_id in ids:
+            if job_id in done:
+                continue
+            job = client.get(f"/v1/jobs/{job_id}").json()
+            if job["status"] == "succeeded":
+                done[job_id] = job
+            elif job["status"] in ("failed", "canceled"):
+                raise RuntimeError(f"job {job_id} {job['status']}: {job.get('error')}")
+        if len(done) == len(ids):
+            break
+        if time.perf_counter() - begin > timeout:
+            raise TimeoutError(f"{len(ids) - len(done)} jobs not done after {timeout:.0f} s")
+        time.sleep(poll)
+    return [done[job_id] for job_id in ids]
+
+
 def api_end_to_end(
     data_dir: Path,
     model: str,
@@ -600,21 +652,11 @@ def api_end_to_end(
     from fastapi.testclient import TestClient
 
     from artgen.api.app import create_app
-    from artgen.config import Settings
-    from artgen.models.catalog import RANDOM_CLIP, RANDOM_VQGAN, TINY
 
-    vqgan, clip_model = (TINY, TINY) if model == "tiny" else (RANDOM_VQGAN, RANDOM_CLIP)
-    settings = Settings(
-        data_dir=data_dir, model=vqgan, clip_model=clip_model, device=device, worker=True
-    )
+    settings = service_settings(data_dir, model, device, worker=True)
     result: dict[str, Any] = {"size": size, "iterations": iterations, "cutn": cutn}
     with TestClient(create_app(settings)) as client:
-        start = time.perf_counter()
-        while client.get("/readyz").status_code != 200:
-            if time.perf_counter() - start > ready_timeout:
-                raise TimeoutError(f"/readyz not ready after {ready_timeout:.0f} s")
-            time.sleep(0.05)
-        result["ready_seconds"] = time.perf_counter() - start
+        result["ready_seconds"] = wait_service_ready(client, ready_timeout)
 
         def one_job(job_iterations: int) -> float:
             body = {
@@ -626,19 +668,8 @@ def api_end_to_end(
                 "seed": 0,
             }
             begin = time.perf_counter()
-            answer = client.post("/v1/jobs", json=body)
-            if answer.status_code != 202:
-                raise RuntimeError(f"POST /v1/jobs: {answer.status_code} {answer.text[:300]}")
-            job_id = answer.json()["id"]
-            while True:
-                job = client.get(f"/v1/jobs/{job_id}").json()
-                if job["status"] in ("succeeded", "failed", "canceled"):
-                    break
-                if time.perf_counter() - begin > job_timeout:
-                    raise TimeoutError(f"job {job_id} still {job['status']} after {job_timeout} s")
-                time.sleep(0.01)
-            if job["status"] != "succeeded":
-                raise RuntimeError(f"job {job_id} {job['status']}: {job.get('error')}")
+            job_id = post_job(client, body)
+            wait_jobs(client, [job_id], job_timeout, poll=0.01)
             image = client.get(f"/v1/jobs/{job_id}/image")
             if image.status_code != 200 or not image.content.startswith(b"\x89PNG"):
                 raise RuntimeError(f"GET image: {image.status_code}")
