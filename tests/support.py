@@ -6,6 +6,7 @@ from any test module.
 
 from __future__ import annotations
 
+import io
 import shutil
 import socket
 import subprocess
@@ -87,3 +88,30 @@ class RedisProcess:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(10)
+
+
+def small_job(**overrides: Any) -> dict[str, Any]:
+    """A job body that runs in well under a second on the tiny models."""
+    body: dict[str, Any] = {
+        "prompts": "a red apple:1 | blur:-0.5",
+        "width": 32,
+        "height": 32,
+        "iterations": 4,
+        "cutn": 4,
+        "augment": False,
+        "seed": 1,
+        "preview_every": 2,
+    }
+    body.update(overrides)
+    return body
+
+
+def image_bytes(
+    size: tuple[int, int] = (32, 32), fmt: str = "PNG", color: str | tuple[int, ...] = "red"
+) -> bytes:
+    """A small real image file in `fmt`."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, fmt)
+    return buffer.getvalue()

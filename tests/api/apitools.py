@@ -2,38 +2,20 @@
 
 from __future__ import annotations
 
-import io
 import time
 from collections.abc import Callable
 from typing import Any
 
 from fastapi.testclient import TestClient
-from PIL import Image
+
+from support import image_bytes, small_job
 
 TERMINAL = {"succeeded", "failed", "canceled"}
 
 
-def small_job(**overrides: Any) -> dict[str, Any]:
-    """A job body that runs in well under a second on the tiny models."""
-    body: dict[str, Any] = {
-        "prompts": "a red apple:1 | blur:-0.5",
-        "width": 32,
-        "height": 32,
-        "iterations": 4,
-        "cutn": 4,
-        "augment": False,
-        "seed": 1,
-        "preview_every": 2,
-    }
-    body.update(overrides)
-    return body
-
-
-def png_bytes(size: tuple[int, int] = (32, 32), color: str = "red", fmt: str = "PNG") -> bytes:
-    """A small real image file."""
-    buffer = io.BytesIO()
-    Image.new("RGB", size, color).save(buffer, fmt)
-    return buffer.getvalue()
+# Shared with the other test directories; png_bytes is this directory's name for image_bytes.
+png_bytes = image_bytes
+__all__ = ["png_bytes", "small_job"]
 
 
 def wait_for(

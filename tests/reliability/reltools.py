@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import io
 import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
+from support import image_bytes
+from support import small_job as support_small_job
 
 TERMINAL = {"succeeded", "failed", "canceled"}
 # Files a finished job may leave in its directory (the checkpoint is removed at the end).
@@ -17,26 +17,11 @@ JOB_FILES = {"input.png", "preview.png", "final.png", "video.mp4"}
 
 
 def small_job(**overrides: Any) -> dict[str, Any]:
-    """A job body that runs in well under a second on the tiny models."""
-    body: dict[str, Any] = {
-        "prompts": "a red apple:1 | blur:-0.5",
-        "width": 32,
-        "height": 32,
-        "iterations": 4,
-        "cutn": 2,
-        "augment": False,
-        "seed": 1,
-        "preview_every": 2,
-    }
-    body.update(overrides)
-    return body
+    """support.small_job with 2 cutouts: these tests run many jobs."""
+    return support_small_job(**{"cutn": 2, **overrides})
 
 
-def image_bytes(size: tuple[int, int] = (32, 32), fmt: str = "PNG", color: str = "red") -> bytes:
-    """A small real image file in `fmt`."""
-    buffer = io.BytesIO()
-    Image.new("RGB", size, color).save(buffer, fmt)
-    return buffer.getvalue()
+__all__ = ["image_bytes", "small_job"]
 
 
 def wait_until(

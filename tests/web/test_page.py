@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import io
 import json
 import time
 from pathlib import Path
 
 import httpx
 import pytest
-from PIL import Image
+
+from support import image_bytes
 
 pytestmark = pytest.mark.browser
 
@@ -65,9 +65,7 @@ def wait_status(page, status: str, timeout: float = JOB_TIMEOUT_MS) -> None:
 
 def png_bytes(color: tuple[int, int, int], size: int = 64) -> bytes:
     """A small solid-colour PNG."""
-    buffer = io.BytesIO()
-    Image.new("RGB", (size, size), color).save(buffer, "PNG")
-    return buffer.getvalue()
+    return image_bytes((size, size), "PNG", color)
 
 
 def submit_job(server: str, prompt: str, iterations: int) -> dict:
