@@ -1,0 +1,1 @@
+"""Training the demo models on procedurally drawn pictures (`python -m artgen.training.demo`)."""
