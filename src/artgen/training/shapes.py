@@ -188,7 +188,7 @@ def draw(scene: Scene, side: int, rng: random.Random) -> Image.Image:
 
 
 def prompt_for(scene: Scene) -> str:
-    """The canonical prompt: "a red circle on a blue background" ("an orange ...", "an orange background")."""
+    """The canonical prompt: "a red circle on a blue background" (an orange ..., an orange ...)."""
     return (
         f"{_article(scene.colour)} {scene.colour} {scene.shape} "
         f"on {_article(scene.background)} {scene.background} background"
