@@ -5,7 +5,6 @@ Argument parsing lives only here; everything below the CLI takes typed values.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -133,18 +132,6 @@ def snapshot_path(output: Path, iteration: int) -> Path:
     return output.with_name(f"{output.stem}-{iteration:04d}{output.suffix}")
 
 
-def save_png(image: Image.Image, path: Path, text: dict[str, str]) -> None:
-    """Write a PNG with text metadata atomically (temp file, then rename)."""
-    from PIL.PngImagePlugin import PngInfo
-
-    info = PngInfo()
-    for key, value in text.items():
-        info.add_text(key, value)
-    temporary = path.with_name(f".{path.name}.tmp")
-    image.save(temporary, format="PNG", pnginfo=info)
-    temporary.replace(path)
-
-
 # Containers that take H.264 from imageio-ffmpeg.
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv")
 
@@ -248,42 +235,37 @@ def build_params(recorded: dict[str, Any], values: dict[str, Any]) -> Generation
 
 
 def read_recorded_parameters(path: Path) -> dict[str, Any]:
-    """The parameters an artgen PNG carries (its "parameters" text chunk)."""
+    """The parameters an artgen PNG carries (artgen.media's schema, CLI and service alike)."""
     from PIL import Image, UnidentifiedImageError
+
+    from artgen.media import NoParameters, read_parameters
 
     if not path.is_file():
         fail(f"--params-from {str(path)!r} does not exist")
     try:
         with Image.open(path) as image:
-            text = getattr(image, "text", {}).get("parameters")
+            recorded = read_parameters(image)
+    except NoParameters as error:
+        fail(f"--params-from {str(path)!r} {error}")
     except (UnidentifiedImageError, OSError) as error:
         fail(f"--params-from {str(path)!r} is not a readable image ({describe_error(error)})")
-    if text is None:
-        fail(f"--params-from {str(path)!r} carries no artgen parameters")
-    try:
-        recorded = json.loads(text)
-    except json.JSONDecodeError:
-        fail(f"--params-from {str(path)!r}: its parameters are not valid JSON")
-    if not isinstance(recorded, dict):
-        fail(f"--params-from {str(path)!r}: its parameters are not a JSON object")
+    # The service's request calls the text prompts "prompt" (or "prompts"); the engine "prompts".
+    if "prompts" not in recorded and "prompt" in recorded:
+        prompt = recorded.pop("prompt")
+        recorded["prompts"] = prompt if isinstance(prompt, str) else " | ".join(map(str, prompt))
     return recorded
 
 
 def output_metadata(
     params: GenerationParams, generation: Any, extra: dict[str, Any]
 ) -> dict[str, str]:
-    """PNG text chunks: prompt, the seed actually used, and every parameter as JSON."""
-    from artgen import __version__
+    """PNG text chunks (artgen.media): prompt, the seed actually used, every parameter as JSON."""
+    from artgen.media import png_text
 
     recorded = params.model_dump(mode="json")
-    recorded.update(seed=generation.seed, width=generation.width, height=generation.height)
+    recorded.update(width=generation.width, height=generation.height)
     recorded.update(extra)
-    return {
-        "prompt": params.prompts,
-        "seed": str(generation.seed),
-        "parameters": json.dumps(recorded, sort_keys=True),
-        "Software": f"artgen {__version__}",
-    }
+    return png_text(recorded, generation.seed)
 
 
 @app.command()
@@ -387,6 +369,13 @@ def generate(
         if len(weights) != len(paths):
             fail(f"--params-from {str(params_from)!r}: image prompts and weights do not match")
         image_prompt = [f"{path}:{weight}" for path, weight in zip(paths, weights, strict=True)]
+    if image_prompt is None and recorded.get("image_prompt_weights"):
+        # A service PNG: its image prompts were uploads, not files named in the metadata.
+        count = len(recorded["image_prompt_weights"])
+        fail(
+            f"--params-from {str(params_from)!r} was made with {count} image prompt(s) that it "
+            "does not name: give them with --image-prompt FILE:WEIGHT"
+        )
 
     image_prompts = [parse_image_prompt(value) for value in image_prompt or []]
     params = build_params(
@@ -468,7 +457,9 @@ def generate(
         "image_prompts": [str(path) for path, _ in image_prompts],
         "loss": progress.loss,
     }
-    save_png(final, output, output_metadata(params, generation, extra))
+    from artgen.media import write_png
+
+    write_png(final, output, output_metadata(params, generation, extra))
     typer.echo(f"wrote {output} (seed {generation.seed})")
     if video is not None:
         typer.echo(f"wrote {video} ({writer.frames if writer else 0} frames)")

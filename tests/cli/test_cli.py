@@ -99,6 +99,53 @@ def test_random_seed_is_recorded_and_the_png_reproduces_the_image(
     assert np.array_equal(np.asarray(Image.open(first)), np.asarray(Image.open(second)))
 
 
+def test_a_service_png_reproduces_with_params_from_pixel_for_pixel(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from artgen.api.app import create_app
+    from support import make_settings, small_job, wait_for
+
+    # One job through the real service (embedded worker, tiny models, CPU).
+    with TestClient(create_app(make_settings(tmp_path / "service"))) as client:
+        body = small_job(prompts="a red apple:1 | blur:-0.5", seed=11, augment=True)
+        job = client.post("/v1/jobs", json=body).json()
+
+        def finished() -> dict | None:
+            record = client.get(f"/v1/jobs/{job['id']}").json()
+            return record if record["status"] not in ("queued", "running") else None
+
+        assert wait_for(finished, 120)["status"] == "succeeded"
+        (tmp_path / "service.png").write_bytes(client.get(f"/v1/jobs/{job['id']}/image").content)
+
+    with Image.open(tmp_path / "service.png") as made:
+        text = dict(made.text)
+        served = np.asarray(made.convert("RGB"))
+    assert text["prompt"] == "a red apple:1 | blur:-0.5" and text["seed"] == "11"
+    recorded = json.loads(text["parameters"])
+    assert recorded["model"] == "tiny" and recorded["clip_models"] == ["tiny"]
+    assert text["Software"].startswith("artgen ")
+
+    args = ["generate", "--params-from", "service.png", "-o", "cli.png", "--device", "cpu"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    with Image.open(tmp_path / "cli.png") as again:
+        assert again.text["parameters"] and again.text["seed"] == "11"
+        assert np.array_equal(served, np.asarray(again.convert("RGB")))
+
+
+def test_params_from_reads_the_old_service_key(runner: CliRunner, tmp_path: Path) -> None:
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text("params", json.dumps({"prompts": "fog", "seed": 3, "iterations": 1}))
+    Image.new("RGB", (16, 16)).save(tmp_path / "old.png", pnginfo=info)
+    result = runner.invoke(app, ["generate", "--params-from", "old.png", "-o", "new.png", *TINY])
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "new.png").text["seed"] == "3"
+
+
 def test_params_from_a_png_without_parameters_is_refused(runner: CliRunner, tmp_path: Path) -> None:
     Image.new("RGB", (16, 16)).save(tmp_path / "plain.png")
     result = runner.invoke(app, ["generate", "--params-from", "plain.png", *TINY])

@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from PIL import Image
-from PIL.PngImagePlugin import PngInfo
 
 from artgen.jobs.queue import Keys
 from artgen.jobs.schemas import JobCreate
+from artgen.media import encode_png as png_bytes
+from artgen.media import png_text
 
 if TYPE_CHECKING:
     from artgen.engine.generate import Generation, StepResult
@@ -38,20 +39,6 @@ PREVIEW_PNG_LEVEL = 1
 
 # A lossy report: put(key, value) -> whether it reached the queue.
 Put = Callable[[str, Any], bool]
-
-
-def png_bytes(
-    image: Image.Image, metadata: dict[str, str] | None = None, compress_level: int = 6
-) -> bytes:
-    """Encode a PIL image as PNG, with optional text chunks."""
-    info = None
-    if metadata:
-        info = PngInfo()
-        for key, value in metadata.items():
-            info.add_text(key, value)
-    buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, format="PNG", pnginfo=info, compress_level=compress_level)
-    return buffer.getvalue()
 
 
 @dataclass
@@ -336,12 +323,8 @@ class JobRun:
     def succeeded(self) -> dict[str, Any]:
         """The final result: the PNG with its metadata, and the timelapse when asked for."""
         seed = self.generation.seed
-        metadata = {
-            "prompt": self.request.prompts,
-            "seed": str(seed),
-            "params": self.request.model_copy(update={"seed": seed}).model_dump_json(),
-            "software": "artgen",
-        }
+        # The record's params name the models used (completed at submit): --params-from reruns it.
+        metadata = png_text(self.request.model_dump(mode="json"), seed)
         result: dict[str, Any] = {
             "status": "succeeded",
             "iteration": self.generation.iteration,
