@@ -88,6 +88,10 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path: Path) -> None:
         jobs = {}
         for job_id in accepted:
             jobs[job_id] = load.wait_job(server.base_url, job_id, timeout=120)
+        # A kill mid-submit can leave a job stored but never acknowledged; recovery enqueues it
+        # and it runs like the others: wait for every stored job, so none is running when the
+        # server stops (a drained job goes back to `queued`).
+        _wait_no_active_jobs(server.base_url, timeout=120)
         resumed_attempts = sum(1 for job in jobs.values() if (job.get("attempt") or 1) > 1)
     finally:
         server.stop()
@@ -108,6 +112,19 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path: Path) -> None:
     assert {path.split("/")[0] for path in data_dir_snapshot(server.data_dir)} <= set(records)
     for database in ("jobs.sqlite3", "queue.sqlite3"):
         assert integrity_check(server.data_dir / database) == "ok"
+
+
+def _wait_no_active_jobs(base_url: str, timeout: float) -> None:
+    """Poll until the server holds no queued or running job (acknowledged or not)."""
+
+    def active() -> dict[str, Any]:
+        totals = {}
+        for status in ("queued", "running"):
+            page = httpx.get(f"{base_url}/v1/jobs?status={status}&limit=1", timeout=30).json()
+            totals[status] = page["total"]
+        return totals
+
+    wait_until(active, lambda totals: not any(totals.values()), timeout=timeout)
 
 
 def _running(base_url: str) -> list[str]:
