@@ -159,8 +159,8 @@ def test_params_from_a_png_without_parameters_is_refused(runner: CliRunner, tmp_
     ("prompt", "extra", "message"),
     [
         ("a castle ||", [], "prompt 2 of 'a castle ||' is empty"),
-        ("castle:", [], "ends with ':' but no weight follows"),
-        ("castle:1e", [], "'1e' in prompt 'castle:1e' is not a number"),
+        (":0.5", [], "prompt ':0.5' has a weight but no text"),
+        ("castle:inf", [], "weight in prompt 'castle:inf' must be a finite number"),
         ("castle", ["--size", "8", "8"], "--size"),
         ("castle", ["--optimizer", "lbfgs"], "--optimizer"),
         ("castle", ["--init-image", "missing.png"], "--init-image 'missing.png' does not exist"),

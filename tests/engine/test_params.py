@@ -38,7 +38,7 @@ def test_json_round_trip():
         ({"seed": -1}, "seed"),
         ({"seed": 2**63}, "seed"),
         ({"optimizer": "lbfgs"}, "optimizer"),
-        ({"prompts": "x:1.2.3"}, "prompts"),
+        ({"prompts": "x:inf"}, "prompts"),
         ({"noise_prompts": "abc"}, "noise_prompts"),
         ({"colour": "red"}, "colour"),
         ({"schedule": [{"at": 0, "prompts": "b"}]}, "at"),

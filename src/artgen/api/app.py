@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from artgen.api.errors import ErrorBody, install_error_handlers
 from artgen.api.metrics import install_metrics, poll_metrics_forever
-from artgen.api.routes import events, health, jobs, legacy, models
+from artgen.api.routes import events, health, jobs, legacy, models, prompts
 from artgen.api.routes.legacy import LegacyDefaults
 from artgen.api.security import RateLimiter
 from artgen.api.uploads import BodyLimitMiddleware, body_limit
@@ -273,7 +273,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     install_error_handlers(app)
     app.state.metrics = install_metrics(app)
-    for router in (jobs.router, events.router, legacy.router, models.router, health.router):
+    routers = (jobs.router, events.router, legacy.router, models.router, prompts.router)
+    for router in (*routers, health.router):
         app.include_router(router)
     app.openapi = lambda: _custom_openapi(app)  # type: ignore[method-assign]
 

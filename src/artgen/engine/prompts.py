@@ -12,8 +12,10 @@ from torch import Tensor, nn
 
 from artgen.engine.ops import replace_grad
 
-# Something meant as a number: digits with optional sign, point and exponent, or +-inf.
-_NUMBER_LIKE = re.compile(r"^\s*[+-]?(\d[\d.]*|\.\d[\d.]*|inf)([eE][+-]?\d*)?\s*$", re.IGNORECASE)
+# The grammar (README "Prompts"): a ':' field is a weight or stop only when it is a number:
+# optional sign, digits with an optional point (or a point and digits), optional exponent, or
+# inf ("-inf": no stop). Every other ':' is text: 'a:b:c:d', 'a castle:abc', 'castle:', '16:9'.
+NUMBER = re.compile(r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$|^\s*[+-]?inf(inity)?\s*$", re.I)
 
 
 @dataclass(frozen=True)
@@ -33,17 +35,6 @@ class NoisePromptSpec:
     weight: float = 1.0
 
 
-def _number(field: str, what: str, item: str) -> float:
-    """Parse a number that the syntax promised, or say which part of which prompt is wrong."""
-    try:
-        value = float(field)
-    except ValueError:
-        raise ValueError(f"{what} {field.strip()!r} in prompt {item!r} is not a number") from None
-    if math.isnan(value):
-        raise ValueError(f"{what} in prompt {item!r} is not a number")
-    return value
-
-
 def _split_items(text: str) -> list[str]:
     """Split on '|' and reject empty items such as 'a || b' or a trailing '|'."""
     if not text.strip():
@@ -56,23 +47,24 @@ def _split_items(text: str) -> list[str]:
 
 
 def parse_prompt(item: str) -> PromptSpec:
-    """Parse "text", "text:weight" or "text:weight:stop"; trailing fields count only if numeric."""
+    """Parse "text", "text:weight" or "text:weight:stop": the last one or two ':' fields are the
+    weight and stop when they are numbers (NUMBER); any other ':' belongs to the text."""
     fields = item.split(":")
     numeric_tail = 0
     for field in reversed(fields[1:]):
-        if numeric_tail == 2 or not _NUMBER_LIKE.match(field):
+        if numeric_tail == 2 or not NUMBER.match(field):
             break
         numeric_tail += 1
-    if numeric_tail == 0 and len(fields) > 1 and not fields[-1].strip():
-        raise ValueError(f"prompt {item!r} ends with ':' but no weight follows")
     text = ":".join(fields[: len(fields) - numeric_tail]).strip()
-    numbers = fields[len(fields) - numeric_tail :]
+    numbers = [float(field) for field in fields[len(fields) - numeric_tail :]]
     if not text:
         raise ValueError(f"prompt {item!r} has a weight but no text")
-    weight = _number(numbers[0], "weight", item) if numbers else 1.0
-    if math.isinf(weight):
-        raise ValueError(f"weight in prompt {item!r} must be finite")
-    stop = _number(numbers[1], "stop", item) if len(numbers) > 1 else -math.inf
+    weight = numbers[0] if numbers else 1.0
+    if not math.isfinite(weight):
+        raise ValueError(f"weight in prompt {item!r} must be a finite number")
+    stop = numbers[1] if len(numbers) > 1 else -math.inf
+    if stop == math.inf:
+        raise ValueError(f"stop in prompt {item!r} must be a finite number (or -inf: no stop)")
     return PromptSpec(text=text, weight=weight, stop=stop)
 
 
@@ -93,9 +85,11 @@ def parse_noise_prompts(text: str) -> list[NoisePromptSpec]:
         seed = int(fields[0])
         if seed >= 2**63:
             raise ValueError(f"noise prompt {item!r}: seed must be below 2**63")
-        weight = _number(fields[1], "weight", item) if len(fields) == 2 else 1.0
-        if math.isinf(weight):
-            raise ValueError(f"weight in noise prompt {item!r} must be finite")
+        if len(fields) == 2 and not NUMBER.match(fields[1]):
+            raise ValueError(f"noise prompt {item!r}: weight {fields[1]!r} is not a number")
+        weight = float(fields[1]) if len(fields) == 2 else 1.0
+        if not math.isfinite(weight):
+            raise ValueError(f"weight in noise prompt {item!r} must be a finite number")
         specs.append(NoisePromptSpec(seed=seed, weight=weight))
     return specs
 
