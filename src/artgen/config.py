@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     batch_jobs: int = Field(0, ge=0, le=64)
     # ... up to this many output pixels in all (one job of any size always runs).
     batch_pixels: int = Field(1024 * 1024, ge=1)
+    # Model sets (VQGAN + CLIP models) a worker keeps loaded, its default set included and never
+    # evicted; the least recently used other set goes first, so no job pins memory for good.
+    model_cache_size: int = Field(2, ge=1, le=64)
 
     host: str = "127.0.0.1"
     port: int = 8000

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -170,4 +171,40 @@ def test_workers_register_again_apart_after_queue_data_loss(settings: Settings) 
         assert sorted(info["id"] for info in queue.workers()) == ["first", "second"]
     finally:
         queue.flush()
+        queue.close()
+
+
+def test_model_cache_is_an_lru_of_configured_size_and_loads_duplicate_clips_once(
+    settings: Settings, tiny_models: Any
+) -> None:
+    """No job can pin memory for good: ["tiny"] * 30 loads one critic, sets beyond
+    model_cache_size are evicted least recently used first, the default set stays."""
+    loads: list[tuple[str, tuple[str, ...]]] = []
+
+    def counting(vqgan: str, clips: list[str], device: torch.device) -> Any:
+        loads.append((vqgan, tuple(clips)))
+        return replace(tiny_models, critics=[tiny_models.critics[0]] * len(clips))
+
+    settings.model_cache_size = 3
+    queue = JobQueue.from_url(settings.resolved_queue_url)
+    worker = Worker(settings, queue, counting)
+    try:
+        default = worker._models_for("tiny", ("tiny",))
+        many = worker._models_for("tiny", ("tiny",) * 30)
+        assert loads == [("tiny", ("tiny",)), ("tiny", ("tiny",))]  # each name loaded once
+        assert len(many.critics) == 30 and len({id(critic) for critic in many.critics}) == 1
+        assert worker._models_for("tiny", ("tiny",) * 30) is many  # cached, one object
+        worker._models_for("tiny", ("a",))
+        worker._models_for("tiny", ("tiny",) * 30)  # used again: now the most recent
+        worker._models_for("tiny", ("b",))  # full: evicts ("a",), the least recently used
+        assert list(worker._models) == [
+            ("tiny", ("tiny",)),
+            ("tiny", ("tiny",) * 30),
+            ("tiny", ("b",)),
+        ]
+        for name in ("c", "d", "e"):
+            worker._models_for("tiny", (name,))
+        assert len(worker._models) == 3
+        assert worker._models_for("tiny", ("tiny",)) is default  # never evicted
+    finally:
         queue.close()

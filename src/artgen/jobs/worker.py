@@ -16,8 +16,10 @@ import threading
 import time
 import traceback
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -94,7 +96,8 @@ class Worker:
         self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._load = models_loader or default_models_loader(settings)
         self._default_key = (settings.model, tuple(settings.resolved_clip_models))
-        self._models: dict[tuple[str, tuple[str, ...]], Models] = {}
+        # (vqgan, clips) -> Models, least recently used first (bounded by model_cache_size).
+        self._models: OrderedDict[tuple[str, tuple[str, ...]], Models] = OrderedDict()
         self._stop = threading.Event()
         self._lock = threading.Lock()
         # Guards _runs so no heartbeat of an attempt is written after its result.
@@ -270,14 +273,33 @@ class Worker:
     # Models
 
     def _models_for(self, vqgan: str, clips: tuple[str, ...]) -> Models:
+        """The loaded set, from an LRU cache of model_cache_size sets (the default set stays)."""
         key = (vqgan, clips)
         with self._lock:
-            if key not in self._models:
-                # Keep the defaults resident and at most one other set (GPU memory is bounded).
-                for other in [k for k in self._models if k != self._default_key]:
-                    del self._models[other]
-                self._models[key] = self._load(vqgan, list(clips), self.device)
-            return self._models[key]
+            if key in self._models:
+                self._models.move_to_end(key)
+                return self._models[key]
+            evictable = [other for other in self._models if other != self._default_key]
+            evicted = False
+            while evictable and len(self._models) >= self.settings.model_cache_size:
+                del self._models[evictable.pop(0)]
+                evicted = True
+            if evicted:
+                # What the evicted sets held is freed before the next set loads.
+                gc.collect()
+                if torch.cuda.is_initialized():
+                    torch.cuda.empty_cache()
+            models = self._models[key] = self._load_unique(vqgan, clips)
+            return models
+
+    def _load_unique(self, vqgan: str, clips: tuple[str, ...]) -> Models:
+        """Load each CLIP model once; a name given twice shares the loaded critic."""
+        unique = list(dict.fromkeys(clips))
+        models = self._load(vqgan, unique, self.device)
+        if len(unique) == len(clips):
+            return models
+        by_name = dict(zip(unique, models.critics, strict=True))
+        return replace(models, critics=[by_name[name] for name in clips], clip_names=list(clips))
 
     # Tasks
 
