@@ -20,13 +20,17 @@ if TYPE_CHECKING:
     from artgen.config import Settings
     from artgen.engine.params import GenerationParams
 
+# Plain click help: typer's rich panels label every flag (--help included) "<bool>".
 app = typer.Typer(
     help="CLIP-guided VQGAN art generator.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
-models_app = typer.Typer(help="List, download and register models.", no_args_is_help=True)
+models_app = typer.Typer(
+    help="List, download and register models.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(models_app, name="models")
 
 # Exit code for bad input (click's own usage errors use it too).
@@ -273,6 +277,7 @@ def generate(
     prompts: Annotated[
         str | None,
         typer.Argument(
+            metavar="PROMPTS",
             help='Text prompts: "text:weight:stop | other:-0.5" ("" with image prompts).',
             show_default=False,
         ),
@@ -281,7 +286,8 @@ def generate(
         "output.png"
     ),
     size: Annotated[
-        tuple[int, int] | None, typer.Option(help="Width and height in pixels.", show_default=False)
+        tuple[int, int] | None,
+        typer.Option(metavar="W H", help="Width and height in pixels (default 256 256)."),
     ] = None,
     iterations: Annotated[
         int | None, typer.Option(help="Optimisation steps (default 100).")
@@ -293,7 +299,9 @@ def generate(
     ] = None,
     image_prompt: Annotated[
         list[str] | None,
-        typer.Option(help="Image prompt file, optionally with :weight (repeatable)."),
+        typer.Option(
+            metavar="FILE[:WEIGHT]", help="Image prompt file, optionally with :weight (repeatable)."
+        ),
     ] = None,
     noise_prompts: Annotated[
         str | None, typer.Option(help='Noise prompts: "seed:weight | seed:weight".')
@@ -301,12 +309,14 @@ def generate(
     schedule: Annotated[
         list[str] | None,
         typer.Option(
-            help='Story mode: "AT=PROMPTS" switches prompts at iteration AT (repeatable).'
+            metavar="AT=PROMPTS",
+            help='Story mode: "AT=PROMPTS" switches prompts at iteration AT (repeatable).',
         ),
     ] = None,
     model: Annotated[str | None, typer.Option(help="VQGAN model name (see `models list`).")] = None,
     clip_model: Annotated[
-        list[str] | None, typer.Option(help="CLIP model name (repeatable; losses are summed).")
+        list[str] | None,
+        typer.Option(metavar="NAME", help="CLIP model name (repeatable; losses are summed)."),
     ] = None,
     step_size: Annotated[float | None, typer.Option(help="Learning rate (default 0.1).")] = None,
     cutn: Annotated[int | None, typer.Option(help="Cutouts per iteration (default 64).")] = None,
@@ -482,11 +492,15 @@ def serve(
     ] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
     data_dir: Annotated[
-        Path | None, typer.Option(help="Job records, images and the embedded queue.")
+        Path | None,
+        typer.Option(
+            help="Job records, images and the embedded queue (default ./artgen-data, "
+            "or ARTGEN_DATA_DIR)."
+        ),
     ] = None,
     model: Annotated[str | None, typer.Option(help="Default VQGAN model.")] = None,
     clip_model: Annotated[
-        list[str] | None, typer.Option(help="Default CLIP model (repeatable).")
+        list[str] | None, typer.Option(metavar="NAME", help="Default CLIP model (repeatable).")
     ] = None,
     device: Annotated[
         str | None, typer.Option(help="Embedded worker's device (default auto).")
@@ -536,9 +550,13 @@ def worker(
     ] = None,
     model: Annotated[str | None, typer.Option(help="VQGAN model to keep loaded.")] = None,
     clip_model: Annotated[
-        list[str] | None, typer.Option(help="CLIP model to keep loaded (repeatable).")
+        list[str] | None,
+        typer.Option(metavar="NAME", help="CLIP model to keep loaded (repeatable)."),
     ] = None,
-    data_dir: Annotated[Path | None, typer.Option(help="Data dir (sqlite queue default).")] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help="Data dir of the default sqlite queue (default ./artgen-data)."),
+    ] = None,
     batch_jobs: BatchJobsOption = None,
 ) -> None:
     """Run a worker that takes jobs from the queue."""
@@ -657,18 +675,25 @@ def catalog_from_env() -> Any:
     return Catalog(build_settings().home)
 
 
+# `artgen models list` fits a 100-column terminal.
+MODELS_LIST_WIDTH = 100
+
+
 @models_app.command("list")
 def models_list() -> None:
     """Show every model: name, kind, whether its weights are here, default, size."""
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
     catalog = catalog_from_env()
     with user_errors():
         rows = catalog.list_models()
-    table = Table(title=f"models (cache: {catalog.home})")
-    for column in ("name", "kind", "available", "default", "size", "description"):
-        table.add_column(column, justify="right" if column == "size" else "left")
+    # Fits 100 columns: short headers, descriptions wrap, the cache path goes below.
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
+    for column in ("name", "kind", "here", "default", "size"):
+        table.add_column(column, justify="right" if column == "size" else "left", no_wrap=True)
+    table.add_column("description", overflow="fold")
     for row in rows:
         table.add_row(
             row.name,
@@ -678,7 +703,9 @@ def models_list() -> None:
             format_size(row.size_bytes),
             row.description,
         )
-    Console(width=160).print(table)
+    console = Console(width=MODELS_LIST_WIDTH)
+    console.print(table)
+    console.print(f"weights cache: {catalog.home} (ARTGEN_HOME)", soft_wrap=True)
 
 
 @models_app.command("download")
