@@ -1,7 +1,7 @@
 """One attempt of a job inside a worker: its Generation and what it reports through the queue.
 
 A worker steps one or more JobRuns together (see Worker._run_batch); each keeps its own params,
-seed, optimiser state, deadline, report throttle and timelapse frames.
+seed, optimiser state, deadline, report throttle and timelapse (streamed to ffmpeg as it comes).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import io
 import logging
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, wait
 from dataclasses import dataclass, field
@@ -36,6 +37,8 @@ PROGRESS_INTERVAL_S = 0.1
 VIDEO_FPS = 10
 # Previews are PNGs for the browser, rewritten every few iterations: fast zlib, not small files.
 PREVIEW_PNG_LEVEL = 1
+# Timelapse frames waiting for the encoder thread at most; the loop waits for the oldest beyond.
+MAX_PENDING_FRAMES = 8
 
 # A lossy report: put(key, value) -> whether it reached the queue.
 Put = Callable[[str, Any], bool]
@@ -87,14 +90,61 @@ def pil_image(pixels: HostCopy) -> Image.Image:
     return Image.fromarray(pixels.wait().numpy(), mode="RGB")
 
 
+class VideoFile:
+    """An H.264 MP4 written frame by frame to a temp file: imageio-ffmpeg pipes each frame to
+    ffmpeg as it comes, so memory stays flat however many frames the timelapse has."""
+
+    def __init__(self, fps: int = VIDEO_FPS) -> None:
+        self.fps = fps
+        self.frames = 0
+        self._directory: tempfile.TemporaryDirectory[str] | None = None
+        self._writer: Any = None
+
+    def append(self, frame: Any) -> None:
+        """Add one RGB uint8 frame (H, W, 3); the file and ffmpeg start with the first."""
+        if self._writer is None:
+            import imageio.v2 as imageio
+
+            self._directory = tempfile.TemporaryDirectory(prefix="artgen-video-")
+            path = Path(self._directory.name) / "video.mp4"
+            self._writer = imageio.get_writer(
+                path, format="FFMPEG", mode="I", fps=self.fps, codec="libx264", quality=8,
+                macro_block_size=16,
+            )  # fmt: skip
+        self._writer.append_data(frame)
+        self.frames += 1
+
+    def finish(self) -> bytes | None:
+        """Close the file and return its bytes (None without frames); the temp file goes."""
+        if self._writer is None:
+            return None
+        try:
+            self._writer.close()
+            self._writer = None
+            assert self._directory is not None
+            return (Path(self._directory.name) / "video.mp4").read_bytes()
+        finally:
+            self.discard()
+
+    def discard(self) -> None:
+        """Stop ffmpeg and remove the temp file (an attempt that did not succeed)."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            try:
+                writer.close()
+            except Exception:
+                logger.warning("timelapse writer did not close cleanly", exc_info=True)
+        if self._directory is not None:
+            self._directory.cleanup()
+            self._directory = None
+
+
 def encode_mp4(frames: list[Any], fps: int = VIDEO_FPS) -> bytes:
     """Encode RGB uint8 frames (H, W, 3) as an H.264 MP4 with imageio-ffmpeg."""
-    import imageio.v2 as imageio
-
-    with tempfile.TemporaryDirectory(prefix="artgen-video-") as directory:
-        path = Path(directory) / "video.mp4"
-        imageio.mimwrite(path, frames, fps=fps, codec="libx264", quality=8, macro_block_size=16)
-        return path.read_bytes()
+    video = VideoFile(fps)
+    for frame in frames:
+        video.append(frame)
+    return video.finish() or b""
 
 
 def failure(code: str, message: str) -> dict[str, Any]:
@@ -137,7 +187,10 @@ class JobRun:
     first_iteration: int = 0
     started: float = field(default_factory=time.monotonic)
     last_report: float = 0.0
-    frames: list[Any] = field(default_factory=list)
+    # The timelapse (video: true), fed by the encoder thread; frames handed to it, oldest first.
+    video: VideoFile | None = None
+    _frames: deque[Future[None]] = field(default_factory=deque)
+    _video_error: BaseException | None = None
     # Where previews are encoded and published (a worker's one encoder thread); None: right here.
     encoder: Executor | None = None
     _preview: Future[None] | None = None  # the latest preview handed to the encoder
@@ -190,6 +243,7 @@ class JobRun:
             first_iteration=generation.iteration,
             started=started,
             encoder=encoder,
+            video=VideoFile() if request.video else None,
         )
         run.report_progress(None)
         return run
@@ -264,10 +318,28 @@ class JobRun:
         if skip and not self.request.video:
             return
         image = host_image(self.generation.image_tensor())
-        if self.request.video:
-            self.frames.append(_frame(pil_image(image)))
+        if self.video is not None:
+            self._queue_frame(image)
         if not skip:
             self._preview = self._submit(partial(self._publish_preview, iteration, image))
+
+    def _queue_frame(self, image: HostCopy) -> None:
+        """Hand a timelapse frame to the encoder thread; past MAX_PENDING_FRAMES waiting, wait
+        for the oldest, so frames never pile up in memory."""
+        while self._frames and self._frames[0].done():
+            self._frames.popleft()
+        if len(self._frames) >= MAX_PENDING_FRAMES:
+            wait([self._frames.popleft()])
+        self._frames.append(self._submit(partial(self._write_frame, image)))
+
+    def _write_frame(self, image: HostCopy) -> None:
+        if self._video_error is not None or self.video is None:
+            return
+        try:
+            self.video.append(_frame(pil_image(image)))
+        except Exception as exc:
+            logger.warning("job %s: timelapse frame not written", self.job_id, exc_info=True)
+            self._video_error = exc
 
     def _publish_preview(self, iteration: int, image: HostCopy) -> None:
         try:
@@ -288,6 +360,13 @@ class JobRun:
         if self._last is not None:
             wait([self._last])  # the publishers log their own errors; this never raises
             self._last = None
+        self._frames.clear()
+
+    def close(self) -> None:
+        """Drop what the attempt still holds outside memory (an unfinished timelapse file)."""
+        self.drain()
+        if self.video is not None:
+            self.video.discard()
 
     def checkpoint(self, force: bool = True) -> None:
         """Publish the generation's state; a later attempt resumes from it.
@@ -331,8 +410,13 @@ class JobRun:
             "seed": seed,
             "png": png_bytes(self.generation.image(), metadata),
         }
-        if self.request.video and self.frames:
-            result["mp4"] = encode_mp4(self.frames)
+        if self.video is not None:
+            self.drain()  # every frame handed to the encoder thread is in the file
+            if self._video_error is not None:
+                raise RuntimeError("the timelapse could not be encoded") from self._video_error
+            mp4 = self.video.finish()
+            if mp4:
+                result["mp4"] = mp4
         return result
 
     def stopped(self, reason: str, timeout_seconds: float) -> dict[str, Any] | None:

@@ -151,7 +151,10 @@ class Worker:
             logger.info("worker %s ready on %s with %s", self.id, self.device, self._default_key)
         except Exception as exc:
             # Reported through the registration; this worker then takes no jobs.
-            self.info.model_error = f"{type(exc).__name__}: {exc}"
+            from artgen.models.catalog import public_message
+
+            # Shown by /readyz: the model and the command, no path (the log has the whole error).
+            self.info.model_error = public_message(exc)
             logger.error("worker %s cannot load its models: %s", self.id, exc)
         self._publish()
         self.queue.set_handler(self.run_task)
@@ -355,8 +358,11 @@ class Worker:
         try:
             models = self._models_for(vqgan, clips)
         except Exception as exc:
+            from artgen.models.catalog import public_message
+
             names = f"{vqgan} / {', '.join(clips)}"
-            raise ModelUnavailable(f"cannot load models {names}: {exc}") from exc
+            logger.error("job %s: cannot load models %s: %s", job_id, names, exc)
+            raise ModelUnavailable(f"cannot load models {names}: {public_message(exc)}") from exc
         run = JobRun.start(
             job_id,
             attempt,
@@ -503,7 +509,7 @@ class Worker:
                 logger.error(
                     "job %s cannot join the batch:\n%s", task.job_id, traceback.format_exc()
                 )
-                run.drain()
+                run.close()
                 self._end(task.job_id, task.attempt, failure(*INTERNAL_ERROR))
                 continue
             runs.append(run)
@@ -591,7 +597,7 @@ class Worker:
         if run.generation in batch.generations:
             batch.remove(run.generation)
         runs.remove(run)
-        run.drain()
+        run.close()  # its last preview is out, an unfinished timelapse removed
         self._end(run.job_id, run.attempt, result)
 
     def _end(self, job_id: str, attempt: int, result: dict[str, Any] | None) -> None:
