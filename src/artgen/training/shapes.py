@@ -199,12 +199,9 @@ def _article(word: str) -> str:
     return "an" if word[0] in "aeiou" else "a"
 
 
-def caption(scene: Scene, rng: random.Random) -> str:
-    """A caption for the scene from templates and synonyms.
-
-    About a fifth name only the shape and a tenth only the colours, so the shape is learned on its
-    own and not only as part of a colour pairing.
-    """
+def caption_with_facts(scene: Scene, rng: random.Random) -> tuple[str, frozenset[str]]:
+    """`caption(scene, rng)` and the Scene fields it names ("shape", "colour", ...), drawing the
+    same random numbers: a caption is true of every scene that agrees on those fields."""
     shape = rng.choice(SHAPE_WORDS[scene.shape])
     colour = rng.choice(COLOUR_WORDS[scene.colour])
     background = rng.choice(COLOUR_WORDS[scene.background])
@@ -229,6 +226,17 @@ def caption(scene: Scene, rng: random.Random) -> str:
                 "{a_colour} {colour} {shape}, {background} background",
             )
         )
+    facts = frozenset(
+        name
+        for name, key in (
+            ("shape", "{shape}"),
+            ("colour", "{colour}"),
+            ("background", "{background}"),
+            ("size", "{size}"),
+            ("position", "{where}"),
+        )
+        if key in template
+    )
     text = template.format(
         a=_article(scene.size if "{size}" in template else shape),
         a_colour=_article(colour),
@@ -238,4 +246,18 @@ def caption(scene: Scene, rng: random.Random) -> str:
         size=scene.size,
         where=where,
     )
-    return text.replace("a orange", "an orange")
+    return text.replace("a orange", "an orange"), facts
+
+
+def caption(scene: Scene, rng: random.Random) -> str:
+    """A caption for the scene from templates and synonyms.
+
+    About a fifth name only the shape and a tenth only the colours, so the shape is learned on its
+    own and not only as part of a colour pairing.
+    """
+    return caption_with_facts(scene, rng)[0]
+
+
+def agrees(scene: Scene, other: Scene, facts: frozenset[str]) -> bool:
+    """Whether `other` matches `scene` on every field in `facts`."""
+    return all(getattr(scene, name) == getattr(other, name) for name in facts)

@@ -1,0 +1,183 @@
+"""Train the `demo` VQGAN and CLIP from a seed: `python -m artgen.training.demo --out DIR`.
+
+Stages run in order (VQGAN, then CLIP), each resumable: a stage saves its trainer state every
+`--save-every` steps under DIR/state/, and a rerun of the same command continues from there. A
+finished stage writes its model files into DIR and is skipped on the next run; `train_log.json`
+records the settings, seconds spent and the measured figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from artgen.training import vqgan as vqgan_training
+
+VQGAN_CONFIG_FILE = "vqgan.yaml"
+VQGAN_CHECKPOINT_FILE = "vqgan.ckpt"
+CLIP_CONFIG_FILE = "clip.json"
+CLIP_WEIGHTS_FILE = "clip.pt"
+LOG_FILE = "train_log.json"
+
+
+def _log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def _save(data: Any, path: Path) -> None:
+    """torch.save through a temporary file, so a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    torch.save(data, temporary)
+    os.replace(temporary, path)
+
+
+def _write_text(text: str, path: Path) -> None:
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
+
+
+class RunLog:
+    """DIR/train_log.json: per stage, its settings, seconds (summed over resumes) and figures."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.data: dict[str, Any] = (
+            json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+        )
+
+        self.owned: set[str] = set()
+
+    def stage(self, name: str) -> dict[str, Any]:
+        self.owned.add(name)
+        return self.data.setdefault(name, {"seconds": 0.0})
+
+    def write(self) -> None:
+        # Only our stages are written over what is on disk: stages may run as separate processes.
+        on_disk = json.loads(self.path.read_text(encoding="utf-8")) if self.path.exists() else {}
+        self.data = {**on_disk, **{name: self.data[name] for name in self.owned}}
+        self.data["machine"] = {
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "cpu_count": os.cpu_count(),
+        }
+        _write_text(json.dumps(self.data, indent=2, sort_keys=True) + "\n", self.path)
+
+
+def train_vqgan_stage(
+    out: Path, training: vqgan_training.VQGANTraining, device: torch.device, save_every: int
+) -> None:
+    checkpoint = out / VQGAN_CHECKPOINT_FILE
+    if checkpoint.exists():
+        _log(f"vqgan: {checkpoint} exists, stage skipped")
+        return
+    run_log = RunLog(out / LOG_FILE)
+    entry = run_log.stage("vqgan")
+    entry["settings"] = {**training.__dict__, "device": device.type}
+    state_path = out / "state" / "vqgan.pt"
+    trainer = vqgan_training.VQGANTrainer(training, device)
+    if state_path.exists():
+        trainer.load(torch.load(state_path, map_location=device, weights_only=True))
+        _log(f"vqgan: resumed at step {trainer.step}")
+    started = time.perf_counter()
+    while trainer.step < training.steps:
+        target = min(training.steps, (trainer.step // save_every + 1) * save_every)
+        while trainer.step < target:
+            losses = trainer.train_step()
+        _save(trainer.state(), state_path)
+        entry["seconds"] += time.perf_counter() - started
+        started = time.perf_counter()
+        entry["step"] = trainer.step
+        run_log.write()
+        text = " ".join(f"{k} {v:.4f}" for k, v in losses.items())
+        _log(f"vqgan step {trainer.step}/{training.steps} {text} ({entry['seconds']:.0f} s)")
+    model = trainer.model.eval()
+    entry["psnr_train_combos"] = vqgan_training.evaluate_psnr(model, training.seed, False)
+    entry["psnr_held_out_combos"] = vqgan_training.evaluate_psnr(model, training.seed, True)
+    entry["codes_restarted"] = trainer.restarted
+    entry["parameters"] = sum(p.numel() for p in model.parameters())
+    _write_text(
+        vqgan_training.config_yaml(vqgan_training.DEMO_VQGAN_CONFIG), out / VQGAN_CONFIG_FILE
+    )
+    _save(vqgan_training.lightning_checkpoint(model, trainer.step), checkpoint)
+    run_log.write()
+    _log(f"vqgan: done, {entry['psnr_held_out_combos']} on held-out combinations")
+
+
+def train_clip_stage(out: Path, training: Any, device: torch.device, save_every: int) -> None:
+    from artgen.training import clip as clip_training
+
+    weights = out / CLIP_WEIGHTS_FILE
+    if weights.exists():
+        _log(f"clip: {weights} exists, stage skipped")
+        return
+    run_log = RunLog(out / LOG_FILE)
+    entry = run_log.stage("clip")
+    entry["settings"] = {**training.__dict__, "device": device.type}
+    state_path = out / "state" / "clip.pt"
+    trainer = clip_training.ClipTrainer(training, device)
+    if state_path.exists():
+        trainer.load(torch.load(state_path, map_location=device, weights_only=True))
+        _log(f"clip: resumed at step {trainer.step}")
+    started = time.perf_counter()
+    while trainer.step < training.steps:
+        target = min(training.steps, (trainer.step // save_every + 1) * save_every)
+        while trainer.step < target:
+            losses = trainer.train_step()
+        _save(trainer.state(), state_path)
+        entry["seconds"] += time.perf_counter() - started
+        started = time.perf_counter()
+        entry["step"] = trainer.step
+        run_log.write()
+        text = " ".join(f"{k} {v:.4f}" for k, v in losses.items())
+        _log(f"clip step {trainer.step}/{training.steps} {text} ({entry['seconds']:.0f} s)")
+    model = trainer.model.eval()
+    entry["zero_shot"] = clip_training.evaluate_zero_shot(model, training.seed, device)
+    entry["parameters"] = sum(p.numel() for p in model.parameters())
+    _write_text(json.dumps(clip_training.DEMO_CLIP_CONFIG, indent=2) + "\n", out / CLIP_CONFIG_FILE)
+    _save({k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, weights)
+    run_log.write()
+    _log(f"clip: done, zero-shot {entry['zero_shot']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m artgen.training.demo", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--out", type=Path, required=True, help="directory for the model files")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--stage", choices=("vqgan", "clip", "all"), default="all")
+    parser.add_argument("--vqgan-steps", type=int, default=vqgan_training.VQGANTraining.steps)
+    parser.add_argument("--clip-steps", type=int, default=None)
+    parser.add_argument("--save-every", type=int, default=100, help="steps between saves")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.stage in ("vqgan", "all"):
+        training = vqgan_training.VQGANTraining(steps=args.vqgan_steps, seed=args.seed)
+        train_vqgan_stage(args.out, training, device, args.save_every)
+    if args.stage in ("clip", "all"):
+        from artgen.training import clip as clip_training
+
+        clip_settings = clip_training.ClipTraining(seed=args.seed)
+        if args.clip_steps is not None:
+            clip_settings = clip_training.ClipTraining(steps=args.clip_steps, seed=args.seed)
+        train_clip_stage(args.out, clip_settings, device, args.save_every)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
