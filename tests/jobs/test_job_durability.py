@@ -46,10 +46,11 @@ def pretend_worker(
 
 def drain_queue(service: JobService) -> list[tuple[str, int, dict[str, Any]]]:
     """Take every task out of the queue, returning (job_id, attempt, payload)."""
-    storage = service.queue.huey.storage
-    tasks = [service.queue.huey.deserialize_task(data).args for data in storage.enqueued_items()]
-    storage.flush_queue()
-    return [tuple(args) for args in tasks]
+    tasks = [
+        (task.job_id, task.attempt, dict(task.payload)) for task in service.queue.queued_tasks()
+    ]
+    service.queue.huey.storage.flush_queue()
+    return tasks
 
 
 @BOTH_QUEUES
@@ -297,3 +298,34 @@ def drain_queue_in_order(service: JobService) -> list[tuple[str, int, dict[str, 
     while (task := service.queue.dequeue()) is not None:
         taken.append(tuple(task.args))
     return taken
+
+
+@BOTH_QUEUES
+def test_the_audit_never_deserialises_upload_bytes(
+    idle_service: JobService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Queued jobs with big uploads: the audit (and recovery) read only small task messages,
+    never the uploads, so the API's memory does not grow with the bytes waiting in the queue."""
+    service = idle_service
+    upload = os.urandom(1 << 20)
+    jobs = [
+        service.submit(tiny_request(seed=seed), init_image=upload, image_prompts=[upload])[0]
+        for seed in range(3)
+    ]
+    serializer = service.queue.huey.serializer
+    sizes: list[int] = []
+    real_deserialize = serializer.deserialize
+
+    def measured(data: bytes) -> Any:
+        sizes.append(len(data))
+        return real_deserialize(data)
+
+    monkeypatch.setattr(serializer, "deserialize", measured)
+    service.queue.flush()  # the queue lost everything: the audit enqueues the jobs again
+    service.collector._audit(grace=0.0)
+    assert service.queue.queued_attempts() == {(job.id, 1) for job in jobs}
+    service.collector._audit(grace=0.0)  # all queued now: nothing to do
+    service.collector.recover()
+    assert sizes and max(sizes) < 64 * 1024, max(sizes)
+    [task, *_] = service.queue.queued_tasks()
+    assert task.payload["init_image"] == upload  # what the worker reads, when it runs the job

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from jobtools import REDIS_URL, redis_available
 
+from artgen.jobs import queue as queue_module
 from artgen.jobs.queue import JobQueue, Keys
 
 
@@ -30,7 +31,9 @@ def queue(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[JobQueue]:
 
 def test_task_round_trip_carries_payload_bytes(queue: JobQueue) -> None:
     received: list[tuple[str, int, dict[str, Any]]] = []
-    queue.set_handler(lambda job_id, attempt, payload: received.append((job_id, attempt, payload)))
+    queue.set_handler(
+        lambda job_id, attempt, payload: received.append((job_id, attempt, dict(payload)))
+    )
     payload = {"params": {"prompts": "x"}, "init_image": b"\x89PNG\x00\xff", "image_prompts": []}
     queue.enqueue("job-1", 1, payload)
     queue.enqueue("job-2", 3, {"params": {}})
@@ -41,7 +44,9 @@ def test_task_round_trip_carries_payload_bytes(queue: JobQueue) -> None:
         task = queue.dequeue()
         assert task is not None
         queue.execute(task)
-    assert received == [("job-1", 1, payload), ("job-2", 3, {"params": {}})]
+    # Empty entries are not carried: the worker's defaults are the same.
+    expected = {"params": {"prompts": "x"}, "init_image": b"\x89PNG\x00\xff"}
+    assert received == [("job-1", 1, expected), ("job-2", 3, {"params": {}})]
     assert queue.dequeue() is None
     assert queue.queued_attempts() == set()
 
@@ -108,3 +113,37 @@ def test_order_puts_older_jobs_first(queue: JobQueue) -> None:
     while (task := queue.dequeue()) is not None:
         taken.append(task.args[0])
     assert taken == ["older", "newer", "newer-twin", "newest"]
+
+
+def test_upload_bytes_stay_out_of_task_messages_and_are_read_only_when_used(
+    queue: JobQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 1 MiB upload travels under the attempt's inputs key: listing the queue (the audit, a
+    batching worker) decodes no payload and reads no upload; the worker that runs it does."""
+    upload = bytes(range(256)) * 4096
+    payload = {"params": {"prompts": "x"}, "init_image": upload, "image_prompts": [upload]}
+    for index in range(3):
+        queue.enqueue(f"job-{index}", 1, payload)
+    assert max(len(data) for data in queue.huey.storage.enqueued_items()) < 4096
+
+    decoded: list[str] = []
+    real_decode = queue_module.decode_message
+    monkeypatch.setattr(
+        queue_module,
+        "decode_message",
+        lambda message: decoded.append(message) or real_decode(message),
+    )
+    read: list[str] = []
+    real_peek = queue.peek
+    monkeypatch.setattr(queue, "peek", lambda key: read.append(key) or real_peek(key))
+    assert queue.queued_attempts() == {(f"job-{index}", 1) for index in range(3)}
+    tasks = queue.queued_tasks(2)
+    assert decoded == [] and read == []
+    assert tasks[0].payload["params"] == {"prompts": "x"} and read == []
+    assert tasks[0].payload["init_image"] == upload and read == [Keys.inputs("job-0", 1)]
+
+    # Cleared with the job's other keys.
+    queue.clear_job("job-0", 1)
+    assert queue.peek(Keys.inputs("job-0", 1)) is None
+    with pytest.raises(queue_module.InputsMissing):
+        queue.queued_tasks(1)[0].payload.get("init_image")

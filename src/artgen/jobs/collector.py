@@ -274,8 +274,9 @@ class Collector:
             return
         status = result.get("status")
         if status == "interrupted":
-            # The worker shut down cleanly after a checkpoint: requeue without waiting the lease.
-            self.requeue(job.id, job.attempt, count_as_lost=False)
+            # The worker shut down cleanly after a checkpoint: requeue without waiting the lease
+            # (counted as lost when the worker found the attempt's inputs gone from the queue).
+            self.requeue(job.id, job.attempt, count_as_lost=bool(result.get("lost")))
             return
         error: JobError | None = None
         files: dict[str, str] = {}
@@ -398,6 +399,10 @@ class Collector:
         # Publish the new attempt first: a late worker of the old one then stops by itself.
         enqueue_job(self.queue, self.store, job)
         logger.info("job %s requeued as attempt %s", job_id, job.attempt)
+        try:
+            self.queue.delete(Keys.inputs(job_id, attempt))  # the new attempt has its own copy
+        except Exception:
+            logger.warning("job %s: inputs of attempt %s not removed", job_id, attempt)
         return job
 
     # Recovery and audit

@@ -11,7 +11,7 @@ import logging
 import tempfile
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, Future, wait
 from dataclasses import dataclass, field
 from functools import partial
@@ -204,7 +204,7 @@ class JobRun:
         cls,
         job_id: str,
         attempt: int,
-        payload: dict[str, Any],
+        payload: Mapping[str, Any],
         models: Models,
         *,
         device: torch.device,

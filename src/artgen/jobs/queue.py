@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,9 @@ logger = logging.getLogger("artgen.jobs.queue")
 TASK_NAME = "artgen.run_job"
 
 # What a worker does with a task: handler(job_id, attempt, payload).
-TaskHandler = Callable[[str, int, dict[str, Any]], None]
+TaskHandler = Callable[[str, int, Mapping[str, Any]], None]
+# The payload entries that carry bytes (uploads, the checkpoint): kept out of the task message.
+INPUT_FIELDS = ("init_image", "image_prompts", "checkpoint")
 
 
 class Keys:
@@ -32,6 +35,8 @@ class Keys:
       checkpoint {attempt, iteration, state}: torch.save bytes, popped by the collector
       result     {attempt, status, iteration, seed, png?, mp4?, error?}: status is succeeded,
                  failed, canceled or interrupted (worker shut down after checkpointing)
+      inputs     {init_image?, image_prompts?, checkpoint?}: the attempt's input bytes, read
+                 by the worker that runs it (the task message carries only the params)
     Per job:
       control    {attempt, cancel, deleted}: the current attempt and the cancel flag
     Workers:
@@ -80,6 +85,11 @@ class Keys:
         return cls.attempt_key("result", job_id, attempt)
 
     @classmethod
+    def inputs(cls, job_id: str, attempt: int) -> str:
+        """The attempt's input bytes (not an ATTEMPT_KINDS report: the collector never polls it)."""
+        return f"{cls.PREFIX}:inputs:{job_id}:{int(attempt)}"
+
+    @classmethod
     def control(cls, job_id: str) -> str:
         """The job's current attempt and cancel flag."""
         return f"{cls.PREFIX}:control:{job_id}"
@@ -90,6 +100,63 @@ class Keys:
         return f"{cls.PREFIX}:worker:{int(slot)}"
 
 
+class InputsMissing(Exception):
+    """A task's input bytes are no longer in the queue storage (it lost data): hand it back."""
+
+
+def decode_message(message: str) -> dict[str, Any]:
+    """The task message's JSON: {"params": {...}, "inputs": whether an inputs key was written}."""
+    decoded = json.loads(message)
+    if not isinstance(decoded, dict):
+        raise ValueError("a task message must be a JSON object")
+    return decoded
+
+
+class TaskPayload(Mapping[str, Any]):
+    """A task's payload read lazily: the params are decoded from the message on first use, the
+    input bytes fetched from the attempt's inputs key on first use (only by whoever runs it)."""
+
+    def __init__(self, queue: JobQueue, job_id: str, attempt: int, message: str) -> None:
+        self._queue, self._job_id, self._attempt = queue, job_id, attempt
+        self._message = message
+        self._decoded: dict[str, Any] | None = None
+        self._inputs: dict[str, Any] | None = None
+
+    def _message_fields(self) -> dict[str, Any]:
+        if self._decoded is None:
+            self._decoded = decode_message(self._message)
+        return self._decoded
+
+    def _input_fields(self) -> dict[str, Any]:
+        if self._inputs is None:
+            if not self._message_fields().get("inputs"):
+                self._inputs = {}
+            else:
+                found = self._queue.peek(Keys.inputs(self._job_id, self._attempt))
+                if not isinstance(found, dict):
+                    raise InputsMissing(
+                        f"job {self._job_id} attempt {self._attempt}: its inputs are gone"
+                    )
+                self._inputs = found
+        return self._inputs
+
+    def __getitem__(self, key: str) -> Any:
+        if key == "params":
+            return self._message_fields().get("params", {})
+        if key in INPUT_FIELDS:
+            inputs = self._input_fields()
+            if key in inputs:
+                return inputs[key]
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        yield "params"
+        yield from (name for name in INPUT_FIELDS if name in self._input_fields())
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
 @dataclass(frozen=True)
 class QueuedTask:
     """A job task waiting in the queue, as a batching worker sees it (left in place)."""
@@ -97,7 +164,7 @@ class QueuedTask:
     task_id: str
     job_id: str
     attempt: int
-    payload: dict[str, Any]
+    payload: Mapping[str, Any]
 
 
 def _split_name(url: str, default: str) -> tuple[str, str]:
@@ -158,8 +225,8 @@ class JobQueue:
             )
         queue = cls(huey, url)
 
-        def run_job(job_id: str, attempt: int, payload: dict[str, Any]) -> None:
-            queue._dispatch(job_id, attempt, payload)
+        def run_job(job_id: str, attempt: int, message: str | dict[str, Any]) -> None:
+            queue._dispatch(job_id, attempt, queue._payload(job_id, attempt, message))
 
         queue._task = huey.task(name=TASK_NAME)(run_job)
         return queue
@@ -179,20 +246,34 @@ class JobQueue:
         """What this process does with the tasks it dequeues (workers only)."""
         self._handler = handler
 
-    def _dispatch(self, job_id: str, attempt: int, payload: dict[str, Any]) -> None:
+    def _dispatch(self, job_id: str, attempt: int, payload: Mapping[str, Any]) -> None:
         if self._handler is None:
             raise RuntimeError("this JobQueue has no task handler: it is not a worker")
         self._handler(job_id, attempt, payload)
 
-    def enqueue(
-        self, job_id: str, attempt: int, payload: dict[str, Any], *, order: float | None = None
-    ) -> None:
-        """Queue one attempt of a job; payload carries params and input bytes (and checkpoint).
+    def _payload(
+        self, job_id: str, attempt: int, message: str | dict[str, Any]
+    ) -> Mapping[str, Any]:
+        """The lazy payload of a task message (a dict: a message queued by an older version)."""
+        if isinstance(message, dict):
+            return message
+        return TaskPayload(self, str(job_id), int(attempt), message)
 
+    def enqueue(
+        self, job_id: str, attempt: int, payload: Mapping[str, Any], *, order: float | None = None
+    ) -> None:
+        """Queue one attempt of a job: payload holds its params and input bytes (and checkpoint).
+
+        The bytes go under the attempt's inputs key and the message carries only the params, so
+        whoever reads the queue (the audit, a batching worker) never handles upload bytes.
         Tasks with a smaller `order` (the job's creation time) are taken first, so a job requeued
         after its worker died, or whose message was lost, keeps its place ahead of later jobs.
         """
-        task = self._task.s(job_id, attempt, payload)
+        inputs = {name: payload[name] for name in INPUT_FIELDS if payload.get(name)}
+        if inputs:
+            self.put(Keys.inputs(job_id, attempt), inputs)
+        message = json.dumps({"params": payload.get("params", {}), "inputs": bool(inputs)})
+        task = self._task.s(job_id, attempt, message)
         if order is not None:
             task.priority = -order  # Huey takes higher priorities first, FIFO among equals
         self.huey.enqueue(task)
@@ -211,20 +292,30 @@ class JobQueue:
         return bool(self.huey.storage.blocking)
 
     def queued_tasks(self, limit: int | None = None) -> list[QueuedTask]:
-        """The first `limit` waiting tasks, in the order workers take them; none is removed."""
+        """The first `limit` waiting tasks, in the order workers take them; none is removed.
+
+        Their payloads are read only when used (params from the message, bytes from a key)."""
         found = []
         for data in self.huey.storage.enqueued_items(limit):
             try:
                 task = self.huey.deserialize_task(data)
-                job_id, attempt, payload = task.args
-                found.append(QueuedTask(str(task.id), str(job_id), int(attempt), dict(payload)))
+                job_id, attempt, message = task.args
+                payload = self._payload(job_id, attempt, message)
+                found.append(QueuedTask(str(task.id), str(job_id), int(attempt), payload))
             except Exception:
                 logger.warning("unreadable task in the queue", exc_info=True)
         return found
 
     def queued_attempts(self) -> set[tuple[str, int]]:
-        """(job_id, attempt) of every task waiting in the queue."""
-        return {(task.job_id, task.attempt) for task in self.queued_tasks()}
+        """(job_id, attempt) of every task waiting in the queue (no payload is decoded)."""
+        found = set()
+        for data in self.huey.storage.enqueued_items():
+            try:
+                job_id, attempt, _ = self.huey.deserialize_task(data).args
+                found.add((str(job_id), int(attempt)))
+            except Exception:
+                logger.warning("unreadable task in the queue", exc_info=True)
+        return found
 
     def revoke(self, task_id: str) -> None:
         """Make a waiting task a no-op when it is dequeued (a batching worker took its job)."""
@@ -300,10 +391,11 @@ class JobQueue:
         return value if isinstance(value, dict) else None
 
     def clear_job(self, job_id: str, attempts: int, *, keep_control: bool = False) -> None:
-        """Delete every report key of attempts 1..attempts (and the control key)."""
+        """Delete every report and inputs key of attempts 1..attempts (and the control key)."""
         for attempt in range(1, attempts + 1):
             for kind in Keys.ATTEMPT_KINDS:
                 self.delete(Keys.attempt_key(kind, job_id, attempt))
+            self.delete(Keys.inputs(job_id, attempt))
         if not keep_control:
             self.delete(Keys.control(job_id))
 

@@ -17,7 +17,7 @@ import time
 import traceback
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from functools import partial
@@ -27,7 +27,7 @@ import torch
 
 from artgen.config import Settings
 from artgen.jobs.job_run import JobRun, failure
-from artgen.jobs.queue import JobQueue, Keys, QueuedTask
+from artgen.jobs.queue import InputsMissing, JobQueue, Keys, QueuedTask
 from artgen.jobs.schemas import JobCreate, WorkerInfo
 
 if TYPE_CHECKING:
@@ -306,7 +306,7 @@ class Worker:
 
     # Tasks
 
-    def run_task(self, job_id: str, attempt: int, payload: dict[str, Any]) -> None:
+    def run_task(self, job_id: str, attempt: int, payload: Mapping[str, Any]) -> None:
         """Run one attempt of a job, and the queued jobs that join its batch meanwhile."""
         if not self._claimable(job_id, attempt) or not self._claim(job_id, attempt):
             return
@@ -352,7 +352,7 @@ class Worker:
         self.info.job_id = self.info.job_ids[0] if self.info.job_ids else None
         self._beat()
 
-    def _new_run(self, job_id: str, attempt: int, payload: dict[str, Any]) -> JobRun:
+    def _new_run(self, job_id: str, attempt: int, payload: Mapping[str, Any]) -> JobRun:
         request = JobCreate.model_validate(payload["params"])
         vqgan, clips = self._models_key(request)
         try:
@@ -381,7 +381,7 @@ class Worker:
 
     def _models_key(self, request: JobCreate) -> tuple[str, tuple[str, ...]]:
         """The (VQGAN, CLIP models) a request runs with."""
-        clips = request.clip_models or self.settings.resolved_clip_models
+        clips = request.clip_models or self.settings.clip_models_for(request.model)
         return request.model or self.settings.model, tuple(clips)
 
     def _attempt(self, label: str, action: Callable[[], Any]) -> tuple[Any, dict[str, Any] | None]:
@@ -390,6 +390,10 @@ class Worker:
             return action(), None
         except ModelUnavailable as exc:
             return None, failure("model_unavailable", str(exc))
+        except InputsMissing as exc:
+            # The queue lost data: hand the job back; the API enqueues it again with its inputs.
+            logger.warning("%s: %s", label, exc)
+            return None, {"status": "interrupted", "iteration": 0, "lost": True}
         except torch.cuda.OutOfMemoryError:
             logger.warning("%s: GPU out of memory", label)
             result = failure("gpu_out_of_memory", "the GPU ran out of memory; try a smaller size")
@@ -496,7 +500,7 @@ class Worker:
                 continue
             start = partial(self._new_run, task.job_id, task.attempt, task.payload)
             run, error = self._attempt(f"job {task.job_id}", start)
-            if error is not None and error["error"]["code"] == "gpu_out_of_memory":
+            if error is not None and error.get("error", {}).get("code") == "gpu_out_of_memory":
                 # No room on the GPU after all: hand it back untouched, batch no more.
                 self._limit_batch(len(runs))
                 error = {"status": "interrupted", "iteration": 0}
