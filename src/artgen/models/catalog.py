@@ -46,6 +46,15 @@ class UnknownModel(ValueError):
     """A model name that is neither a preset, a registered model, nor an open_clip tag."""
 
 
+def public_message(exc: BaseException) -> str:
+    """Why models failed to load, for a service's clients: names and commands, never a path."""
+    if isinstance(exc, ModelUnavailable) and exc.public_message:
+        return exc.public_message
+    if isinstance(exc, UnknownModel):
+        return str(exc)  # names only
+    return f"{type(exc).__name__} while loading (the server's log has the details)"
+
+
 @dataclass(frozen=True)
 class VQGANPreset:
     """A downloadable VQGAN: its YAML config and Lightning checkpoint."""
@@ -433,10 +442,15 @@ class Catalog:
         if name in self.vqgan_presets or name in self.clip_presets:
             about = f" (about {size / 1e9:.1f} GB)" if size else ""
             files = "files" if len(missing) > 1 else "file"
-            how = f"fetch it with `artgen models download {name}`{about} or put the {files} there"
+            command = f"artgen models download {name}"
+            how = f"fetch it with `{command}`{about} or put the {files} there"
         else:
-            how = f"re-register it with `artgen models add {name} --config F --checkpoint F`"
-        raise ModelUnavailable(f"{kind} {name!r} is not available: missing {listed}; {how}")
+            command = f"artgen models add {name} --config F --checkpoint F"
+            how = f"re-register it with `{command}`"
+        public = f"{kind} {name!r} is not installed on this server; an operator runs `{command}`"
+        raise ModelUnavailable(
+            f"{kind} {name!r} is not available: missing {listed}; {how}", public_message=public
+        )
 
     def build_vqgan(self, name: str, device: torch.device | str = "cpu") -> VQGAN:
         """Load (or, for tiny/random presets, construct) a VQGAN by name."""

@@ -29,7 +29,14 @@ class CheckpointError(RuntimeError):
 
 
 class ModelUnavailable(RuntimeError):
-    """A model whose files are missing or cannot be fetched; the message says how to get them."""
+    """A model whose files are missing or cannot be fetched; the message says how to get them.
+
+    `public_message` says the same for a service's clients: the model and the command, no path.
+    """
+
+    def __init__(self, message: str, *, public_message: str | None = None) -> None:
+        super().__init__(message)
+        self.public_message = public_message
 
 
 class _PickledStub:

@@ -193,7 +193,9 @@ def pretrained_critic(
         raise ModelUnavailable(
             f"CLIP {name} could not be loaded or downloaded into {cache_dir} "
             f"({str(error).splitlines()[0][:200]}); run `artgen models download {name}` "
-            "on a machine with network access"
+            "on a machine with network access",
+            public_message=f"CLIP {name} is not installed on this server; an operator runs "
+            f"`artgen models download {name}`",
         ) from None
     config = getattr(model.visual, "preprocess_cfg", {}) or {}
     mean = config.get("mean", OPENAI_DATASET_MEAN)
