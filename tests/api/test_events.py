@@ -6,7 +6,7 @@ import asyncio
 from types import SimpleNamespace
 
 from artgen.api.routes import events as sse
-from artgen.jobs.schemas import JobEvent
+from artgen.jobs.schemas import JobEvent, JobStatus
 
 
 class ScriptedService:
@@ -22,7 +22,7 @@ class ScriptedService:
         return [event for event in batch if event.id > after]
 
     def get(self, job_id, owner=None):
-        return object()
+        return SimpleNamespace(id=job_id, status=JobStatus.running)
 
 
 def _request(draining=False):
@@ -62,3 +62,28 @@ def test_stream_ends_when_the_server_drains(monkeypatch):
         _collect(sse.follow_events(_request(draining=True), ScriptedService([]), "job", 0))
     )
     assert frames[-1].startswith(": server shutting down")
+
+
+class FinishedService:
+    """A job that has ended: its events are stored and no new one will ever come."""
+
+    def __init__(self, stored):
+        self.stored = stored
+
+    def events(self, job_id, after=0):
+        return [event for event in self.stored if event.id > after]
+
+    def get(self, job_id, owner=None):
+        return SimpleNamespace(id=job_id, status=JobStatus.succeeded)
+
+
+def test_resuming_at_or_past_the_end_of_a_finished_job_replays_done_and_closes(monkeypatch):
+    # Every auto-reconnecting EventSource sends the last id it saw: here, that of `done`.
+    monkeypatch.setattr(sse, "POLL_SECONDS", 0.001)
+    monkeypatch.setattr(sse, "HEARTBEAT_SECONDS", 0.001)
+    monkeypatch.setattr(sse, "EXISTS_CHECK_SECONDS", 0.001)
+    done = JobEvent(id=7, type="done", data={"status": "succeeded"})
+    service = FinishedService([JobEvent(id=6, type="status", data={}), done])
+    for after in (7, 8, 10**9):
+        frames = asyncio.run(_collect(sse.follow_events(_request(), service, "job", after)))
+        assert frames[1:] == ['id: 7\nevent: done\ndata: {"status":"succeeded"}\n\n'], frames

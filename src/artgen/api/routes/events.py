@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -19,7 +20,7 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 POLL_SECONDS = 0.25
 HEARTBEAT_SECONDS = 15.0
-# How often the stream checks that the job still exists (it may be deleted while followed).
+# How often a quiet stream looks at the job: deleted (the stream ends) or ended (done is replayed).
 EXISTS_CHECK_SECONDS = 2.0
 MAX_EVENT_ID = 2**63 - 1
 
@@ -52,10 +53,14 @@ def _parse_last_event_id(header: str | None, query: int | None) -> int:
 async def follow_events(
     request: Request, service: Any, job_id: str, after: int
 ) -> AsyncIterator[str]:
-    """Yield SSE frames for events with id > `after` until `done` or shutdown."""
+    """Yield SSE frames for events with id > `after` until `done` or shutdown.
+
+    A job that has ended sends nothing new: a client resuming at or past its `done` (every
+    auto-reconnecting EventSource sends the last id it saw) gets `done` again and the stream ends.
+    """
     # A client disconnect cancels this generator: StreamingResponse listens for it.
     last_sent = time.monotonic()
-    last_exists_check = time.monotonic()
+    last_job_check = -math.inf  # the first quiet poll looks at the job at once
     yield "retry: 1000\n\n"
     while True:
         events = await run_in_threadpool(service.events, job_id, after)
@@ -67,17 +72,29 @@ async def follow_events(
         now = time.monotonic()
         if events:
             last_sent = now
-        elif now - last_sent >= HEARTBEAT_SECONDS:
+        elif now - last_job_check >= EXISTS_CHECK_SECONDS:
+            last_job_check = now
+            job = await run_in_threadpool(service.get, job_id)
+            if job is None:
+                return
+            if job.status.terminal:
+                # Its done event is at or before `after` (written with the final status).
+                done = await run_in_threadpool(_last_done_event, service, job_id)
+                if done is not None:
+                    yield format_event(done)
+                return
+        if not events and now - last_sent >= HEARTBEAT_SECONDS:
             last_sent = now
             yield ": heartbeat\n\n"
         if getattr(request.app.state, "draining", False):
             yield ": server shutting down; reconnect with Last-Event-ID\n\n"
             return
-        if now - last_exists_check >= EXISTS_CHECK_SECONDS:
-            last_exists_check = now
-            if await run_in_threadpool(service.get, job_id) is None:
-                return
         await asyncio.sleep(POLL_SECONDS)
+
+
+def _last_done_event(service: Any, job_id: str) -> Any:
+    done = [event for event in service.events(job_id, 0) if event.type == "done"]
+    return done[-1] if done else None
 
 
 @router.get(
