@@ -63,6 +63,10 @@ def test_full_lifecycle_with_files_and_events(worker_client):
     assert [event_id for event_id, _, _ in resumed] == [i for i in ids if i > middle]
     resumed = _stream_events(client, job_id, query=f"?last_event_id={ids[-2]}")
     assert [event_id for event_id, _, _ in resumed] == [ids[-1]]
+    # A reconnect at (or past) the end replays `done` and the stream closes.
+    for after in (ids[-1], ids[-1] + 100):
+        resumed = _stream_events(client, job_id, headers={"Last-Event-ID": str(after)})
+        assert [(event_id, kind) for event_id, kind, _ in resumed] == [(ids[-1], "done")]
 
     job = wait_for(client, job_id)
     assert job["status"] == "succeeded", job
@@ -180,3 +184,80 @@ def test_queue_full_is_503_with_retry_after(client_factory):
     assert_error(response, 503, "queue_full")
     assert int(response.headers["Retry-After"]) > 0
     assert client.get("/v1/jobs").json()["total"] == 2
+
+
+def _succeeded_job(client):
+    job_id = client.post("/v1/jobs", json=small_job()).json()["id"]
+    assert wait_for(client, job_id)["status"] == "succeeded"
+    return job_id
+
+
+def test_files_gone_under_a_read_are_a_clean_404(worker_client):
+    client = worker_client
+    service = client.app.state.service
+    job_id = _succeeded_job(client)
+    # The DELETE removed the files after the record was read: the file is missing, not the record.
+    job = service.get(job_id)
+    for name in (job.image_file, job.preview_file):
+        service.store.file_path(job_id, name).unlink()
+    for suffix in ("/image", "/image?format=jpeg", "/preview", "/preview?format=jpeg"):
+        body = assert_error(client.get(f"/v1/jobs/{job_id}{suffix}"), 404, "not_found")
+        assert "deleted" in body["error"]["message"], suffix
+
+
+def test_a_delete_between_the_record_and_the_file_is_a_clean_404(worker_client, monkeypatch):
+    client = worker_client
+    service = client.app.state.service
+    for what, suffix in (("image_file", "/image"), ("preview_file", "/preview")):
+        job_id = _succeeded_job(client)
+        real = getattr(service, what)
+
+        def racing(job_id, real=real):
+            service.delete(job_id)
+            return real(job_id)
+
+        monkeypatch.setattr(service, what, racing)
+        assert_error(client.get(f"/v1/jobs/{job_id}{suffix}"), 404, "not_found")
+        monkeypatch.undo()
+
+
+def test_a_file_deleted_while_it_streams_is_sent_whole(worker_client, monkeypatch):
+    from artgen.api.routes import jobs as job_routes
+
+    client = worker_client
+    service = client.app.state.service
+    job_id = _succeeded_job(client)
+    path = service.store.file_path(job_id, service.get(job_id).image_file)
+    expected = path.read_bytes()
+    real_open = job_routes.open_stored_file
+
+    def open_then_delete(*args):
+        handle = real_open(*args)
+        service.delete(job_id)
+        return handle
+
+    monkeypatch.setattr(job_routes, "open_stored_file", open_then_delete)
+    response = client.get(f"/v1/jobs/{job_id}/image")
+    assert response.status_code == 200
+    assert response.content == expected
+    assert int(response.headers["content-length"]) == len(expected)
+    assert not path.exists()
+
+
+def test_cancel_of_a_running_job_says_it_is_pending(worker_client):
+    client = worker_client
+    job_id = client.post("/v1/jobs", json=small_job(iterations=5000)).json()["id"]
+    assert client.get(f"/v1/jobs/{job_id}").json()["cancel_requested"] is False
+    wait_for(client, job_id, lambda job: job["status"] == "running")
+    body = client.post(f"/v1/jobs/{job_id}/cancel").json()
+    assert body["status"] == "running" and body["cancel_requested"] is True
+    job = wait_for(client, job_id)
+    assert job["status"] == "canceled"
+
+
+def test_preview_of_an_ended_job_says_it_ended(idle_client):
+    job_id = idle_client.post("/v1/jobs", json=small_job()).json()["id"]
+    idle_client.post(f"/v1/jobs/{job_id}/cancel")
+    body = assert_error(idle_client.get(f"/v1/jobs/{job_id}/preview"), 409, "job_ended")
+    assert "canceled" in body["error"]["message"]
+    assert "retry" not in body["error"]["message"]

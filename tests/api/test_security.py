@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from apitools import assert_error, small_job
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from apitools import assert_error, small_job, wait_for, wait_ready
 from fastapi.testclient import TestClient
 
 from artgen.api.security import RateLimiter, authenticate, owner_of
@@ -178,3 +182,52 @@ def test_static_page_and_docs(idle_client):
     assert "JobCreate" in schema["components"]["schemas"]
     content = schema["paths"]["/v1/jobs"]["post"]["requestBody"]["content"]
     assert {"application/json", "multipart/form-data"} <= set(content)
+
+
+def test_concurrent_submissions_never_pass_the_active_job_limit(client_factory):
+    client = client_factory(api_keys=["key-a"], max_active_jobs_per_key=2)
+    barrier = threading.Barrier(20)
+
+    def submit(seed):
+        barrier.wait()
+        return client.post("/v1/jobs", json=small_job(seed=seed), headers=KEY_A).status_code
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        statuses = list(pool.map(submit, range(20)))
+    assert sorted(statuses) == [202] * 2 + [429] * 18, statuses
+    assert client.get("/v1/jobs", headers=KEY_A).json()["total"] == 2
+
+
+def test_an_idempotent_retry_never_counts_against_the_limits(client_factory):
+    client = client_factory(api_keys=["key-a"], rate_limit_per_minute=2, max_active_jobs_per_key=1)
+    headers = {**KEY_A, "Idempotency-Key": "order-1"}
+    first = client.post("/v1/jobs", json=small_job(), headers=headers)
+    assert first.status_code == 202, first.text
+    for _ in range(3):
+        again = client.post("/v1/jobs", json=small_job(), headers=headers)
+        assert again.status_code == 202, again.text
+        assert again.json()["id"] == first.json()["id"]
+        assert again.headers["Idempotent-Replayed"] == "true"
+    # The retries used none of the two submissions a minute: one more new job is accepted ...
+    client.post(f"/v1/jobs/{first.json()['id']}/cancel", headers=KEY_A)
+    second = client.post("/v1/jobs", json=small_job(seed=2), headers=KEY_A)
+    assert second.status_code == 202, second.text
+    client.post(f"/v1/jobs/{second.json()['id']}/cancel", headers=KEY_A)
+    # ... and the third new one is over the rate (no job is active any more).
+    third = client.post("/v1/jobs", json=small_job(seed=3), headers=KEY_A)
+    assert "per minute" in assert_error(third, 429, "rate_limited")["error"]["message"]
+
+
+def test_readyz_shows_counts_only_without_a_valid_key(client_factory):
+    client = client_factory(api_keys=["key-a"], worker=True)
+    wait_ready(client)
+    job_id = client.post("/v1/jobs", json=small_job(iterations=5000), headers=KEY_A).json()["id"]
+    job = wait_for(client, job_id, lambda job: job["status"] == "running", headers=KEY_A)
+    for headers in ({}, {"X-API-Key": "wrong"}):
+        body = client.get("/readyz", headers=headers).json()
+        assert body["status"] == "ready" and body["workers_alive"] == 1 and body["running"] == 1
+        assert "workers" not in body and job_id not in json.dumps(body)
+    full = client.get("/readyz", headers=KEY_A).json()
+    assert full["workers"][0]["jobs"] == [job["id"]]
+    client.post(f"/v1/jobs/{job_id}/cancel", headers=KEY_A)
+    wait_for(client, job_id, headers=KEY_A)

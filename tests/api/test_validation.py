@@ -310,3 +310,116 @@ def test_streamed_multipart_over_the_cap_is_413_on_every_upload_route(client_fac
     for url in ("/v1/generate_textimg2img?prompt=x&width=32&height=32", "/v1/jobs"):
         response = client.post(url, content=body(), headers=headers)
         assert_error(response, 413, "payload_too_large")
+
+
+# Issue 12: hostile and first-contact requests.
+
+
+@pytest.mark.parametrize("depth", [40, 2000, 100_000])
+def test_deeply_nested_json_is_422_as_body_and_as_params(idle_client, depth):
+    nested = '{"prompts": "a", "schedule": ' + "[" * depth + "]" * depth + "}"
+    response = idle_client.post(
+        "/v1/jobs", content=nested, headers={"Content-Type": "application/json"}
+    )
+    body = assert_error(response, 422, "validation_error", "body")
+    assert "nested" in body["error"]["message"]
+    response = idle_client.post("/v1/jobs", files={"params": (None, nested)})
+    assert_error(response, 422, "validation_error", "params")
+    assert idle_client.get("/v1/jobs").json()["total"] == 0
+
+
+@pytest.mark.parametrize(
+    ("entry", "fragment"),
+    [
+        ({"at": 2, "prompts": ""}, "empty"),
+        ({"at": 2, "prompts": "   "}, "empty"),
+        ({"at": 2, "prompts": "a storm\x00at sea"}, "control characters"),
+        ({"at": 2, "prompts": "x" * 500_000}, "2000"),
+    ],
+)
+def test_schedule_prompts_are_checked_like_prompts(idle_client, entry, fragment):
+    schedule = [{"at": 1, "prompts": "calm"}, entry]
+    response = _post(idle_client, small_job(iterations=10, schedule=schedule))
+    body = assert_error(response, 422, "validation_error", "schedule.1.prompts")
+    assert fragment in body["error"]["message"]
+
+
+def test_schedule_entries_are_capped(idle_client):
+    schedule = [{"at": at, "prompts": f"scene {at}"} for at in range(1, 1001)]
+    response = _post(idle_client, small_job(iterations=2000, schedule=schedule))
+    body = assert_error(response, 422, "validation_error", "schedule")
+    assert "at most" in body["error"]["message"]
+    fine = [{"at": at, "prompts": f"scene {at}"} for at in range(1, 11)]
+    assert _post(idle_client, small_job(iterations=20, schedule=fine)).status_code == 202
+
+
+def test_clip_models_are_deduplicated_and_capped(idle_client):
+    response = _post(idle_client, small_job(clip_models=["tiny"] * 30))
+    assert response.status_code == 202, response.text
+    assert response.json()["params"]["clip_models"] == ["tiny"]
+    many = [f"ViT-B-32/tag{i}" for i in range(9)]
+    body = assert_error(
+        _post(idle_client, small_job(clip_models=many)), 422, "validation_error", "clip_models"
+    )
+    assert "at most" in body["error"]["message"]
+
+
+def test_prompt_is_the_documented_name_and_prompts_an_alias(idle_client):
+    text = small_job()
+    del text["prompts"]
+    response = _post(idle_client, {**text, "prompt": "a castle | fog:-0.5"})
+    assert response.status_code == 202, response.text
+    assert response.json()["params"]["prompts"] == "a castle | fog:-0.5"
+    response = _post(idle_client, {**text, "prompt": ["a castle", "fog:-0.5"]})
+    assert response.status_code == 202, response.text
+    assert response.json()["params"]["prompts"] == "a castle | fog:-0.5"
+    params = json.dumps({**text, "prompt": "a"})
+    response = idle_client.post("/v1/jobs", files={"params": (None, params)})
+    assert response.status_code == 202, response.text
+    assert _post(idle_client, small_job(prompts="legacy name")).status_code == 202
+    both = _post(idle_client, {**text, "prompt": "a", "prompts": "b"})
+    assert_error(both, 422, "validation_error", "prompt")
+    missing = assert_error(_post(idle_client, text), 422, "validation_error", "prompt")
+    assert "prompt" in missing["error"]["message"]
+    bad = _post(idle_client, {**text, "prompt": "a\x00b"})
+    assert_error(bad, 422, "validation_error", "prompt")
+
+
+def test_openapi_documents_prompt(idle_client):
+    schema = idle_client.get("/openapi.json").json()
+    create = schema["components"]["schemas"]["JobCreate"]
+    assert "prompt" in create["properties"] and "prompts" not in create["properties"]
+    assert create["required"] == ["prompt"]
+    examples = create["examples"]
+    assert examples and all("prompt" in example for example in examples)
+
+
+def test_a_noise_only_job_is_accepted(idle_client):
+    response = _post(idle_client, small_job(prompts="", noise_prompts="1:1"))
+    assert response.status_code == 202, response.text
+    refused = _post(idle_client, small_job(prompts="", noise_prompts=" "))
+    assert_error(refused, 422, "validation_error", "prompts")
+
+
+@pytest.mark.parametrize("suffix", ["", "/preview", "/image", "/video", "/events"])
+def test_non_uuid_ids_are_404_like_any_unknown_id(idle_client, suffix):
+    body = assert_error(idle_client.get(f"/v1/jobs/not-a-uuid{suffix}"), 404, "not_found")
+    assert "no job" in body["error"]["message"]
+
+
+def test_non_uuid_ids_are_404_for_cancel_and_delete(idle_client):
+    assert_error(idle_client.post("/v1/jobs/not-a-uuid/cancel"), 404, "not_found")
+    assert_error(idle_client.delete("/v1/jobs/not-a-uuid"), 404, "not_found")
+
+
+def test_415_and_every_error_have_details(idle_client):
+    response = idle_client.post("/v1/jobs", content="x", headers={"Content-Type": "text/plain"})
+    body = assert_error(response, 415, "unsupported_media_type")
+    assert body["error"]["details"] == [
+        {"field": "Content-Type", "message": body["error"]["details"][0]["message"]}
+    ]
+    files = [("init_image", ("evil.png", b"just some text, not an image", "image/png"))]
+    body = assert_error(_multipart(idle_client, files), 415, "unsupported_media_type")
+    assert body["error"]["details"][0]["field"] == "init_image"
+    missing = assert_error(idle_client.get("/v1/nothing-here"), 404, "not_found")
+    assert missing["error"]["details"] == []

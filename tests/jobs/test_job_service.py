@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -173,7 +174,34 @@ def test_invalid_jobs(service: JobService) -> None:
         service.submit(tiny_request(prompts="x" * 5000))
     with pytest.raises(InvalidJob, match="image_prompt_weights"):
         service.submit(tiny_request(image_prompt_weights=[1.0]))
+    with pytest.raises(InvalidJob, match="prompts"):
+        service.submit(tiny_request(prompts="a\x00b"))
+    with pytest.raises(InvalidJob, match="schedule.0.prompts"):
+        service.submit(tiny_request(schedule=[{"at": 2, "prompts": "x" * 5000}]))
+    with pytest.raises(InvalidJob, match="prompts"):
+        service.submit(tiny_request(prompts=" "))
     assert service.list()[1] == 0
+
+
+def test_a_noise_only_job_is_accepted_like_the_route_accepts_it(service: JobService) -> None:
+    job, created = service.submit(tiny_request(prompts="", noise_prompts="1:1"))
+    assert created and job.params["noise_prompts"] == "1:1"
+
+
+def test_the_active_limit_is_checked_with_the_creation(service: JobService) -> None:
+    from artgen.jobs.service import ActiveLimit
+
+    service.submit(tiny_request(), owner="alice", max_active=1)
+    with pytest.raises(ActiveLimit):
+        service.submit(tiny_request(seed=4), owner="alice", max_active=1)
+    again, created = service.submit(
+        tiny_request(), owner="alice", idempotency_key="k", max_active=2
+    )
+    assert created
+    replay, created = service.submit(
+        tiny_request(), owner="alice", idempotency_key="k", max_active=2
+    )
+    assert not created and replay.id == again.id
 
 
 def test_delete_removes_record_and_files(
@@ -200,6 +228,10 @@ def test_model_unavailable_fails_the_job(
     assert done.status == JobStatus.failed
     assert done.error.code == "model_unavailable"
     assert "wikiart_16384" in done.error.message
+    # Clients learn the model and the command, never a path on the server.
+    assert "artgen models download wikiart_16384" in done.error.message
+    assert str(service.settings.home) not in done.error.message
+    assert not re.search(r"/\w+/", done.error.message), done.error.message
 
 
 @BOTH_QUEUES

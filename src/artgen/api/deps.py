@@ -51,7 +51,21 @@ async def get_owner(
 
 OwnerDep = Annotated[str | None, Depends(get_owner)]
 
-JobIdPath = Annotated[uuid.UUID, Path(description="the job's id (a UUID)")]
+
+async def job_id_path(
+    job_id: Annotated[
+        str, Path(description="the job's id (a UUID)", json_schema_extra={"format": "uuid"})
+    ],
+) -> str:
+    """The job id in its canonical form; an id that is no UUID is unknown like any other (404)."""
+    try:
+        return str(uuid.UUID(job_id))
+    except ValueError:
+        # Not echoed: whatever was sent, no job has that id.
+        raise ApiError(404, "not_found", "no job with this id (job ids are UUIDs)") from None
+
+
+JobIdPath = Annotated[str, Depends(job_id_path)]
 
 
 def caller_id(request: Request, owner: str | None) -> str:
@@ -62,7 +76,7 @@ def caller_id(request: Request, owner: str | None) -> str:
     return f"addr:{client.host if client else 'unknown'}"
 
 
-def job_or_404(service: JobService, job_id: uuid.UUID, owner: str | None) -> Job:
+def job_or_404(service: JobService, job_id: str | uuid.UUID, owner: str | None) -> Job:
     """The job, or 404 (also for another key's job, so ids of others' jobs are not revealed)."""
     job = service.get(str(job_id), owner=owner)
     if job is None:

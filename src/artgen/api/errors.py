@@ -1,4 +1,4 @@
-"""The JSON error shape {"error": {"code", "message", "field"?, "details"?}} and its handlers."""
+"""The JSON error shape {"error": {"code", "message", "field"?, "details"}} and its handlers."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ class ErrorInfo(BaseModel):
     code: str
     message: str
     field: str | None = None
-    details: list[ErrorDetail] | None = None
+    details: list[ErrorDetail] = []
 
 
 class ErrorBody(BaseModel):
@@ -95,8 +95,10 @@ def error_body(
     error: dict[str, Any] = {"code": code, "message": message}
     if field is not None:
         error["field"] = field
-    if details is not None:
-        error["details"] = details
+    if details is None:
+        # Always a list, so clients read one shape: the field named, or none.
+        details = [{"field": field, "message": message}] if field is not None else []
+    error["details"] = details
     return {"error": error}
 
 

@@ -15,6 +15,8 @@ from artgen.engine.prompts import (
 )
 
 MAX_SEED = 2**63 - 1
+# Every entry's prompts are embedded when a generation starts; a story needs a few scenes.
+MAX_SCHEDULE_ENTRIES = 100
 
 
 class ScheduledPrompts(BaseModel):
@@ -28,6 +30,8 @@ class ScheduledPrompts(BaseModel):
     @field_validator("prompts")
     @classmethod
     def _check_prompts(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty (a scene needs a text prompt)")
         parse_prompts(value)
         return value
 
@@ -37,7 +41,9 @@ class GenerationParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    prompts: str = Field(description="'text:weight:stop | other:-0.5'; '' only with image prompts")
+    prompts: str = Field(
+        description="'text:weight:stop | other:-0.5'; '' only with image or noise prompts"
+    )
     width: int = Field(256, ge=16, le=2048)
     height: int = Field(256, ge=16, le=2048)
     iterations: int = Field(100, ge=1, le=100_000)
@@ -51,7 +57,7 @@ class GenerationParams(BaseModel):
     optimizer: Literal["adam", "adamw", "adagrad", "sgd"] = "adam"
     augment: bool = True
     noise_prompts: str = Field("", description="'seed:weight | seed:weight'")
-    schedule: list[ScheduledPrompts] = Field(default_factory=list)
+    schedule: list[ScheduledPrompts] = Field(default_factory=list, max_length=MAX_SCHEDULE_ENTRIES)
     # One weight per image prompt given to the Generation; empty means 1.0 each.
     image_prompt_weights: list[float] = Field(default_factory=list)
 

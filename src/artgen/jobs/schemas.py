@@ -4,14 +4,43 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from artgen.engine.params import GenerationParams
 
 # Fields of JobCreate that are not GenerationParams (the worker strips them before generating).
 JOB_ONLY_FIELDS = ("model", "clip_models", "video", "preview_every")
+# Each critic is a whole CLIP model in memory and a forward pass per step.
+MAX_CLIP_MODELS = 4
+_PROMPT_SCHEMA = {
+    "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
+    "description": "'text:weight:stop | other:-0.5', or a list of such prompts; '' only with "
+    "image or noise prompts. `prompts` is accepted as an alias.",
+    "examples": ["a castle in the clouds:1 | fog:-0.5", ["a castle in the clouds", "fog:-0.5"]],
+}
+JOB_CREATE_EXAMPLE = {
+    "prompt": "a castle in the clouds:1 | fog:-0.5",
+    "width": 128,
+    "height": 128,
+    "iterations": 50,
+    "seed": 7,
+}
+
+
+class _BothPromptNames:
+    """Stands in for `prompt` when a request gave both names, so the field's error names it."""
 
 
 def utcnow() -> datetime:
@@ -40,31 +69,67 @@ ACTIVE_STATUSES = (JobStatus.queued, JobStatus.running)
 class JobCreate(GenerationParams):
     """What a client asks for: the generation parameters plus models, video and previews."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(
+        extra="forbid", allow_inf_nan=False, json_schema_extra={"examples": [JOB_CREATE_EXAMPLE]}
+    )
 
+    # `prompt` like the seed's endpoints and most image APIs; `prompts` (the engine's name) too.
+    prompts: Annotated[str, WithJsonSchema(_PROMPT_SCHEMA)] = Field(
+        validation_alias=AliasChoices("prompt", "prompts")
+    )
     model: str | None = Field(None, description="VQGAN name; None uses the server's default")
     clip_models: list[str] | None = Field(
-        None, description="CLIP critic names; None uses the server's default"
+        None,
+        description=f"CLIP critic names (at most {MAX_CLIP_MODELS} distinct, duplicates dropped); "
+        "None uses the server's default",
     )
     video: bool = Field(False, description="also render an MP4 timelapse of the previews")
     preview_every: int = Field(5, ge=1, le=100_000, description="iterations between previews")
 
+    # The name the client gave the prompts under, so the server's own errors use it too.
+    _prompt_name: str = PrivateAttr("prompts")
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _one_prompt_name(cls, data: Any, handler: ModelWrapValidatorHandler[JobCreate]) -> Any:
+        used_prompt = isinstance(data, dict) and "prompt" in data
+        if used_prompt and "prompts" in data:
+            rest = {key: value for key, value in data.items() if key != "prompts"}
+            data = {**rest, "prompt": _BothPromptNames()}
+        request = handler(data)
+        if used_prompt:
+            request._prompt_name = "prompt"
+        return request
+
+    @property
+    def prompt_field(self) -> str:
+        """`prompt` or `prompts`: the name this request used (error messages name it)."""
+        return self._prompt_name
+
     @field_validator("prompts", mode="before")
     @classmethod
     def _join_prompt_list(cls, value: Any) -> Any:
+        if isinstance(value, _BothPromptNames):
+            raise ValueError("give `prompt` or its alias `prompts`, not both")
         # A list of prompts is the same as the "a | b" syntax.
         if isinstance(value, list):
             if not all(isinstance(item, str) for item in value):
-                raise ValueError("prompts: a list of prompts must contain only strings")
+                raise ValueError("a list of prompts must contain only strings")
             return " | ".join(item.strip() for item in value)
         return value
 
     @field_validator("clip_models")
     @classmethod
     def _check_clip_models(cls, value: list[str] | None) -> list[str] | None:
-        if value is not None and not value:
+        if value is None:
+            return None
+        if not value:
             raise ValueError("clip_models: give at least one name, or leave it out")
-        return value
+        # The same critic twice would be loaded twice and only double its weight.
+        distinct = list(dict.fromkeys(value))
+        if len(distinct) > MAX_CLIP_MODELS:
+            raise ValueError(f"at most {MAX_CLIP_MODELS} different CLIP models per job")
+        return distinct
 
     def generation_params(self) -> GenerationParams:
         """The engine's part of the request."""
@@ -165,6 +230,8 @@ class JobPublic(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     error: JobError | None
+    # A cancel was asked for and the running job has not stopped yet (it stops within a step).
+    cancel_requested: bool
     urls: JobUrls
 
     @classmethod
@@ -197,6 +264,7 @@ class JobPublic(BaseModel):
             started_at=job.started_at,
             finished_at=job.finished_at,
             error=job.error,
+            cancel_requested=job.cancel_requested and active,
             urls=urls,
         )
 

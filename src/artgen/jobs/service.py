@@ -6,11 +6,12 @@ import builtins
 import hashlib
 import json
 import logging
+import re
 import secrets
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from artgen.config import Settings
@@ -57,14 +58,59 @@ class IdempotencyConflict(Exception):
 class InvalidJob(ValueError):
     """The request is well-formed but cannot run here (unknown model, too big ...): 422."""
 
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(self, field: str, message: str, details: Sequence[tuple[str, str]] = ()) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+        # Every (field, message) found, the first being (field, message).
+        self.details = list(details) or [(field, message)]
+
+
+class ActiveLimit(Exception):
+    """The owner already has `limit` queued or running jobs (answer 429)."""
+
+    def __init__(self, active: int, limit: int) -> None:
+        super().__init__(f"{active} queued or running jobs (limit {limit})")
+        self.active = active
+        self.limit = limit
 
 
 class ShuttingDown(Exception):
     """The service is draining after SIGTERM: new jobs are refused (503)."""
+
+
+# C0 controls other than tab/newline/CR, DEL and C1 controls: never meaningful in a prompt.
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def validate_request(settings: Settings, request: JobCreate, image_prompt_count: int) -> None:
+    """The server's checks on top of the schema's (the one place; InvalidJob lists each problem).
+
+    A job needs something to aim at: text prompts, image prompts or noise prompts.
+    """
+    problems: list[tuple[str, str]] = []
+    prompts = request.prompt_field
+    texts = [(prompts, request.prompts), ("noise_prompts", request.noise_prompts)]
+    texts += [(f"schedule.{i}.prompts", entry.prompts) for i, entry in enumerate(request.schedule)]
+    for field, text in texts:
+        if field != "noise_prompts" and len(text) > settings.max_prompt_chars:
+            problems.append((field, f"at most {settings.max_prompt_chars} characters"))
+        if _CONTROL_CHARS.search(text):
+            problems.append((field, "contains control characters (tabs and newlines are fine)"))
+    if not (request.prompts.strip() or image_prompt_count or request.noise_prompts.strip()):
+        problems.append((prompts, "must not be empty (or give image or noise prompts)"))
+    for name in ("width", "height"):
+        if getattr(request, name) > settings.max_size:
+            problems.append((name, f"at most {settings.max_size} on this server"))
+    if request.iterations > settings.max_iterations:
+        problems.append(("iterations", f"at most {settings.max_iterations} on this server"))
+    weights = request.image_prompt_weights
+    if weights and len(weights) != image_prompt_count:
+        counts = f"{len(weights)} weights for {image_prompt_count} image prompts"
+        problems.append(("image_prompt_weights", counts))
+    if problems:
+        raise InvalidJob(*problems[0], details=problems)
+    _check_models(settings, request)
 
 
 def _check_models(settings: Settings, request: JobCreate) -> None:
@@ -73,7 +119,7 @@ def _check_models(settings: Settings, request: JobCreate) -> None:
 
     catalog = Catalog(settings.home)
     vqgan = request.model or settings.model
-    clips = request.clip_models or list(settings.resolved_clip_models)
+    clips = request.clip_models or settings.clip_models_for(request.model)
     try:
         catalog.validate(vqgan, clips)
     except UnknownModel as exc:
@@ -133,11 +179,19 @@ class JobService:
         image_prompts: Sequence[bytes] = (),
         owner: str | None = None,
         idempotency_key: str | None = None,
+        max_active: int = 0,
+        admit: Callable[[], None] | None = None,
     ) -> tuple[Job, bool]:
-        """Create and enqueue a job; (job, created) where created is False for a replay."""
+        """Create and enqueue a job; (job, created) where created is False for a replay.
+
+        A replay (same key, same body) returns the existing job before any limit is looked at.
+        Otherwise `admit()` (the caller's rate limit), the owner's `max_active` queued or running
+        jobs (ActiveLimit) and the queue limit are checked under the lock that creates the job,
+        so concurrent submissions cannot pass a limit together.
+        """
         if self.draining:
             raise ShuttingDown("the server is shutting down; retry on another instance")
-        self._validate(request, init_image, image_prompts)
+        validate_request(self.settings, request, len(image_prompts))
         key_hash = body_hash = None
         if idempotency_key is not None:
             key_hash = _sha256(json.dumps([owner, idempotency_key]).encode())
@@ -152,32 +206,17 @@ class JobService:
                     job = self.store.get(job_id)
                     if job is not None:
                         return job, False
+            if admit is not None:
+                admit()
+            if max_active > 0 and owner is not None:
+                active = self.store.count_active(owner=owner)
+                if active >= max_active:
+                    raise ActiveLimit(active, max_active)
             if self.store.count_active() >= self.settings.queue_limit:
                 raise QueueFull(self.settings.queue_limit)
             job = self._create(request, init_image, image_prompts, owner, key_hash, body_hash)
         self._enqueue(job)
         return job, True
-
-    def _validate(
-        self, request: JobCreate, init_image: bytes | None, image_prompts: Sequence[bytes]
-    ) -> None:
-        settings = self.settings
-        if len(request.prompts) > settings.max_prompt_chars:
-            raise InvalidJob("prompts", f"at most {settings.max_prompt_chars} characters")
-        if not request.prompts.strip() and not image_prompts:
-            raise InvalidJob("prompts", "give a text prompt or at least one image prompt")
-        for name in ("width", "height"):
-            if getattr(request, name) > settings.max_size:
-                raise InvalidJob(name, f"must be at most {settings.max_size}")
-        if request.iterations > settings.max_iterations:
-            raise InvalidJob("iterations", f"must be at most {settings.max_iterations}")
-        weights = request.image_prompt_weights
-        if weights and len(weights) != len(image_prompts):
-            raise InvalidJob(
-                "image_prompt_weights",
-                f"{len(weights)} weights for {len(image_prompts)} image prompts",
-            )
-        _check_models(settings, request)
 
     def _create(
         self,
@@ -308,29 +347,38 @@ class JobService:
                 current.cancel_requested = True
             return None
 
+        # Durable first: the record says canceled (or cancel_requested), and a canceled job owes
+        # the queue a cleanup; the collector's audit repeats the flag until the queue confirms.
         updated = self.store.update(job.id, mutate)
         if updated is None:
             return None
+        if updated.status.terminal and updated.status != JobStatus.canceled:
+            return updated  # it ended on its own meanwhile
         try:
             self.queue.set_control(updated.id, updated.attempt, cancel=True)
         except Exception:
-            logger.error("job %s: cancel flag not set (queue unreachable)", job.id, exc_info=True)
+            logger.error("job %s: cancel flag not set yet (queue unreachable)", job.id)
         return updated
 
     def delete(self, job_id: str, owner: str | None = None) -> bool:
-        """Remove the record, its files and its queue data (a running job is stopped first)."""
+        """Remove the record and its files; a queued or running job is stopped first.
+
+        The store records what the queue still owes (one of concurrent deletes gets the job); the
+        worker is told now when the queue is reachable, and the collector's audit repeats it and
+        clears every key of the job once no task or worker can still act on it."""
         job = self.get(job_id, owner)
         if job is None:
             return False
-        try:
-            if job.status in ACTIVE_STATUSES:
-                self.queue.set_control(job.id, job.attempt, cancel=True, deleted=True)
-                self.queue.clear_job(job.id, job.attempt, keep_control=True)
-            else:
-                self.queue.clear_job(job.id, job.attempt)
-        except Exception:
-            logger.warning("job %s: queue data not removed", job.id, exc_info=True)
-        return self.store.delete(job.id)
+        removed = self.store.delete(job.id)
+        if removed is None:
+            return False  # a concurrent delete removed it and stops it
+        if removed.status in ACTIVE_STATUSES:
+            try:
+                self.queue.set_control(removed.id, removed.attempt, cancel=True, deleted=True)
+                self.queue.clear_job(removed.id, removed.attempt, keep_control=True)
+            except Exception:
+                logger.warning("job %s: worker not told yet (queue unreachable)", removed.id)
+        return True
 
     # Health
 

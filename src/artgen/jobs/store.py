@@ -8,9 +8,11 @@ import os
 import shutil
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +51,25 @@ create table if not exists idempotency (
     body_hash text not null,
     job_id text not null
 );
+create table if not exists queue_cleanup (
+    job_id text primary key,
+    attempt integer not null,
+    deleted integer not null,
+    since real not null
+);
 """
+
+
+@dataclass(frozen=True)
+class QueueCleanup:
+    """A job that ended (or was deleted) whose traces the queue may still hold: a task message,
+    a worker still running its attempt, report keys, the control key. The collector's audit
+    repeats the stop signal while any of it may act, then clears every key and drops the row."""
+
+    job_id: str
+    attempt: int
+    deleted: bool  # the record is gone: a worker drops the attempt's reports instead of sending
+    since: float  # time.time() when the job ended or was deleted
 
 
 def prompt_file_name(index: int) -> str:
@@ -201,26 +221,72 @@ class JobStore:
         job_id: str,
         mutate: Callable[[Job], list[tuple[str, dict[str, Any]]] | None],
     ) -> Job | None:
-        """Read-modify-write one job atomically; mutate may return events to append."""
+        """Read-modify-write one job atomically; mutate may return events to append.
+
+        A job that becomes terminal owes the queue a cleanup (recorded in the same transaction).
+        """
         with self._transaction() as conn:
             row = conn.execute("select data from jobs where id = ?", (job_id,)).fetchone()
             if row is None:
                 return None
             job = Job.model_validate_json(row[0])
+            was_terminal = job.status.terminal
             events = mutate(job)
             self._save(conn, job)
             if events:
                 self._add_events(conn, job_id, events)
+            if job.status.terminal and not was_terminal:
+                self._owe_cleanup(conn, job_id, job.attempt, deleted=False)
             return job
 
-    def delete(self, job_id: str) -> bool:
-        """Remove the record, its events and idempotency key, then its files."""
+    def delete(self, job_id: str) -> Job | None:
+        """Remove the record, its events and idempotency key, then its files; the job removed.
+
+        Atomic: of concurrent deletes one gets the job, the others None. A job that may still have
+        traces in the queue (active, or its cleanup pending) owes a cleanup, marked deleted."""
         with self._transaction() as conn:
-            deleted = conn.execute("delete from jobs where id = ?", (job_id,)).rowcount
+            row = conn.execute("select data from jobs where id = ?", (job_id,)).fetchone()
+            if row is None:
+                return None
+            job = Job.model_validate_json(row[0])
+            conn.execute("delete from jobs where id = ?", (job_id,))
             conn.execute("delete from events where job_id = ?", (job_id,))
             conn.execute("delete from idempotency where job_id = ?", (job_id,))
+            pending = conn.execute(
+                "select 1 from queue_cleanup where job_id = ?", (job_id,)
+            ).fetchone()
+            if job.status in ACTIVE_STATUSES or pending:
+                self._owe_cleanup(conn, job_id, job.attempt, deleted=True)
         self.remove_dir(job_id)
-        return bool(deleted)
+        return job
+
+    # Queue cleanups
+
+    def _owe_cleanup(
+        self, conn: sqlite3.Connection, job_id: str, attempt: int, *, deleted: bool
+    ) -> None:
+        conn.execute(
+            "insert into queue_cleanup (job_id, attempt, deleted, since) values (?, ?, ?, ?) "
+            "on conflict (job_id) do update set attempt = max(attempt, excluded.attempt), "
+            "deleted = max(deleted, excluded.deleted), since = excluded.since",
+            (job_id, int(attempt), int(deleted), time.time()),
+        )
+
+    def queue_cleanups(self) -> list[QueueCleanup]:
+        """Ended or deleted jobs whose queue traces are not confirmed gone, oldest first."""
+        with self._lock:
+            rows = self._conn.execute(
+                "select job_id, attempt, deleted, since from queue_cleanup order by since"
+            ).fetchall()
+        return [QueueCleanup(row[0], int(row[1]), bool(row[2]), float(row[3])) for row in rows]
+
+    def cleanup_done(self, cleanup: QueueCleanup) -> None:
+        """The queue holds nothing of the job any more (unless the job ended again since)."""
+        with self._transaction() as conn:
+            conn.execute(
+                "delete from queue_cleanup where job_id = ? and since = ?",
+                (cleanup.job_id, cleanup.since),
+            )
 
     def list_jobs(
         self,
@@ -261,14 +327,15 @@ class JobStore:
             ).fetchall()
         return [Job.model_validate_json(row[0]) for row in rows]
 
-    def count_active(self) -> int:
-        """Queued plus running jobs."""
+    def count_active(self, owner: str | None = None) -> int:
+        """Queued plus running jobs (of one owner when given)."""
         marks = ",".join("?" * len(ACTIVE_STATUSES))
+        args: tuple[Any, ...] = tuple(status.value for status in ACTIVE_STATUSES)
+        query = f"select count(*) from jobs where status in ({marks})"
+        if owner is not None:
+            query, args = query + " and owner = ?", (*args, owner)
         with self._lock:
-            row = self._conn.execute(
-                f"select count(*) from jobs where status in ({marks})",
-                tuple(status.value for status in ACTIVE_STATUSES),
-            ).fetchone()
+            row = self._conn.execute(query, args).fetchone()
         return int(row[0])
 
     def count_by_status(self) -> dict[str, int]:

@@ -1,4 +1,4 @@
-"""Liveness and readiness probes (open even when API keys are on)."""
+"""Liveness and readiness probes (open even when API keys are on; details only with a key)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
+
+from artgen.api.errors import ApiError
+from artgen.api.security import API_KEY_HEADER, authenticate
 
 router = APIRouter(tags=["health"])
 
@@ -35,8 +38,12 @@ def _embedded_ready(embedded: Any, health: Any) -> bool:
     return any(w.id == worker_id and w.alive and w.ready for w in health.workers)
 
 
-def readiness(app_state: Any) -> tuple[bool, dict[str, Any]]:
-    """(ready, body): ready when not draining, the queue answers and a worker has its models."""
+def readiness(app_state: Any, detailed: bool = True) -> tuple[bool, dict[str, Any]]:
+    """(ready, body): ready when not draining, the queue answers and a worker has its models.
+
+    Without `detailed` the body has the status, a short reason and counts only: no worker ids,
+    job ids, devices or error texts.
+    """
     if getattr(app_state, "draining", False):
         return False, {"status": "draining", "reason": "the server is shutting down"}
     service = getattr(app_state, "service", None)
@@ -45,7 +52,8 @@ def readiness(app_state: Any) -> tuple[bool, dict[str, Any]]:
     try:
         health = service.health()
     except Exception as exc:  # an unreachable queue is a reason, not a crash
-        return False, {"status": "unavailable", "reason": f"health check failed: {exc}"}
+        reason = f"health check failed: {exc}" if detailed else "health check failed"
+        return False, {"status": "unavailable", "reason": reason}
     body: dict[str, Any] = {
         "queue_ok": health.queue_ok,
         "workers_alive": health.workers_alive,
@@ -67,6 +75,8 @@ def readiness(app_state: Any) -> tuple[bool, dict[str, Any]]:
             for worker in health.workers
         ],
     }
+    if not detailed:
+        del body["workers"]
     embedded = getattr(app_state, "worker", None)
     embedded_ready = embedded is None or (embedded.alive and _embedded_ready(embedded, health))
     if health.ready and embedded_ready:
@@ -81,14 +91,16 @@ def readiness(app_state: Any) -> tuple[bool, dict[str, Any]]:
         )
         return False, {"status": "not_ready", "reason": reason, **body}
     if not health.queue_ok:
-        reason = f"queue unreachable: {health.queue_error or 'no answer'}"
+        reason = "queue unreachable"
+        if detailed:
+            reason += f": {health.queue_error or 'no answer'}"
     elif health.draining:
         reason = "the server is shutting down"
     elif not health.workers_alive:
         reason = "no worker is alive (is a worker running for this queue?)"
     elif any(worker.model_error for worker in health.workers if worker.alive):
         errors = [worker.model_error for worker in health.workers if worker.model_error]
-        reason = f"models failed to load: {errors[0]}"
+        reason = f"models failed to load: {errors[0]}" if detailed else "models failed to load"
     else:
         reason = "models are still loading"
     return False, {"status": "not_ready", "reason": reason, **body}
@@ -101,6 +113,16 @@ def readiness(app_state: Any) -> tuple[bool, dict[str, Any]]:
     responses={503: {"model": Readiness, "description": "not ready; the body says why"}},
 )
 async def readyz(request: Request) -> JSONResponse:
-    """200 when jobs can run now, else 503 with the reason."""
-    ready, body = await run_in_threadpool(readiness, request.app.state)
+    """200 when jobs can run now, else 503 with the reason; workers and jobs only with a key."""
+    detailed = _has_valid_key(request)
+    ready, body = await run_in_threadpool(readiness, request.app.state, detailed)
     return JSONResponse(body, status_code=200 if ready else 503)
+
+
+def _has_valid_key(request: Request) -> bool:
+    """True when API keys are off, or the request carries a valid one."""
+    try:
+        authenticate(request.headers.get(API_KEY_HEADER), request.app.state.settings.api_keys)
+    except ApiError:
+        return False
+    return True

@@ -5,13 +5,15 @@ from __future__ import annotations
 import errno
 import io
 import json
+import os
 import re
 import sqlite3
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, BinaryIO, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
-from fastapi.responses import FileResponse
+from fastapi.responses import StreamingResponse
 from PIL import Image
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -30,7 +32,6 @@ from artgen.api.security import check_active_jobs
 from artgen.api.uploads import read_form, read_image_upload, read_json_body
 from artgen.config import Settings
 from artgen.jobs.schemas import (
-    ACTIVE_STATUSES,
     Job,
     JobCreate,
     JobPublic,
@@ -41,13 +42,14 @@ from artgen.jobs.schemas import (
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 MAX_PAGE = 100
-# C0 controls other than tab/newline/CR, DEL and C1 controls: never meaningful in a prompt.
-_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 # json.loads accepts "\ud800" escapes; such text cannot be stored as UTF-8 (it was a 500).
 _SURROGATES = re.compile(r"[\ud800-\udfff]")
 MAX_IDEMPOTENCY_KEY_CHARS = 200
+# JobCreate nests three levels (schedule -> entry -> text); deeper JSON is an attack on the parser.
+MAX_JSON_DEPTH = 16
 # How long a client should wait before retrying when the queue is full or we are draining.
 RETRY_AFTER_SECONDS = 5
+STREAM_CHUNK_BYTES = 64 * 1024
 # A full disk is not freed in seconds.
 DISK_FULL_RETRY_AFTER_SECONDS = 60
 
@@ -85,15 +87,24 @@ def to_public(service: Any, job: Job) -> JobPublic:
 
 def parse_job_create(raw: bytes | str, field_prefix: tuple[str, ...] = ()) -> JobCreate:
     """JobCreate from JSON text; 422 naming the field on any problem."""
+    field = field_prefix[0] if field_prefix else "body"
+    too_deep = ApiError(
+        422,
+        "validation_error",
+        f"{field}: JSON nested deeper than {MAX_JSON_DEPTH} levels; job parameters are flat",
+        field=field,
+    )
     try:
         data = json.loads(raw)
+    except RecursionError as exc:
+        raise too_deep from exc
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        field = field_prefix[0] if field_prefix else "body"
         raise ApiError(
             422, "validation_error", f"{field}: not valid JSON ({exc})", field=field
         ) from exc
+    if _nested_deeper_than(data, MAX_JSON_DEPTH):
+        raise too_deep
     if not isinstance(data, dict):
-        field = field_prefix[0] if field_prefix else "body"
         raise ApiError(422, "validation_error", f"{field}: must be a JSON object", field=field)
     bad_text = _lone_surrogate_path(data)
     if bad_text is not None:
@@ -109,6 +120,19 @@ def parse_job_create(raw: bytes | str, field_prefix: tuple[str, ...] = ()) -> Jo
         return JobCreate.model_validate(data)
     except ValidationError as exc:
         raise validation_error(exc.errors(), prefix=field_prefix) from exc
+
+
+def _nested_deeper_than(value: Any, limit: int) -> bool:
+    """Whether lists/objects nest more than `limit` levels (walked without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def _lone_surrogate_path(value: Any, path: tuple[str, ...] = ()) -> tuple[str, ...] | None:
@@ -130,49 +154,12 @@ def _lone_surrogate_path(value: Any, path: tuple[str, ...] = ()) -> tuple[str, .
     return None
 
 
-def check_limits(request: JobCreate, settings: Settings) -> None:
-    """The server's own bounds on top of the schema's (prompt length, size, iterations)."""
-    problems = []
-    if len(request.prompts) > settings.max_prompt_chars:
-        problems.append(("prompts", f"at most {settings.max_prompt_chars} characters"))
-    for name in ("prompts", "noise_prompts"):
-        if _CONTROL_CHARS.search(getattr(request, name)):
-            problems.append((name, "contains control characters (tabs and newlines are fine)"))
-    for name in ("width", "height"):
-        if getattr(request, name) > settings.max_size:
-            problems.append((name, f"at most {settings.max_size} on this server"))
-    if request.iterations > settings.max_iterations:
-        problems.append(("iterations", f"at most {settings.max_iterations} on this server"))
-    if problems:
-        details = [{"field": field, "message": message} for field, message in problems]
-        raise ApiError(
-            422,
-            "validation_error",
-            f"{problems[0][0]}: {problems[0][1]}",
-            field=problems[0][0],
-            details=details,
-        )
-
-
 def _shutting_down() -> ApiError:
     return ApiError(
         503,
         "shutting_down",
         "the server is shutting down and accepts no new jobs; retry shortly",
         headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-    )
-
-
-def check_has_prompt(request: JobCreate, has_image_prompts: bool) -> None:
-    """A generation needs something to aim at: text, image or noise prompts."""
-    if request.prompts.strip() or has_image_prompts or request.noise_prompts.strip():
-        return
-    raise ApiError(
-        422,
-        "validation_error",
-        "prompts: must not be empty (or give image_prompts files)",
-        field="prompts",
-        details=[{"field": "prompts", "message": "must not be empty"}],
     )
 
 
@@ -187,20 +174,21 @@ def submit_job(
     image_prompts: list[bytes] | None = None,
     idempotency_key: str | None = None,
 ) -> tuple[Job, bool]:
-    """Apply limits and hand the job to the service, mapping its refusals to HTTP errors."""
-    from artgen.jobs.service import IdempotencyConflict, InvalidJob, QueueFull, ShuttingDown
+    """Hand the job to the service (which validates it and applies every limit atomically).
+
+    Its refusals become HTTP errors; an idempotent replay counts against no limit.
+    """
+    from artgen.jobs.service import (
+        ActiveLimit,
+        IdempotencyConflict,
+        InvalidJob,
+        QueueFull,
+        ShuttingDown,
+    )
 
     if getattr(request.app.state, "draining", False) or getattr(service, "draining", False):
         raise _shutting_down()
-    check_limits(job_request, settings)
-    check_has_prompt(job_request, bool(image_prompts))
-    request.app.state.rate_limiter.check(caller_id(request, owner))
-    if settings.max_active_jobs_per_key > 0 and owner is not None:
-        active = sum(
-            service.list(owner=owner, status=status, limit=1, offset=0)[1]
-            for status in ACTIVE_STATUSES
-        )
-        check_active_jobs(active, settings.max_active_jobs_per_key)
+    caller = caller_id(request, owner)
     try:
         job, created = service.submit(
             job_request,
@@ -208,7 +196,12 @@ def submit_job(
             image_prompts=image_prompts or (),
             owner=owner,
             idempotency_key=idempotency_key,
+            max_active=settings.max_active_jobs_per_key,
+            admit=lambda: request.app.state.rate_limiter.check(caller),
         )
+    except ActiveLimit as exc:
+        check_active_jobs(exc.active, exc.limit)
+        raise
     except QueueFull as exc:
         raise ApiError(
             503,
@@ -224,13 +217,12 @@ def submit_job(
             field="Idempotency-Key",
         ) from exc
     except InvalidJob as exc:
-        field = exc.field or "params"
         raise ApiError(
             422,
             "validation_error",
             str(exc),
-            field=field,
-            details=[{"field": field, "message": exc.message}],
+            field=exc.field,
+            details=[{"field": field, "message": message} for field, message in exc.details],
         ) from exc
     except ShuttingDown as exc:
         raise _shutting_down() from exc
@@ -362,7 +354,9 @@ async def create_job(
         raise ApiError(
             415,
             "unsupported_media_type",
-            "send application/json, or multipart/form-data with a `params` field",
+            f"Content-Type {content_type or '(none)'!r} is not accepted: send application/json, "
+            "or multipart/form-data with a `params` field",
+            field="Content-Type",
         )
     job, created = await run_in_threadpool(
         submit_job,
@@ -409,18 +403,40 @@ async def get_job(job_id: JobIdPath, service: ServiceDep, owner: OwnerDep) -> Jo
     return await run_in_threadpool(read)
 
 
-def _jpeg_bytes(path: Path) -> bytes:
-    with Image.open(path) as image:
-        buffer = io.BytesIO()
-        image.convert("RGB").save(buffer, "JPEG", quality=90)
-    return buffer.getvalue()
+def open_stored_file(job_id: str, path: Path) -> BinaryIO:
+    """The file opened once (a DELETE may remove it at any moment); 404 when it is gone."""
+    try:
+        return path.open("rb")
+    except FileNotFoundError:
+        raise _deleted(job_id) from None
 
 
-def image_response(path: Path, image_format: str, headers: dict[str, str]) -> Response:
-    """A stored PNG as PNG (streamed from disk) or converted to JPEG."""
+def _deleted(job_id: str) -> ApiError:
+    return ApiError(404, "not_found", f"job {job_id} was deleted")
+
+
+def _chunks(handle: BinaryIO) -> Iterator[bytes]:
+    with handle:
+        while chunk := handle.read(STREAM_CHUNK_BYTES):
+            yield chunk
+
+
+def file_response(handle: BinaryIO, media_type: str, headers: dict[str, str]) -> Response:
+    """Stream an open file: once open, a DELETE that unlinks it no longer cuts the body short."""
+    size = os.fstat(handle.fileno()).st_size
+    return StreamingResponse(
+        _chunks(handle), media_type=media_type, headers={**headers, "Content-Length": str(size)}
+    )
+
+
+def image_response(handle: BinaryIO, image_format: str, headers: dict[str, str]) -> Response:
+    """A stored PNG as PNG (streamed from the open file) or converted to JPEG."""
     if image_format == "jpeg":
-        return Response(_jpeg_bytes(path), media_type="image/jpeg", headers=headers)
-    return FileResponse(path, media_type="image/png", headers=headers)
+        with handle, Image.open(handle) as image:
+            buffer = io.BytesIO()
+            image.convert("RGB").save(buffer, "JPEG", quality=90)
+        return Response(buffer.getvalue(), media_type="image/jpeg", headers=headers)
+    return file_response(handle, "image/png", headers)
 
 
 ImageFormat = Annotated[Literal["png", "jpeg"], Query(alias="format")]
@@ -428,7 +444,11 @@ ImageFormat = Annotated[Literal["png", "jpeg"], Query(alias="format")]
 
 @router.get(
     "/{job_id}/preview",
-    responses={200: {"content": {"image/png": {}, "image/jpeg": {}}}, **_ERROR_RESPONSES},
+    responses={
+        200: {"content": {"image/png": {}, "image/jpeg": {}}},
+        409: {"description": "the job ended without a preview (`job_ended`)"},
+        **_ERROR_RESPONSES,
+    },
     response_class=Response,
 )
 async def get_preview(
@@ -441,11 +461,23 @@ async def get_preview(
 
     def read() -> Response:
         job_or_404(service, job_id, owner)
-        found = service.preview_file(str(job_id))
+        found = service.preview_file(job_id)
         if found is None:
+            # Read again: the job may have ended or been deleted since.
+            job = service.get(job_id)
+            if job is None:
+                raise _deleted(job_id)
+            if job.status.terminal:
+                raise ApiError(
+                    409,
+                    "job_ended",
+                    f"job {job_id} ended as {job.status.value} without any preview; "
+                    "none will come" + (" (its image is at /image)" if job.image_file else ""),
+                )
             raise ApiError(404, "not_found", f"job {job_id} has no preview yet; retry in a moment")
         path, iteration = found
-        return image_response(path, image_format, {"X-Iteration": str(iteration)})
+        handle = open_stored_file(job_id, path)
+        return image_response(handle, image_format, {"X-Iteration": str(iteration)})
 
     return await run_in_threadpool(read)
 
@@ -469,12 +501,23 @@ async def get_image(
 
     def read() -> Response:
         job = job_or_404(service, job_id, owner)
-        path = service.image_file(str(job_id)) if job.status == JobStatus.succeeded else None
-        if path is None:
-            raise _not_finished(job, "image")
-        return image_response(path, image_format, {"X-Iteration": str(job.iteration)})
+        path = _finished_file(service, job, service.image_file, "image")
+        handle = open_stored_file(job_id, path)
+        return image_response(handle, image_format, {"X-Iteration": str(job.iteration)})
 
     return await run_in_threadpool(read)
+
+
+def _finished_file(service: Any, job: Job, lookup: Callable[[str], Path | None], what: str) -> Path:
+    """The path of a succeeded job's file; 409 before it succeeded, 404 once deleted."""
+    path = lookup(job.id) if job.status == JobStatus.succeeded else None
+    if path is not None:
+        return path
+    # Read again: a DELETE may have removed the record since it was read.
+    current = service.get(job.id)
+    if current is None:
+        raise _deleted(job.id)
+    raise _not_finished(current, what)
 
 
 def _not_finished(job: Job, what: str) -> ApiError:
@@ -510,10 +553,8 @@ async def get_video(job_id: JobIdPath, service: ServiceDep, owner: OwnerDep) -> 
             raise ApiError(
                 404, "not_found", f"job {job_id} did not ask for a video (`video: true`)"
             )
-        path = service.video_file(str(job_id)) if job.status == JobStatus.succeeded else None
-        if path is None:
-            raise _not_finished(job, "video")
-        return FileResponse(path, media_type="video/mp4")
+        path = _finished_file(service, job, service.video_file, "video")
+        return file_response(open_stored_file(job_id, path), "video/mp4", {})
 
     return await run_in_threadpool(read)
 
