@@ -99,8 +99,10 @@ def test_missing_weights_say_how_to_train_them(tmp_path):
 
 
 def test_training_a_few_steps_runs_and_is_reproducible():
-    first, report = judge.train_classifier(steps=3, batch_size=8, pictures=32, seed=4)
-    second, _ = judge.train_classifier(steps=3, batch_size=8, pictures=32, seed=4)
+    first, report = judge.train_classifier(
+        steps=3, batch_size=8, pictures=32, seed=4, test_pictures=16
+    )
+    second, _ = judge.train_classifier(steps=3, batch_size=8, pictures=32, seed=4, test_pictures=16)
     assert report.steps == 3 and 0 <= report.clean_accuracy <= 1
     for a, b in zip(first.state_dict().values(), second.state_dict().values(), strict=True):
         assert torch.equal(a, b)

@@ -258,7 +258,11 @@ def accuracy(classifier: ShapeClassifier, images: Tensor, labels: Tensor) -> flo
 
 
 def train_classifier(
-    steps: int = 1500, batch_size: int = 64, pictures: int = 6000, seed: int = 0
+    steps: int = 1500,
+    batch_size: int = 64,
+    pictures: int = 6000,
+    seed: int = 0,
+    test_pictures: int = 1000,
 ) -> tuple[ShapeClassifier, TrainReport]:
     """Train the shape classifier from `seed` on augmented drawings; deterministic on the CPU."""
     torch.manual_seed(seed)
@@ -281,7 +285,7 @@ def train_classifier(
         optimizer.step()
         schedule.step()
     seconds = time.perf_counter() - start
-    test_images, test_labels = drawn_set(1000, seed + 1)
+    test_images, test_labels = drawn_set(test_pictures, seed + 1)
     augmented = augment(test_images.clone(), torch.Generator().manual_seed(seed + 1))
     report = TrainReport(
         steps,
