@@ -41,3 +41,14 @@ def tiny_request(**overrides: Any) -> JobCreate:
     }
     fields.update(overrides)
     return JobCreate(**fields)
+
+
+def stored_keys(queue: Any, job_id: str) -> list[str]:
+    """Every key of the queue's key-value storage that belongs to the job (any kind)."""
+    storage = queue.huey.storage
+    if hasattr(storage, "result_key"):  # Redis: one hash per queue name
+        keys = [key.decode() for key in storage.conn.hkeys(storage.result_key)]
+    else:  # SQLite: the kv table
+        rows = storage.sql("select key from kv where queue = ?", (storage.name,), results=True)
+        keys = [row[0] for row in rows]
+    return sorted(key for key in keys if job_id in key)

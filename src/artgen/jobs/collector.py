@@ -11,7 +11,7 @@ from typing import Any
 from artgen.config import Settings
 from artgen.jobs.queue import JobQueue, Keys
 from artgen.jobs.schemas import Job, JobError, JobStatus, utcnow
-from artgen.jobs.store import CHECKPOINT, FINAL, PREVIEW, VIDEO, JobStore
+from artgen.jobs.store import CHECKPOINT, FINAL, PREVIEW, VIDEO, JobStore, QueueCleanup
 
 logger = logging.getLogger("artgen.jobs.collector")
 
@@ -85,6 +85,9 @@ class Collector:
         # (job, attempt) -> our time when the attempt was first seen working: a step that never
         # returns keeps heart-beating, so the job timeout is also enforced here.
         self._attempt_seen: dict[tuple[str, int], float] = {}
+        # Ended jobs still owing a queue cleanup -> (a worker's latest sign, our time when it
+        # changed): a worker still running such an attempt is told to stop until it is silent.
+        self._ended_signs: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
         # Last error talking to the queue (None when the last poll worked).
         self.queue_error: str | None = None
@@ -141,9 +144,20 @@ class Collector:
             for key in [key for key in self._attempt_seen if key not in current]:
                 del self._attempt_seen[key]
             self.queue_error = None
-            if time.monotonic() - self._last_audit >= max(self.settings.lease_seconds, 1.0):
+            if time.monotonic() - self._last_audit >= self.grace:
                 self._last_audit = time.monotonic()
-                self._audit(grace=max(self.settings.lease_seconds, 1.0))
+                self._audit(grace=self.grace)
+
+    @property
+    def grace(self) -> float:
+        """How often the audit runs, and how long a fresh enqueue or end is left alone."""
+        return max(self.settings.lease_seconds, 1.0)
+
+    def audit(self, now: float | None = None) -> None:
+        """Run the audit now (it also runs every `grace` seconds from poll)."""
+        with self._lock:
+            self._last_audit = time.monotonic()
+            self._audit(grace=self.grace, now=now)
 
     def _apply(self, job: Job, reports: dict[str, Any], now: float) -> None:
         def report(kind: str) -> Any:
@@ -319,7 +333,12 @@ class Collector:
         result: dict[str, Any] | None = None,
         files: dict[str, str] | None = None,
     ) -> Job | None:
-        """Record a terminal status, then drop the checkpoint file and the queue's keys."""
+        """Record a terminal status, then drop the checkpoint file and the queue's keys.
+
+        Without the worker's result (timeout, worker lost, canceled meanwhile) the attempt may
+        still be running somewhere: the control key stays as a stop signal, which the audit
+        removes once no worker can act on it."""
+        reported = result is not None
         result = result or {}
         checkpoint: list[str] = []
 
@@ -351,9 +370,12 @@ class Collector:
         for name in checkpoint:
             self.store.remove_file(job_id, name)
         try:
-            self.queue.clear_job(job_id, attempt)
+            self.queue.clear_job(job_id, attempt, keep_control=not reported)
+            if not reported:
+                self.queue.set_control(job_id, attempt, cancel=True, deleted=job is None)
         except Exception:
-            logger.warning("job %s: queue keys not cleared", job_id, exc_info=True)
+            # The store recorded the cleanup: the audit clears the keys once the queue is back.
+            logger.warning("job %s: queue keys not cleared yet", job_id)
         return job
 
     def worker_gone(self, worker_id: str) -> None:
@@ -436,9 +458,10 @@ class Collector:
                 ):
                     self._enqueue_again(job)
 
-    def _audit(self, grace: float) -> None:
-        """Re-enqueue queued jobs whose task vanished (e.g. Redis lost its data) and repeat
-        cancel flags of running jobs (one may have been lost while the queue was down)."""
+    def _audit(self, grace: float, now: float | None = None) -> None:
+        """Re-enqueue queued jobs whose task vanished (e.g. Redis lost its data), repeat cancel
+        flags of running jobs (one may have been lost while the queue was down), and settle the
+        queue cleanups that ended and deleted jobs owe (the store records them)."""
         cutoff = time.time() - grace
         active = self.store.active()
         for job in active:
@@ -449,14 +472,58 @@ class Collector:
             for job in active
             if job.status == JobStatus.queued and job.enqueued_at.timestamp() < cutoff
         ]
-        if not candidates:
+        cleanups = self.store.queue_cleanups()
+        if not candidates and not cleanups:
             return
+        # Task messages hold ids and params only (input bytes sit under their own keys).
         queued = self.queue.queued_attempts()
         for job in candidates:
             if (job.id, job.attempt) in queued:
                 continue
             if self.queue.peek(Keys.claim(job.id, job.attempt)) is None:
                 self._enqueue_again(job)
+        if cleanups:
+            now = time.time() if now is None else now
+            self._settle(cleanups, {job_id for job_id, _ in queued}, now, grace)
+
+    def _settle(
+        self, cleanups: list[QueueCleanup], queued: set[str], now: float, grace: float
+    ) -> None:
+        """For each ended job: while a task of it waits or a worker still runs its attempt, send
+        the stop signal again; once neither, and `grace` after the end, clear every key."""
+        signs = self.queue.peek_many(
+            Keys.attempt_key(kind, cleanup.job_id, cleanup.attempt)
+            for cleanup in cleanups
+            for kind in ("claim", "heartbeat", "progress")
+        )
+        for cleanup in cleanups:
+            job_id, attempt = cleanup.job_id, cleanup.attempt
+            if job_id in queued or self._still_running(cleanup, signs, now):
+                self.queue.set_control(job_id, attempt, cancel=True, deleted=cleanup.deleted)
+            elif now - cleanup.since >= grace:
+                self.queue.clear_job(job_id, attempt)
+                self.store.cleanup_done(cleanup)
+                self._ended_signs.pop(job_id, None)
+        for job_id in set(self._ended_signs) - {cleanup.job_id for cleanup in cleanups}:
+            del self._ended_signs[job_id]
+
+    def _still_running(self, cleanup: QueueCleanup, signs: dict[str, Any], now: float) -> bool:
+        """Whether a worker may still run the ended job's attempt: it shows signs of life that
+        changed within a lease (our clock) and has not reported its result."""
+        values = [
+            signs.get(Keys.attempt_key(kind, cleanup.job_id, cleanup.attempt))
+            for kind in ("claim", "heartbeat", "progress")
+        ]
+        stamps = [value["time"] for value in values if isinstance(value, dict) and "time" in value]
+        if not stamps:
+            return False
+        if self.queue.peek(Keys.result(cleanup.job_id, cleanup.attempt)) is not None:
+            return False
+        sign = max(stamps)
+        seen = self._ended_signs.get(cleanup.job_id)
+        if seen is None or seen[0] != sign:
+            seen = self._ended_signs[cleanup.job_id] = (sign, now)
+        return now - seen[1] <= self.settings.lease_seconds
 
     def _enqueue_again(self, job: Job) -> None:
         logger.warning("job %s attempt %s was not in the queue: enqueued", job.id, job.attempt)
