@@ -112,3 +112,34 @@ def test_recover_removes_temp_files_orphans_and_dangling_names(tmp_path: Path) -
     lost = store.get(done.id)
     assert lost.image_file is None and lost.status == JobStatus.failed
     assert store.recover() == []
+
+
+def test_ended_and_deleted_jobs_owe_a_queue_cleanup(tmp_path: Path) -> None:
+    store = JobStore(tmp_path)
+    ends, runs = make_job(), make_job(status=JobStatus.running)
+    done = make_job(status=JobStatus.succeeded)
+    for job in (ends, runs, done):
+        store.create(job)
+
+    def cancel(job: Job) -> None:
+        job.status = JobStatus.canceled
+
+    store.update(ends.id, cancel)
+    store.update(ends.id, cancel)  # terminal already: no second cleanup
+    [owed] = store.queue_cleanups()
+    assert (owed.job_id, owed.attempt, owed.deleted) == (ends.id, 1, False)
+
+    # Of two deletes one gets the job; a deleted active job owes a cleanup marked deleted.
+    removed = store.delete(runs.id)
+    assert removed is not None and removed.status == JobStatus.running
+    assert store.delete(runs.id) is None
+    # A job whose cleanup is pending keeps owing it, now marked deleted.
+    assert store.delete(ends.id) is not None
+    owed_by = {cleanup.job_id: cleanup for cleanup in store.queue_cleanups()}
+    assert set(owed_by) == {ends.id, runs.id}
+    assert owed_by[runs.id].deleted and owed_by[ends.id].deleted
+
+    # A job that ended and was cleaned up (or never reached the queue) owes nothing.
+    store.cleanup_done(owed_by[ends.id])
+    assert store.delete(done.id) is not None
+    assert [cleanup.job_id for cleanup in store.queue_cleanups()] == [runs.id]
