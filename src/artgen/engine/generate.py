@@ -113,6 +113,10 @@ class _MaybeCompiled:
         return self.function(*args)
 
 
+class SetupStopped(Exception):
+    """`should_stop` answered True while a Generation was being set up (embedding prompts)."""
+
+
 class Generation:
     """The state of one generation: z, its optimiser, the prompts and the job's generator."""
 
@@ -128,7 +132,10 @@ class Generation:
         compile: bool | str = False,
         checkpoint_decoder: bool | None = None,
         bf16: bool | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> None:
+        """`should_stop` is asked before each text prompt set is embedded (a schedule may have
+        many); when it answers True, SetupStopped is raised."""
         device = torch.device(device)
         self.models, self.params, self.device = models, params, device
         self.fast = device.type == "cuda" if fast is None else fast
@@ -195,6 +202,8 @@ class Generation:
         # 2. Prompts, per critic: text (one set per schedule segment), image and noise prompts.
         self._text_prompts: dict[str, list[list[Prompt]]] = {}
         for text in {params.prompts, *(item.prompts for item in params.schedule)}:
+            if should_stop is not None and should_stop():
+                raise SetupStopped("stopped while embedding the prompts")
             self._text_prompts[text] = self._embed_texts(text)
         self._image_prompts = self._embed_images(image_prompts)
         self._noise_prompts = self._make_noise_prompts()
