@@ -11,6 +11,7 @@ import torch
 from jobtools import BOTH_QUEUES, tiny_request
 
 import artgen.engine.generate as generate
+import artgen.jobs.worker as worker_module
 from artgen.config import Settings
 from artgen.jobs.hosting import start_embedded_worker
 from artgen.jobs.queue import JobQueue
@@ -209,3 +210,28 @@ def test_model_cache_is_an_lru_of_configured_size_and_loads_duplicate_clips_once
         assert worker._models_for("tiny", ("tiny",)) is default  # never evicted
     finally:
         queue.close()
+
+
+@BOTH_QUEUES
+def test_a_job_canceled_while_its_prompts_are_embedded_stops_there(
+    service: JobService, start_worker: Callable[[], Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Setup (embedding a long schedule) is cancellable: the rest is never embedded."""
+    monkeypatch.setattr(worker_module, "CONTROL_INTERVAL_S", 0.0)  # look before every embedding
+    schedule = [{"at": index + 1, "prompts": f"scene {index}"} for index in range(40)]
+    job, _ = service.submit(tiny_request(iterations=50, schedule=schedule))
+    embedded: list[str] = []
+    real_embed = generate.Generation._embed_texts
+
+    def embed_and_cancel_at_the_third(self: Any, text: str) -> Any:
+        embedded.append(text)
+        if len(embedded) == 3:
+            service.cancel(job.id)
+        return real_embed(self, text)
+
+    monkeypatch.setattr(generate.Generation, "_embed_texts", embed_and_cancel_at_the_third)
+    handle = start_worker()
+    done = wait_for(lambda: finished(service, job.id), 60)
+    assert done.status == JobStatus.canceled
+    wait_for(lambda: not handle.worker.info.busy, 30)
+    assert len(embedded) == 3  # of 41 prompt sets

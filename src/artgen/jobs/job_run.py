@@ -213,8 +213,12 @@ class JobRun:
         timeout_seconds: float,
         checkpoint_every: int,
         encoder: Executor | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> JobRun:
-        """Build the Generation (resuming from the payload's checkpoint) and report iteration 0."""
+        """Build the Generation (resuming from the payload's checkpoint) and report iteration 0.
+
+        `should_stop` is asked during the setup (prompt embeddings): SetupStopped when it says so.
+        """
         from artgen.engine.generate import Generation
 
         request = JobCreate.model_validate(payload["params"])
@@ -225,6 +229,7 @@ class JobRun:
             device=device,
             init_image=_decode_image(init_data) if init_data else None,
             image_prompts=[_decode_image(data) for data in payload.get("image_prompts", [])],
+            should_stop=should_stop,
         )
         checkpoint = payload.get("checkpoint")
         if checkpoint:

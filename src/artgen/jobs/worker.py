@@ -60,6 +60,54 @@ class ModelUnavailable(Exception):
     """The job names models this worker cannot load."""
 
 
+class StoppedDuringSetup(Exception):
+    """The job was canceled, superseded, timed out or handed back while being set up."""
+
+    def __init__(self, result: dict[str, Any] | None) -> None:
+        super().__init__("stopped during setup")
+        self.result = result  # None: superseded (another attempt owns the job)
+
+
+class SetupStop:
+    """`should_stop` for a job's setup: the worker stopping, the job's deadline, or its control
+    record saying cancel or another attempt (read at most every CONTROL_INTERVAL_S)."""
+
+    def __init__(self, worker: Worker, job_id: str, attempt: int) -> None:
+        self.worker, self.job_id, self.attempt = worker, job_id, attempt
+        self.deadline = time.monotonic() + worker.settings.job_timeout_seconds
+        self.reason: str | None = None
+        self._next_look = 0.0
+
+    def __call__(self) -> bool:
+        now = time.monotonic()
+        if self.worker.stopping:
+            self.reason = "shutdown"
+        elif now > self.deadline:
+            self.reason = "timeout"
+        elif now >= self._next_look:
+            self._next_look = now + CONTROL_INTERVAL_S
+            try:
+                control = self.worker.queue.control(self.job_id)
+            except Exception:
+                control = None  # an unreachable queue must not stop the job
+            if isinstance(control, dict) and control.get("cancel"):
+                self.reason = "canceled"
+            elif isinstance(control, dict) and control.get("attempt") != self.attempt:
+                self.reason = "superseded"
+        return self.reason is not None
+
+    def result(self) -> dict[str, Any] | None:
+        """What the attempt reports (nothing when superseded); the store keeps its checkpoint."""
+        if self.reason == "canceled":
+            return {"status": "canceled"}
+        if self.reason == "timeout":
+            limit = self.worker.settings.job_timeout_seconds
+            return failure("timeout", f"the job ran longer than {limit:g} seconds")
+        if self.reason == "shutdown":
+            return {"status": "interrupted"}
+        return None
+
+
 def resolve_device(name: str) -> torch.device:
     """'auto' -> cuda when available, else cpu; anything else as given."""
     if name == "auto":
@@ -311,8 +359,8 @@ class Worker:
         if not self._claimable(job_id, attempt) or not self._claim(job_id, attempt):
             return
         first, error = self._attempt(job_id, lambda: self._new_run(job_id, attempt, payload))
-        if error is not None:
-            self._end(job_id, attempt, error)
+        if first is None:
+            self._end(job_id, attempt, error)  # failed, or stopped during its setup
             return
         self._run_batch(first)
 
@@ -363,18 +411,26 @@ class Worker:
             names = f"{vqgan} / {', '.join(clips)}"
             logger.error("job %s: cannot load models %s: %s", job_id, names, exc)
             raise ModelUnavailable(f"cannot load models {names}: {public_message(exc)}") from exc
-        run = JobRun.start(
-            job_id,
-            attempt,
-            payload,
-            models,
-            device=self.device,
-            put=self._safe_put,
-            stamp=self._stamp,
-            timeout_seconds=self.settings.job_timeout_seconds,
-            checkpoint_every=self.settings.checkpoint_every,
-            encoder=self._encoder,
-        )
+        from artgen.engine.generate import SetupStopped
+
+        stop = SetupStop(self, job_id, attempt)
+        try:
+            run = JobRun.start(
+                job_id,
+                attempt,
+                payload,
+                models,
+                device=self.device,
+                put=self._safe_put,
+                stamp=self._stamp,
+                timeout_seconds=self.settings.job_timeout_seconds,
+                checkpoint_every=self.settings.checkpoint_every,
+                encoder=self._encoder,
+                should_stop=stop,
+            )
+        except SetupStopped:
+            logger.info("job %s attempt %s stopped during setup: %s", job_id, attempt, stop.reason)
+            raise StoppedDuringSetup(stop.result()) from None
         if run.first_iteration:
             logger.info("job %s resumes at iteration %s", job_id, run.first_iteration)
         return run
@@ -390,6 +446,8 @@ class Worker:
             return action(), None
         except ModelUnavailable as exc:
             return None, failure("model_unavailable", str(exc))
+        except StoppedDuringSetup as exc:
+            return None, exc.result
         except InputsMissing as exc:
             # The queue lost data: hand the job back; the API enqueues it again with its inputs.
             logger.warning("%s: %s", label, exc)
@@ -504,8 +562,8 @@ class Worker:
                 # No room on the GPU after all: hand it back untouched, batch no more.
                 self._limit_batch(len(runs))
                 error = {"status": "interrupted", "iteration": 0}
-            if error is not None:
-                self._end(task.job_id, task.attempt, error)
+            if run is None:
+                self._end(task.job_id, task.attempt, error)  # failed or stopped during setup
                 continue
             try:
                 batch.add(run.generation)
