@@ -1,9 +1,11 @@
 """Random cutouts + augmentations of the image that CLIP judges: a plain reference and a fast path.
 
 Both paths draw the same `CutoutParams` from the job's generator (never the global RNG), so the fast
-path can be checked against the reference on identical randomness. The augmentations follow the
-seed notebook: horizontal flip (p 0.5), affine with rotation 30 deg / translation 0.1 and border
-padding (p 0.8), perspective 0.2 (p 0.4), hue/saturation jitter 0.01 (p 0.7), noise up to 0.1.
+path can be checked against the reference on identical randomness. The reference follows the seed
+notebook's kornia pipeline, in its order and with kornia 0.9's formulas (checked against kornia's
+own modules in tests/engine/test_seed_parity.py): horizontal flip (p 0.5), sharpness 0.3 (p 0.4),
+affine with rotation 30 deg / translation 0.1 and border padding (p 0.8), perspective 0.2 with zero
+padding (p 0.4), colour jitter hue/saturation 0.01 (p 0.7), then noise up to 0.1.
 """
 
 from __future__ import annotations
@@ -17,23 +19,34 @@ import torch.nn.functional as F
 from torch import Tensor
 
 FLIP_P = 0.5
+SHARPNESS_P, SHARPNESS_MAX = 0.4, 0.3
 AFFINE_P, AFFINE_DEGREES, AFFINE_TRANSLATE = 0.8, 30.0, 0.1
 PERSPECTIVE_P, PERSPECTIVE_SCALE = 0.4, 0.2
 JITTER_P, JITTER_HUE, JITTER_SATURATION = 0.7, 0.01, 0.01
 NOISE_MAX = 0.1
+# kornia's rgb_to_grayscale weights (ITU-R BT.601), which its saturation blends toward.
+LUMA = (0.299, 0.587, 0.114)
 
 
 @dataclass
 class CutoutParams:
-    """Everything random about one batch of cutouts (n cutouts, side S), as device tensors."""
+    """Everything random about one batch of cutouts (n cutouts, side S), as device tensors.
+
+    Geometric maps use the cutout's [-1, 1] coordinates with align_corners: N takes pixel centres
+    0 and S - 1 to -1 and 1, so a kornia pixel-space warp M (source -> destination) is N M^-1 N^-1.
+    """
 
     sizes: Tensor  # (n,) crop side in image pixels (whole numbers)
     offsets: Tensor  # (n, 2) crop top-left (x, y) in image pixels (whole numbers)
     flips: Tensor  # (n,) bool: mirror horizontally
-    affines: Tensor  # (n, 3, 3) output -> input map in the cutout's [-1, 1] coordinates
-    perspectives: Tensor  # (n, 3, 3) output -> input homography in the same coordinates
+    sharpen: Tensor  # (n,) bool: blend with the 3x3-smoothed copy (clamped to [0, 1], as kornia)
+    sharpness: Tensor  # (n,) blend factor: 0 the smoothed copy, 1 the cutout unchanged
+    affines: Tensor  # (n, 3, 3) output -> input map; samples outside repeat the edge
+    perspectives: Tensor  # (n, 3, 3) output -> input homography; samples outside are black
+    jitter: Tensor  # (n,) bool: colour jitter applied (clamped to [0, 1] before and after)
+    hue_first: Tensor  # (n,) bool: hue shift before saturation (kornia draws one order per call)
     hues: Tensor  # (n,) hue shift in radians
-    saturations: Tensor  # (n,) saturation factor
+    saturations: Tensor  # (n,) saturation factor (blend with the luma grey)
     noise: Tensor  # (n, 3, S, S) additive noise, already scaled per cutout
 
 
@@ -90,7 +103,11 @@ def sample_cutout_params(
     augment: bool,
     generator: torch.Generator,
 ) -> CutoutParams:
-    """Draw sizes, offsets and augmentations of `cutn` cutouts of an (H, W) image."""
+    """Draw sizes, offsets and augmentations of `cutn` cutouts of an (H, W) image.
+
+    The distributions are the seed's (kornia's, in pixels of the S-pixel cutout); the draws come
+    from `generator` in an order of our own.
+    """
     height, width = image_size
     device = generator.device
     max_size = min(width, height)
@@ -102,48 +119,76 @@ def sample_cutout_params(
     offset_y = (_uniform(cutn, 0, 1, generator) * (height - sizes + 1)).floor()
     offsets = torch.stack([offset_x, offset_y], dim=1)
     eye = torch.eye(3, device=device).expand(cutn, 3, 3)
+    never = torch.zeros(cutn, dtype=torch.bool, device=device)
+    ones = torch.ones(cutn, device=device)
     if not augment:
         return CutoutParams(
             sizes=sizes,
             offsets=offsets,
-            flips=torch.zeros(cutn, dtype=torch.bool, device=device),
+            flips=never,
+            sharpen=never,
+            sharpness=ones,
             affines=eye.clone(),
             perspectives=eye.clone(),
+            jitter=never,
+            hue_first=never,
             hues=torch.zeros(cutn, device=device),
-            saturations=torch.ones(cutn, device=device),
+            saturations=ones,
             noise=torch.zeros(cutn, 3, cut_size, cut_size, device=device),
         )
+    # kornia's pixel distances in the [-1, 1] frame: one pixel is 2 / (S - 1).
+    pixel = 2 / max(cut_size - 1, 1)
     flips = _uniform(cutn, 0, 1, generator) < FLIP_P
 
-    # Affine: rotate about the centre and translate (a fraction of the side; [-1, 1] spans 2).
+    sharpen = _uniform(cutn, 0, 1, generator) < SHARPNESS_P
+    sharpness = torch.where(sharpen, _uniform(cutn, 0, SHARPNESS_MAX, generator), ones)
+
+    # Affine: rotate about the centre, then translate by up to AFFINE_TRANSLATE of the side.
     affine_on = (_uniform(cutn, 0, 1, generator) < AFFINE_P).float()
     angles = _uniform(cutn, -1, 1, generator) * math.radians(AFFINE_DEGREES) * affine_on
     shifts = torch.stack(
         [_uniform(cutn, -1, 1, generator), _uniform(cutn, -1, 1, generator)], dim=1
-    ) * (2 * AFFINE_TRANSLATE * affine_on[:, None])
+    ) * (AFFINE_TRANSLATE * cut_size * pixel * affine_on[:, None])
     cos, sin = angles.cos(), angles.sin()
     # Sampling map (output -> input) is the inverse of "rotate, then shift": R^T (p - t).
     affines = eye.clone()
-    affines[:, 0, 0], affines[:, 0, 1] = cos, sin
-    affines[:, 1, 0], affines[:, 1, 1] = -sin, cos
+    affines[:, 0, 0], affines[:, 0, 1] = cos, -sin
+    affines[:, 1, 0], affines[:, 1, 1] = sin, cos
     affines[:, :2, 2] = -(affines[:, :2, :2] @ shifts.unsqueeze(-1)).squeeze(-1)
 
     # Perspective: each corner moves inward by up to PERSPECTIVE_SCALE of the half side.
     perspective_on = (_uniform(cutn, 0, 1, generator) < PERSPECTIVE_P).float()
     corners = _corners(device)
     inward = -corners
-    moves = torch.rand(cutn, 4, 2, generator=generator, device=device) * PERSPECTIVE_SCALE
+    moves = torch.rand(cutn, 4, 2, generator=generator, device=device)
+    moves = moves * (PERSPECTIVE_SCALE * cut_size / 2 * pixel)
     moved = corners + inward * moves * perspective_on[:, None, None]
     perspectives = _perspective_maps(moved)
 
-    jitter_on = (_uniform(cutn, 0, 1, generator) < JITTER_P).float()
-    hues = _uniform(cutn, -JITTER_HUE, JITTER_HUE, generator) * 2 * math.pi * jitter_on
-    saturations = 1 + _uniform(cutn, -JITTER_SATURATION, JITTER_SATURATION, generator) * jitter_on
+    # Colour jitter: kornia's ColorJitter draws one order of its steps per call.
+    jitter = _uniform(cutn, 0, 1, generator) < JITTER_P
+    hue_first = (_uniform(1, 0, 1, generator) < 0.5).expand(cutn)
+    on = jitter.float()
+    hues = _uniform(cutn, -JITTER_HUE, JITTER_HUE, generator) * 2 * math.pi * on
+    saturations = 1 + _uniform(cutn, -JITTER_SATURATION, JITTER_SATURATION, generator) * on
 
     noise_levels = _uniform(cutn, 0, NOISE_MAX, generator)
     noise = torch.randn(cutn, 3, cut_size, cut_size, generator=generator, device=device)
     noise = noise * noise_levels[:, None, None, None]
-    return CutoutParams(sizes, offsets, flips, affines, perspectives, hues, saturations, noise)
+    return CutoutParams(
+        sizes=sizes,
+        offsets=offsets,
+        flips=flips,
+        sharpen=sharpen,
+        sharpness=sharpness,
+        affines=affines,
+        perspectives=perspectives,
+        jitter=jitter,
+        hue_first=hue_first,
+        hues=hues,
+        saturations=saturations,
+        noise=noise,
+    )
 
 
 def _corners(device: torch.device) -> Tensor:
@@ -200,34 +245,69 @@ def _base_grid(size: int, device: torch.device) -> Tensor:
 
 
 def _apply_map(points: Tensor, matrices: Tensor) -> Tensor:
-    """Apply (n, 3, 3) homographies to homogeneous points (n, P, 3) -> clamped (n, P, 2)."""
+    """Apply (n, 3, 3) homographies to homogeneous points (n, P, 3) -> (n, P, 2), not clamped."""
     mapped = points @ matrices.transpose(1, 2)  # (n, P, 3)
-    # Border padding: a sample outside the picture repeats its edge.
-    return (mapped[..., :2] / mapped[..., 2:]).clamp(-1, 1)
+    return mapped[..., :2] / mapped[..., 2:]
 
 
-def _warp(image: Tensor, matrix: Tensor) -> Tensor:
-    """Warp one cutout (1, 3, S, S) with an output -> input map, border padding, bilinear."""
+def _warp(image: Tensor, matrix: Tensor, padding_mode: str) -> Tensor:
+    """Warp one cutout (1, 3, S, S) with an output -> input map, bilinear ("border" or "zeros")."""
     size = image.shape[-1]
     points = _base_grid(size, image.device).unsqueeze(0)
     grid = _apply_map(points, matrix.unsqueeze(0)).view(1, size, size, 2)
-    return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=True)
+    return F.grid_sample(
+        image, grid, mode="bilinear", padding_mode=padding_mode, align_corners=True
+    )
 
 
-def _color_matrices(hues: Tensor, saturations: Tensor) -> Tensor:
-    """Per-cutout RGB 3x3 matrices: hue rotation about the grey axis, then saturation scaling."""
+def _clamp_unit(image: Tensor) -> Tensor:
+    """Clamp to [0, 1] with an identity gradient on the closed range (kornia's input clamp)."""
+    return torch.where((image >= 0) & (image <= 1), image, image.clamp(0, 1))
+
+
+def _saturate(image: Tensor, factor: Tensor) -> Tensor:
+    """kornia's ColorJitter saturation: blend with the luma grey by `factor`, clamp to [0, 1]."""
+    return kornia.enhance.adjust_saturation_with_gray_subtraction(image, factor)
+
+
+def _jitter(image: Tensor, hue: Tensor, saturation: Tensor, hue_first: bool) -> Tensor:
+    """kornia's ColorJitter (hue and saturation only) on one cutout (1, 3, S, S)."""
+    image = _clamp_unit(image)
+    if hue_first:
+        image = _saturate(kornia.enhance.adjust_hue(image, hue), saturation)
+    else:
+        image = kornia.enhance.adjust_hue(_saturate(image, saturation), hue)
+    return _clamp_unit(image)
+
+
+def _color_matrices(params: CutoutParams) -> Tensor:
+    """Per-cutout RGB 3x3 matrices (n, 3, 3) of the colour jitter: hue rotation about the grey
+    axis and kornia's luma saturation blend, in each cutout's order."""
+    hues, saturations = params.hues, params.saturations
+    device = hues.device
     cos, sin = hues.cos(), hues.sin()
     n = hues.shape[0]
-    eye = torch.eye(3, device=hues.device).expand(n, 3, 3)
-    ones = torch.full((3, 3), 1 / 3, device=hues.device)
+    eye = torch.eye(3, device=device).expand(n, 3, 3)
+    ones = torch.full((3, 3), 1 / 3, device=device)
     # Rodrigues rotation about (1, 1, 1)/sqrt(3): cos I + (1 - cos) uu^T + sin [u]x.
     # The cross-product matrix [u]x of u = (1, 1, 1)/sqrt(3), built on the device (no copy).
-    shift = torch.eye(3, device=hues.device).roll(1, dims=1)
+    shift = torch.eye(3, device=device).roll(1, dims=1)
     cross = (shift.T - shift) / math.sqrt(3)
     cos, sin = cos[:, None, None], sin[:, None, None]
     rotation = cos * eye + (1 - cos) * ones + sin * cross
-    saturate = saturations[:, None, None] * eye + (1 - saturations)[:, None, None] * ones
-    return saturate @ rotation
+    # Every output channel takes (1 - s) of the luma grey: each row of `grey` is the weights
+    # (filled on the device, not copied from the host).
+    grey = torch.empty(3, 3, device=device)
+    grey[:, 0], grey[:, 1], grey[:, 2] = LUMA
+    saturate = saturations[:, None, None] * eye + (1 - saturations)[:, None, None] * grey
+    hue_first = params.hue_first[:, None, None]
+    return torch.where(hue_first, saturate @ rotation, rotation @ saturate)
+
+
+def _unit_bounds(chosen: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-cutout clamp bounds (n, 1, 1, 1): [0, 1] where `chosen`, unbounded elsewhere."""
+    low = torch.where(chosen, 0.0, -math.inf)[:, None, None, None]
+    return low, torch.where(chosen, 1.0, math.inf)[:, None, None, None]
 
 
 class ReferenceCutouts:
@@ -248,7 +328,7 @@ class ReferenceCutouts:
         return self.apply(image, self.sample((height, width), generator))
 
     def apply(self, image: Tensor, params: CutoutParams) -> Tensor:
-        """Cut, resize and augment with the given parameters."""
+        """Cut, resize and augment with the given parameters, in the seed's order."""
         image = image.float()
         identity = torch.eye(3, device=image.device)
         cutouts = []
@@ -258,23 +338,28 @@ class ReferenceCutouts:
             cutout = resample(image[:, :, y : y + size, x : x + size], self.cut_size)
             if bool(params.flips[index]):
                 cutout = cutout.flip(3)
+            if bool(params.sharpen[index]):
+                cutout = kornia.enhance.sharpness(_clamp_unit(cutout), params.sharpness[index])
             if not torch.equal(params.affines[index], identity):
-                cutout = _warp(cutout, params.affines[index])
+                cutout = _warp(cutout, params.affines[index], "border")
             if not torch.equal(params.perspectives[index], identity):
-                cutout = _warp(cutout, params.perspectives[index])
-            if float(params.saturations[index]) != 1.0:
-                cutout = kornia.enhance.adjust_saturation(cutout, params.saturations[index])
-            if float(params.hues[index]) != 0.0:
-                cutout = kornia.enhance.adjust_hue(cutout, params.hues[index])
+                cutout = _warp(cutout, params.perspectives[index], "zeros")
+            if bool(params.jitter[index]):
+                hue_first = bool(params.hue_first[index])
+                hue, saturation = params.hues[index], params.saturations[index]
+                cutout = _jitter(cutout, hue, saturation, hue_first)
             cutouts.append(cutout + params.noise[index])
         return torch.cat(cutouts, dim=0)
 
 
 class FastCutouts(ReferenceCutouts):
-    """All cutouts at once: crop, resize, flip, affine and perspective in one grid_sample.
+    """All cutouts at once, in the reference's order: one grid_sample crops, resizes and flips
+    every cutout, a second one applies each cutout's affine and perspective together.
 
     Downscaling is anti-aliased with a stack of Lanczos-filtered copies of the image at half-octave
-    steps; each cutout blends the two levels around its own scale factor.
+    steps; each cutout blends the two levels around its own scale factor. Sharpness is a 3x3 box
+    filter, the perspective's black surround a per-pixel coverage factor and the colour jitter one
+    3x3 matrix per cutout (hue as a rotation about the grey axis), with kornia's clamps to [0, 1].
     """
 
     def __init__(
@@ -308,18 +393,26 @@ class FastCutouts(ReferenceCutouts):
             self._grids[device] = _base_grid(self.cut_size, device)
         return self._grids[device]
 
+    def _sharpen(self, cutouts: Tensor, params: CutoutParams) -> Tensor:
+        """Blend cutouts (n, 3, S, S) toward their 3x3-smoothed copies by 1 - sharpness, edges
+        kept, with kornia's clamps to [0, 1] on the cutouts it sharpens."""
+        low, high = _unit_bounds(params.sharpen)
+        cutouts = cutouts.clamp(low, high)
+        # kornia's kernel [[1, 1, 1], [1, 5, 1], [1, 1, 1]] / 13 is a 3x3 box plus 4 x centre.
+        inner = cutouts[:, :, 1:-1, 1:-1]
+        smoothed = (F.avg_pool2d(cutouts, 3, stride=1) * 9 + inner * 4).div(13).clamp(0, 1)
+        change = F.pad(smoothed - inner, (1, 1, 1, 1))  # (n, 3, S, S); the edges stay
+        return (cutouts + (1 - params.sharpness)[:, None, None, None] * change).clamp(low, high)
+
     def apply(self, image: Tensor, params: CutoutParams) -> Tensor:
         """Cut, resize and augment with the given parameters, batched."""
         image = image.float()
         _, _, height, width = image.shape
         n, side = params.sizes.shape[0], self.cut_size
 
-        # 1. Where each output pixel samples from: perspective, affine (each clamped to the border
-        #    like the reference's padding), flip, then the crop box in image coordinates.
-        points = self._base_grid(image.device).expand(n, -1, -1)  # (n, S*S, 3)
-        points = _apply_map(points, params.perspectives)
-        homogeneous = torch.cat([points, torch.ones_like(points[..., :1])], dim=-1)
-        points = _apply_map(homogeneous, params.affines)
+        # 1. Crop and resize every cutout in one grid_sample: where each cutout pixel samples
+        #    the image (flip, then the crop box in image coordinates).
+        points = self._base_grid(image.device).expand(n, -1, -1)[..., :2]  # (n, S*S, 2)
         flip_sign = 1 - 2 * params.flips.float()
         crop_x = points[..., 0] * flip_sign[:, None]
         crop_y = points[..., 1]
@@ -330,7 +423,7 @@ class FastCutouts(ReferenceCutouts):
             [pixel_x / max(width - 1, 1) * 2 - 1, pixel_y / max(height - 1, 1) * 2 - 1], dim=-1
         )  # (n, S*S, 2)
 
-        # 2. Anti-aliasing: filtered copies at half-octave scale factors, blended per cutout.
+        # Anti-aliasing: filtered copies at half-octave scale factors, blended per cutout.
         max_factor = min(height, width) / side
         levels = 1
         if self.antialias and max_factor > 1:
@@ -350,7 +443,27 @@ class FastCutouts(ReferenceCutouts):
             level_ids = torch.arange(levels, device=image.device, dtype=position.dtype)
             weights = (1 - (position[None, :] - level_ids[:, None]).abs()).clamp(min=0)  # (L, n)
             cutouts = torch.einsum("ln,lcnhw->nchw", weights, sampled)
+        if not self.augment:
+            return cutouts + params.noise
+        cutouts = self._sharpen(cutouts, params)
 
-        # 3. Colour jitter as one 3x3 matrix per cutout, plus noise: elementwise on the batch.
-        colors = _color_matrices(params.hues, params.saturations)
-        return torch.einsum("nij,njhw->nihw", colors, cutouts) + params.noise
+        # 2. Affine and perspective in one bilinear grid_sample of the cutouts: perspective
+        #    (outside it: black, as a coverage factor, exact for bilinear zero padding), then
+        #    affine (outside it: the edge).
+        points = self._base_grid(image.device).expand(n, -1, -1)  # (n, S*S, 3)
+        points = _apply_map(points, params.perspectives)
+        outside = (points.abs() - 1).clamp(min=0) * ((side - 1) / 2)  # in cutout pixels
+        coverage = (1 - outside).clamp(min=0).prod(dim=-1)  # (n, S*S)
+        homogeneous = torch.cat([points.clamp(-1, 1), torch.ones_like(points[..., :1])], dim=-1)
+        grid = _apply_map(homogeneous, params.affines).view(n, side, side, 2)
+        cutouts = F.grid_sample(
+            cutouts, grid, mode="bilinear", padding_mode="border", align_corners=True
+        )
+        cutouts = cutouts * coverage.view(n, 1, side, side)
+
+        # 3. Colour jitter as one 3x3 matrix per cutout, clamped before and after as kornia
+        #    clamps, plus noise.
+        low, high = _unit_bounds(params.jitter)
+        colors = _color_matrices(params)
+        cutouts = torch.einsum("nij,njhw->nihw", colors, cutouts.clamp(low, high))
+        return cutouts.clamp(low, high) + params.noise

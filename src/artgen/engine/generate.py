@@ -8,6 +8,7 @@ torch.Generator seeded from the job's seed.
 from __future__ import annotations
 
 import contextlib
+import math
 import secrets
 import warnings
 from collections.abc import Callable, Sequence
@@ -22,7 +23,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from artgen.engine.cutouts import FastCutouts, ReferenceCutouts
-from artgen.engine.images import from_pil, to_pil
+from artgen.engine.images import fit_area, from_pil, to_pil
 from artgen.engine.ops import clamp_with_grad, quantize_latent
 from artgen.engine.params import GenerationParams
 from artgen.engine.prompts import Prompt, noise_embedding, parse_prompts
@@ -215,13 +216,15 @@ class Generation:
         self.optimizer = optimizer_class([self.z], **options)
 
     def _check_prompts(self, image_prompts: Sequence[Image.Image]) -> None:
-        """Every schedule segment needs something to aim at; image weights must match images."""
-        weights = self.params.image_prompt_weights
-        if weights and len(weights) != len(image_prompts):
-            raise ValueError(
-                f"image_prompt_weights has {len(weights)} weights for {len(image_prompts)} "
-                "image prompts"
-            )
+        """Every schedule segment needs something to aim at; image weights and stops must match
+        images."""
+        for name in ("image_prompt_weights", "image_prompt_stops"):
+            values = getattr(self.params, name)
+            if values and len(values) != len(image_prompts):
+                raise ValueError(
+                    f"{name} has {len(values)} {name.rsplit('_', 1)[1]} for "
+                    f"{len(image_prompts)} image prompts"
+                )
         if image_prompts or self.params.noise_prompts.strip():
             return
         for text in [self.params.prompts, *(item.prompts for item in self.params.schedule)]:
@@ -247,16 +250,19 @@ class Generation:
 
     @torch.no_grad()
     def _embed_images(self, images: Sequence[Image.Image]) -> list[list[Prompt]]:
-        """Image prompts: embeddings of cutouts of each image (resized to the output size)."""
+        """Image prompts: embeddings of cutouts of each image, resized as the seed resizes them
+        (aspect ratio kept, area at most the output's), with their weights and stops."""
         weights = self.params.image_prompt_weights or [1.0] * len(images)
+        stops = self.params.image_prompt_stops or [None] * len(images)
         per_critic: list[list[Prompt]] = [[] for _ in self.models.critics]
-        for image, weight in zip(images, weights, strict=True):
-            pixels = from_pil(image, (self.width, self.height)).to(self.device)
+        for image, weight, stop in zip(images, weights, stops, strict=True):
+            pixels = from_pil(fit_area(image, (self.width, self.height))).to(self.device)
+            stop_value = -math.inf if stop is None else stop
             for index, critic in enumerate(self.models.critics):
                 cutouts = self._cutouts[index](pixels, self.generator)
                 with self._precision():
                     embeddings = critic.encode_image(cutouts).float()  # (cutn, D)
-                per_critic[index].append(Prompt(embeddings, weight).to(self.device))
+                per_critic[index].append(Prompt(embeddings, weight, stop_value).to(self.device))
         return per_critic
 
     @torch.no_grad()

@@ -35,6 +35,16 @@ def resize(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     return image.resize(size, Image.Resampling.LANCZOS)
 
 
+def fit_area(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """RGB copy of `image` with its aspect ratio kept and its area capped at width x height
+    (never enlarged), LANCZOS: the seed's resize_image for image prompts."""
+    image = image.convert("RGB")
+    ratio = image.width / image.height
+    area = min(image.width * image.height, size[0] * size[1])
+    target = (max(1, round((area * ratio) ** 0.5)), max(1, round((area / ratio) ** 0.5)))
+    return resize(image, target)
+
+
 def from_pil(image: Image.Image, size: tuple[int, int] | None = None) -> Tensor:
     """PIL image -> (1, 3, H, W) float32 tensor in [0, 1], resized to (width, height) if given."""
     image = resize(image, size) if size is not None else image.convert("RGB")

@@ -60,6 +60,8 @@ class GenerationParams(BaseModel):
     schedule: list[ScheduledPrompts] = Field(default_factory=list, max_length=MAX_SCHEDULE_ENTRIES)
     # One weight per image prompt given to the Generation; empty means 1.0 each.
     image_prompt_weights: list[float] = Field(default_factory=list)
+    # One stop per image prompt, as a text prompt's 'text:weight:stop'; None or empty: no stop.
+    image_prompt_stops: list[float | None] = Field(default_factory=list)
 
     @field_validator("prompts")
     @classmethod
@@ -79,6 +81,23 @@ class GenerationParams(BaseModel):
         if any(not math.isfinite(weight) for weight in value):
             raise ValueError("image prompt weights must be finite numbers")
         return value
+
+    @field_validator("image_prompt_stops")
+    @classmethod
+    def _check_image_stops(cls, value: list[float | None]) -> list[float | None]:
+        if any(stop is not None and not math.isfinite(stop) for stop in value):
+            raise ValueError("image prompt stops must be finite numbers or null (no stop)")
+        return value
+
+    @model_validator(mode="after")
+    def _check_image_prompt_lists(self) -> GenerationParams:
+        weights, stops = self.image_prompt_weights, self.image_prompt_stops
+        if weights and stops and len(weights) != len(stops):
+            raise ValueError(
+                f"image_prompt_stops has {len(stops)} entries for {len(weights)} image prompt "
+                "weights: give one of each per image prompt"
+            )
+        return self
 
     @model_validator(mode="after")
     def _check_schedule(self) -> GenerationParams:

@@ -1,0 +1,412 @@
+"""The reference path computes the seed notebook's objective; the fast path stays close to it.
+
+The seed's cutouts are built here from `kornia.augmentation` modules exactly as the notebook builds
+them (Crowson's "z+quantize method with augmentations"). kornia draws its own parameters from the
+global RNG; they are read back from each module and replayed into our `CutoutParams`, so both sides
+see the same z, weights and random draws.
+"""
+
+from __future__ import annotations
+
+import math
+
+import kornia.augmentation as K
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor, nn
+
+from artgen.engine import cutouts as cutouts_module
+from artgen.engine.cutouts import (
+    CutoutParams,
+    FastCutouts,
+    ReferenceCutouts,
+    sample_cutout_params,
+)
+from artgen.engine.generate import Generation
+from artgen.engine.images import fit_area
+from artgen.engine.ops import replace_grad
+from artgen.engine.params import GenerationParams
+
+CPU = torch.device("cpu")
+PROMPTS = ["a red castle", "fog"]
+WEIGHTS = [1.0, -0.5]
+WIDTH, HEIGHT, CUTN = 160, 128, 16
+
+
+# --- the seed notebook's code (its resample, MakeCutouts and Prompt), kept as it is written there
+
+
+def seed_sinc(x: Tensor) -> Tensor:
+    return torch.where(x != 0, torch.sin(math.pi * x) / (math.pi * x), x.new_ones([]))
+
+
+def seed_lanczos(x: Tensor, a: int) -> Tensor:
+    cond = torch.logical_and(-a < x, x < a)
+    out = torch.where(cond, seed_sinc(x) * seed_sinc(x / a), x.new_zeros([]))
+    return out / out.sum()
+
+
+def seed_ramp(ratio: float, width: int) -> Tensor:
+    n = math.ceil(width / ratio + 1)
+    out = torch.empty([n])
+    cur = 0.0
+    for i in range(n):
+        out[i] = cur
+        cur += ratio
+    return torch.cat([-out[1:].flip([0]), out])[1:-1]
+
+
+def seed_resample(input: Tensor, size: tuple[int, int], align_corners: bool = True) -> Tensor:
+    n, c, h, w = input.shape
+    dh, dw = size
+    input = input.reshape([n * c, 1, h, w])
+    if dh < h:
+        kernel_h = seed_lanczos(seed_ramp(dh / h, 2), 2).to(input.device, input.dtype)
+        pad_h = (kernel_h.shape[0] - 1) // 2
+        input = F.pad(input, (0, 0, pad_h, pad_h), "reflect")
+        input = F.conv2d(input, kernel_h[None, None, :, None])
+    if dw < w:
+        kernel_w = seed_lanczos(seed_ramp(dw / w, 2), 2).to(input.device, input.dtype)
+        pad_w = (kernel_w.shape[0] - 1) // 2
+        input = F.pad(input, (pad_w, pad_w, 0, 0), "reflect")
+        input = F.conv2d(input, kernel_w[None, None, None, :])
+    input = input.reshape([n, c, h, w])
+    return F.interpolate(input, size, mode="bicubic", align_corners=align_corners)
+
+
+class SeedMakeCutouts(nn.Module):
+    """The seed's MakeCutouts; the crop sizes and offsets are handed in (drawn by our sampler)."""
+
+    def __init__(self, cut_size: int, cutn: int, p: float | None = None):
+        super().__init__()
+        self.cut_size, self.cutn = cut_size, cutn
+        # p=None: the seed's probabilities; p=1.0: every augmentation on every cutout.
+        self.augs = nn.Sequential(
+            K.RandomHorizontalFlip(p=p or 0.5),
+            K.RandomSharpness(0.3, p=p or 0.4),
+            K.RandomAffine(degrees=30, translate=0.1, p=p or 0.8, padding_mode="border"),
+            K.RandomPerspective(0.2, p=p or 0.4),
+            K.ColorJitter(hue=0.01, saturation=0.01, p=p or 0.7),
+        )
+        self.noise_fac = 0.1
+
+    def forward(self, input: Tensor, sizes: Tensor, offsets: Tensor) -> Tensor:
+        cutouts = []
+        for size, (offsetx, offsety) in zip(
+            sizes.int().tolist(), offsets.int().tolist(), strict=True
+        ):
+            cutout = input[:, :, offsety : offsety + size, offsetx : offsetx + size]
+            cutouts.append(seed_resample(cutout, (self.cut_size, self.cut_size)))
+        batch = self.augs(torch.cat(cutouts, dim=0))
+        facs = batch.new_empty([self.cutn, 1, 1, 1]).uniform_(0, self.noise_fac)
+        self.noise = (facs * torch.randn_like(batch)).detach()
+        return batch + self.noise
+
+    def replayed(self, sizes: Tensor, offsets: Tensor) -> CutoutParams:
+        """The draws of the last forward() as our CutoutParams."""
+        flip, sharpness, affine, perspective, jitter = self.augs
+        n = self.cutn
+
+        def chosen(module: nn.Module) -> Tensor:
+            return module._params["batch_prob"].bool()
+
+        def our_map(module: nn.Module) -> Tensor:
+            # kornia: source -> destination in pixels; ours: output -> input in [-1, 1].
+            pixel_map = module.compute_transformation(
+                torch.empty(n, 3, self.cut_size, self.cut_size), module._params, module.flags
+            )
+            to_unit = torch.eye(3)
+            to_unit[0, 0] = to_unit[1, 1] = 2 / (self.cut_size - 1)
+            to_unit[:2, 2] = -1.0
+            mapped = to_unit @ torch.linalg.inv(pixel_map) @ torch.linalg.inv(to_unit)
+            return torch.where(chosen(module)[:, None, None], mapped, torch.eye(3))
+
+        order = jitter._params["order"].tolist()
+        jittered = chosen(jitter)
+        return CutoutParams(
+            sizes=sizes,
+            offsets=offsets,
+            flips=chosen(flip),
+            sharpen=chosen(sharpness),
+            sharpness=torch.where(chosen(sharpness), sharpness._params["sharpness"], 1.0),
+            affines=our_map(affine),
+            perspectives=our_map(perspective),
+            jitter=jittered,
+            hue_first=torch.full((n,), order.index(3) < order.index(2)),
+            hues=torch.where(jittered, jitter._params["hue_factor"] * 2 * math.pi, 0.0),
+            saturations=torch.where(jittered, jitter._params["saturation_factor"], 1.0),
+            noise=self.noise,
+        )
+
+
+class SeedPrompt(nn.Module):
+    """The seed's Prompt (spherical distance, weight sign, stop)."""
+
+    def __init__(self, embed: Tensor, weight: float = 1.0, stop: float = float("-inf")):
+        super().__init__()
+        self.register_buffer("embed", embed)
+        self.register_buffer("weight", torch.as_tensor(weight))
+        self.register_buffer("stop", torch.as_tensor(stop))
+
+    def forward(self, input: Tensor) -> Tensor:
+        input_normed = F.normalize(input.unsqueeze(1), dim=2)
+        embed_normed = F.normalize(self.embed.unsqueeze(0), dim=2)
+        dists = input_normed.sub(embed_normed).norm(dim=2).div(2).arcsin().pow(2).mul(2)
+        dists = dists * self.weight.sign()
+        return self.weight.abs() * replace_grad(dists, torch.maximum(dists, self.stop)).mean()
+
+
+# --- helpers
+
+
+def generation(
+    models, seed: int, fast: bool = False, size: tuple[int, int] = (WIDTH, HEIGHT), cutn: int = CUTN
+) -> Generation:
+    prompts = " | ".join(f"{text}:{weight}" for text, weight in zip(PROMPTS, WEIGHTS, strict=True))
+    params = GenerationParams(prompts=prompts, width=size[0], height=size[1], cutn=cutn, seed=seed)
+    return Generation(models, params, device=CPU, fast=fast)
+
+
+def crops(image_size: tuple[int, int], cut_size: int, seed: int, cutn: int = CUTN):
+    return sample_cutout_params(
+        image_size, cutn, cut_size, 1.0, False, torch.Generator().manual_seed(seed)
+    )
+
+
+def seed_loss_and_gradient(models, z: Tensor, seed: int, p: float | None, cutn: int = CUTN):
+    """The seed's loss and dLoss/dz at z, and its draws replayed as our CutoutParams."""
+    critic = models.critics[0]
+    factor = models.vqgan.factor
+    run = generation(models, seed, size=(z.shape[-1] * factor, z.shape[-2] * factor), cutn=cutn)
+    z = z.detach().clone().requires_grad_(True)
+    image = run.synthesize(z)  # the model side (quantize, decode, clamp) was audited exact
+    make_cutouts = SeedMakeCutouts(critic.cut_size, cutn, p=p)
+    box = crops(image.shape[-2:], critic.cut_size, seed, cutn)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1000 + seed)
+        batch = make_cutouts(image, box.sizes, box.offsets)
+    embeddings = critic.encode_image(batch).float()
+    with torch.no_grad():
+        texts = critic.encode_text(PROMPTS).float()
+    prompts = [SeedPrompt(texts[i : i + 1], weight) for i, weight in enumerate(WEIGHTS)]
+    loss = sum(prompt(embeddings) for prompt in prompts)
+    loss.backward()
+    return float(loss.detach()), z.grad.flatten(), make_cutouts.replayed(box.sizes, box.offsets)
+
+
+def our_loss_and_gradient(models, z: Tensor, seed: int, params: CutoutParams, fast: bool):
+    size = (z.shape[-1] * models.vqgan.factor, z.shape[-2] * models.vqgan.factor)
+    run = generation(models, seed, fast=fast, size=size, cutn=params.sizes.shape[0])
+    with torch.no_grad():
+        run.z.copy_(z)
+    cutouts = run._cutouts[0]
+    image = run.synthesize(run.z)
+    loss = run.loss_from([run.embed_cutouts(0, cutouts.apply(image, params))])
+    loss.backward()
+    return float(loss.detach()), run.z.grad.flatten()
+
+
+def cosine(a: Tensor, b: Tensor) -> float:
+    return float(F.cosine_similarity(a, b, dim=0))
+
+
+# --- tests
+
+
+@pytest.mark.parametrize("p", [None, 1.0], ids=["seed-probabilities", "every-augmentation"])
+def test_reference_cutouts_equal_the_seeds_pixel_for_pixel(p):
+    y, x = torch.meshgrid(torch.linspace(0, 1, 96), torch.linspace(0, 1, 120), indexing="ij")
+    image = torch.stack([x, y, 0.5 + 0.5 * torch.sin(9 * x * y)]).unsqueeze(0)
+    make_cutouts = SeedMakeCutouts(48, CUTN, p=p)
+    box = crops((96, 120), 48, 0)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(5)
+        expected = make_cutouts(image, box.sizes, box.offsets)
+    params = make_cutouts.replayed(box.sizes, box.offsets)
+    got = ReferenceCutouts(48, CUTN).apply(image, params)
+    assert (got - expected).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("p", [None, 1.0], ids=["seed-probabilities", "every-augmentation"])
+def test_reference_objective_is_the_seeds(tiny_models, p):
+    # Measured: loss relative difference ~1e-7, z-gradient cosine 1.000000.
+    for seed in range(3):
+        z = generation(tiny_models, seed).z.detach()
+        seed_loss, seed_gradient, params = seed_loss_and_gradient(tiny_models, z, seed, p)
+        loss, gradient = our_loss_and_gradient(tiny_models, z, seed, params, fast=False)
+        assert loss == pytest.approx(seed_loss, rel=1e-3)
+        assert cosine(gradient, seed_gradient) >= 0.995
+
+
+def every_augmentation(monkeypatch) -> None:
+    """Our sampler with every augmentation on every cutout."""
+    for name in ("FLIP_P", "SHARPNESS_P", "AFFINE_P", "PERSPECTIVE_P", "JITTER_P"):
+        monkeypatch.setattr(cutouts_module, name, 1.0)
+
+
+@pytest.mark.parametrize("forced", [False, True], ids=["seed-probabilities", "every-augmentation"])
+def test_fast_path_z_gradient_matches_the_reference_with_augmentations(
+    tiny_models, monkeypatch, forced
+):
+    if forced:
+        every_augmentation(monkeypatch)
+    cosines = []
+    for seed in range(3):
+        z = generation(tiny_models, seed).z.detach()
+        cut_size = tiny_models.critics[0].cut_size
+        params = ReferenceCutouts(cut_size, CUTN).sample(
+            (HEIGHT, WIDTH), torch.Generator().manual_seed(seed)
+        )
+        assert bool(params.perspectives.ne(torch.eye(3)).any())
+        _, reference = our_loss_and_gradient(tiny_models, z, seed, params, fast=False)
+        _, fast = our_loss_and_gradient(tiny_models, z, seed, params, fast=True)
+        cosines.append(cosine(fast, reference))
+    assert min(cosines) >= 0.98
+
+
+def test_fast_cutouts_stay_close_to_the_reference_with_every_augmentation(monkeypatch):
+    every_augmentation(monkeypatch)
+    y, x = torch.meshgrid(torch.linspace(0, 1, 96), torch.linspace(0, 1, 120), indexing="ij")
+    image = torch.stack([x, y, 0.5 + 0.5 * torch.sin(9 * x * y)]).unsqueeze(0)
+    params = ReferenceCutouts(48, CUTN).sample((96, 120), torch.Generator().manual_seed(2))
+    expected = ReferenceCutouts(48, CUTN).apply(image, params)
+    got = FastCutouts(48, CUTN).apply(image, params)
+    psnr = float(10 * torch.log10(1 / F.mse_loss(got, expected)))
+    assert psnr >= 30
+
+
+def measure(models, size: tuple[int, int], cutn: int, seeds: int) -> None:
+    """Print loss and z-gradient agreement: reference vs seed, fast vs reference."""
+    for seed in range(seeds):
+        z = generation(models, seed, size=size, cutn=cutn).z.detach()
+        seed_loss, seed_gradient, params = seed_loss_and_gradient(models, z, seed, None, cutn)
+        loss, reference = our_loss_and_gradient(models, z, seed, params, fast=False)
+        _, fast = our_loss_and_gradient(models, z, seed, params, fast=True)
+        print(
+            f"seed {seed}: loss reference/seed {loss / seed_loss:.7f}, z-gradient cosine "
+            f"reference-seed {cosine(reference, seed_gradient):.6f}, fast-reference "
+            f"{cosine(fast, reference):.4f}, fast-seed {cosine(fast, seed_gradient):.4f}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    # python3 tests/engine/test_seed_parity.py [tiny|real]: the figures behind the tests; "real"
+    # is ViT-B/32 and f16-16384 shapes with random weights at 320x256, cutn 16 (the audit's).
+    import sys
+    import tempfile
+
+    from artgen.models.catalog import Catalog
+    from artgen.models.loading import load_models
+
+    torch.set_num_threads(1)
+    which = sys.argv[1] if len(sys.argv) > 1 else "tiny"
+    names = ("tiny", "tiny") if which == "tiny" else ("random_f16_16384", "random_vit_b_32")
+    bundle = load_models(names[0], [names[1]], CPU, Catalog(tempfile.mkdtemp()))
+    measure(bundle, (WIDTH, HEIGHT) if which == "tiny" else (320, 256), CUTN, 3)
+
+
+# --- image prompts: the seed's resize_image and 'path:weight:stop'
+
+
+def seed_resize_image(image: Image.Image, out_size: tuple[int, int]) -> Image.Image:
+    """The seed notebook's resize_image."""
+    ratio = image.size[0] / image.size[1]
+    area = min(image.size[0] * image.size[1], out_size[0] * out_size[1])
+    size = round((area * ratio) ** 0.5), round((area / ratio) ** 0.5)
+    return image.resize(size, Image.LANCZOS)
+
+
+@pytest.mark.parametrize(
+    ("size", "out", "expected"),
+    [
+        ((400, 100), (64, 64), (128, 32)),
+        ((20, 10), (64, 64), (20, 10)),
+        ((90, 160), (80, 48), (46, 83)),
+    ],
+)
+def test_image_prompts_are_resized_like_the_seeds(size, out, expected):
+    y, x = torch.meshgrid(
+        torch.linspace(0, 1, size[1]), torch.linspace(0, 1, size[0]), indexing="ij"
+    )
+    pixels = torch.stack([x, y, x * y]).mul(255).round().to(torch.uint8).permute(1, 2, 0)
+    image = Image.fromarray(pixels.numpy())
+    fitted = fit_area(image, out)
+    assert fitted.size == expected == seed_resize_image(image, out).size
+    assert fitted.tobytes() == seed_resize_image(image, out).tobytes()
+
+
+def test_a_generation_embeds_image_prompts_at_their_own_aspect_ratio(tiny_models, monkeypatch):
+    shapes = []
+    original = ReferenceCutouts.__call__
+
+    def recording(self, image, generator):
+        shapes.append(tuple(image.shape[-2:]))
+        return original(self, image, generator)
+
+    monkeypatch.setattr(ReferenceCutouts, "__call__", recording)
+    params = GenerationParams(prompts="", width=64, height=64, cutn=4, seed=0)
+    Generation(
+        tiny_models, params, device=CPU, fast=False, image_prompts=[Image.new("RGB", (400, 100))]
+    )
+    assert shapes == [(32, 128)]  # (H, W): 4:1 kept, area 64 * 64, not stretched to 64x64
+
+
+def test_image_prompt_stops_stop_the_pull(tiny_models):
+    image = Image.fromarray(
+        torch.randint(
+            0, 256, (40, 40, 3), generator=torch.Generator().manual_seed(0), dtype=torch.uint8
+        ).numpy()
+    )
+
+    def z_gradient(stops):
+        params = GenerationParams(
+            prompts="", width=32, height=32, cutn=4, seed=0, image_prompt_stops=stops
+        )
+        run = Generation(tiny_models, params, device=CPU, fast=False, image_prompts=[image])
+        loss = run.loss()
+        loss.backward()
+        return float(loss.detach()), run.z.grad
+
+    free_loss, free = z_gradient([])
+    assert float(free.abs().sum()) > 0
+    # Distances are at most 2 * (pi / 2) ** 2 < 5: a stop of 5 is always reached, the value stays.
+    stopped_loss, stopped = z_gradient([5.0])
+    assert stopped_loss == pytest.approx(free_loss) and float(stopped.abs().sum()) == 0
+    assert z_gradient([None])[0] == pytest.approx(free_loss)
+
+
+def test_image_prompt_stops_are_checked():
+    with pytest.raises(ValueError, match="finite"):
+        GenerationParams(prompts="x", image_prompt_stops=[math.inf])
+    with pytest.raises(ValueError, match="image_prompt_stops has 1 entries for 2"):
+        GenerationParams(prompts="x", image_prompt_weights=[1.0, 2.0], image_prompt_stops=[0.5])
+    assert GenerationParams(prompts="x", image_prompt_stops=[None, 0.5]).image_prompt_stops == [
+        None,
+        0.5,
+    ]
+
+
+def test_image_prompt_stops_must_match_the_images(tiny_models):
+    params = GenerationParams(prompts="", width=32, height=32, cutn=2, image_prompt_stops=[0.1])
+    with pytest.raises(ValueError, match="image_prompt_stops has 1 stops for 2 image prompts"):
+        Generation(tiny_models, params, device=CPU, image_prompts=[Image.new("RGB", (8, 8))] * 2)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("style.png", ("style.png", 1.0, None)),
+        ("style.png:0.5", ("style.png", 0.5, None)),
+        ("style.png:0.5:0.2", ("style.png", 0.5, 0.2)),
+        ("C:\\pictures\\style.png:-1", ("C:\\pictures\\style.png", -1.0, None)),
+        ("odd:name.png", ("odd:name.png", 1.0, None)),
+    ],
+)
+def test_cli_image_prompts_take_weight_and_stop(value, expected):
+    from artgen.cli import parse_image_prompt
+
+    path, weight, stop = parse_image_prompt(value)
+    assert (str(path), weight, stop) == expected
