@@ -112,15 +112,16 @@ def read_image(path: Path, what: str) -> Image.Image:
         fail(f"{what} {str(path)!r} is not a readable image ({describe_error(error)})")
 
 
-def parse_image_prompt(value: str) -> tuple[Path, float]:
-    """'y.png' or 'y.png:0.5' -> (path, weight); a non-numeric tail is part of the path."""
-    path, sep, tail = value.rpartition(":")
-    if sep:
-        try:
-            return Path(path), float(tail)
-        except ValueError:
-            pass
-    return Path(value), 1.0
+def parse_image_prompt(value: str) -> tuple[Path, float, float | None]:
+    """'y.png', 'y.png:0.5' or 'y.png:0.5:0.2' -> (path, weight, stop or None), the text prompts'
+    syntax (as the seed parses image prompts); a non-numeric tail is part of the path."""
+    from artgen.engine.prompts import parse_prompt
+
+    try:
+        spec = parse_prompt(value)
+    except ValueError as error:
+        fail(f"--image-prompt {value!r}: {error}")
+    return Path(spec.text), spec.weight, None if spec.stop == float("-inf") else spec.stop
 
 
 def parse_schedule_item(value: str) -> dict[str, Any]:
@@ -213,7 +214,8 @@ class GenerateProgress:
 
 # GenerationParams fields whose CLI spelling is not --field-name.
 PARAM_OPTIONS = {"width": "--size", "height": "--size", "prompts": "PROMPTS",
-                 "image_prompt_weights": "--image-prompt"}  # fmt: skip
+                 "image_prompt_weights": "--image-prompt",
+                 "image_prompt_stops": "--image-prompt"}  # fmt: skip
 
 
 def build_params(recorded: dict[str, Any], values: dict[str, Any]) -> GenerationParams:
@@ -300,7 +302,8 @@ def generate(
     image_prompt: Annotated[
         list[str] | None,
         typer.Option(
-            metavar="FILE[:WEIGHT]", help="Image prompt file, optionally with :weight (repeatable)."
+            metavar="FILE[:WEIGHT[:STOP]]",
+            help="Image prompt file, optionally with :weight and :stop (repeatable).",
         ),
     ] = None,
     noise_prompts: Annotated[
@@ -376,18 +379,26 @@ def generate(
     if image_prompt is None and recorded.get("image_prompts"):
         paths = list(recorded["image_prompts"])
         weights = recorded.get("image_prompt_weights") or [1.0] * len(paths)
-        if len(weights) != len(paths):
+        stops = recorded.get("image_prompt_stops") or [None] * len(paths)
+        if not len(weights) == len(stops) == len(paths):
             fail(f"--params-from {str(params_from)!r}: image prompts and weights do not match")
-        image_prompt = [f"{path}:{weight}" for path, weight in zip(paths, weights, strict=True)]
-    if image_prompt is None and recorded.get("image_prompt_weights"):
+        image_prompt = [
+            f"{path}:{weight}" + ("" if stop is None else f":{stop}")
+            for path, weight, stop in zip(paths, weights, stops, strict=True)
+        ]
+    unnamed = recorded.get("image_prompt_weights") or recorded.get("image_prompt_stops")
+    if image_prompt is None and unnamed:
         # A service PNG: its image prompts were uploads, not files named in the metadata.
-        count = len(recorded["image_prompt_weights"])
         fail(
-            f"--params-from {str(params_from)!r} was made with {count} image prompt(s) that it "
-            "does not name: give them with --image-prompt FILE:WEIGHT"
+            f"--params-from {str(params_from)!r} was made with {len(unnamed)} image prompt(s) "
+            "that it does not name: give them with --image-prompt FILE:WEIGHT:STOP"
         )
 
     image_prompts = [parse_image_prompt(value) for value in image_prompt or []]
+    # Given image prompts replace recorded stops too: [] when none of them has a stop.
+    image_stops = [stop for *_, stop in image_prompts]
+    if all(stop is None for stop in image_stops):
+        image_stops = []
     params = build_params(
         recorded,
         {
@@ -404,13 +415,14 @@ def generate(
             "augment": augment,
             "noise_prompts": noise_prompts,
             "schedule": [parse_schedule_item(item) for item in schedule or []] or None,
-            "image_prompt_weights": [weight for _, weight in image_prompts] or None,
+            "image_prompt_weights": [weight for _, weight, _ in image_prompts] or None,
+            "image_prompt_stops": image_stops if image_prompts else None,
         },
     )
     if not params.prompts.strip() and not image_prompts:
         fail("give a text prompt or at least one --image-prompt")
     init = read_image(init_image, "--init-image") if init_image is not None else None
-    prompt_images = [read_image(path, "--image-prompt") for path, _ in image_prompts]
+    prompt_images = [read_image(path, "--image-prompt") for path, *_ in image_prompts]
 
     from artgen.engine.generate import Generation, run
     from artgen.models.catalog import Catalog
@@ -464,7 +476,7 @@ def generate(
         "model": settings.model,
         "clip_models": clip_models,
         "init_image": str(init_image) if init_image is not None else None,
-        "image_prompts": [str(path) for path, _ in image_prompts],
+        "image_prompts": [str(path) for path, *_ in image_prompts],
         "loss": progress.loss,
     }
     from artgen.media import write_png

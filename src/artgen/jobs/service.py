@@ -104,10 +104,11 @@ def validate_request(settings: Settings, request: JobCreate, image_prompt_count:
             problems.append((name, f"at most {settings.max_size} on this server"))
     if request.iterations > settings.max_iterations:
         problems.append(("iterations", f"at most {settings.max_iterations} on this server"))
-    weights = request.image_prompt_weights
-    if weights and len(weights) != image_prompt_count:
-        counts = f"{len(weights)} weights for {image_prompt_count} image prompts"
-        problems.append(("image_prompt_weights", counts))
+    for name in ("image_prompt_weights", "image_prompt_stops"):
+        values = getattr(request, name)
+        if values and len(values) != image_prompt_count:
+            what = name.rsplit("_", 1)[1]  # weights, stops
+            problems.append((name, f"{len(values)} {what} for {image_prompt_count} image prompts"))
     if problems:
         raise InvalidJob(*problems[0], details=problems)
     _check_models(settings, request)
