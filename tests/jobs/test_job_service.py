@@ -51,7 +51,7 @@ def test_job_runs_end_to_end(service: JobService, start_worker: Callable[[], Any
         assert image.size == (32, 32)
         assert image.text["prompt"] == "a red square"
         assert image.text["seed"] == "3"
-        assert json.loads(image.text["params"])["iterations"] == 12
+        assert json.loads(image.text["parameters"])["iterations"] == 12
     preview = service.preview_file(job.id)
     assert preview is not None and preview[1] == 12 and preview[0].is_file()
     video = service.video_file(job.id)
