@@ -1,5 +1,7 @@
 """Cutouts: the fast batched path computes what the plain reference computes."""
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -99,3 +101,52 @@ def test_perspective_maps_send_moved_corners_back_to_the_corners():
     assert torch.allclose(mapped[..., :2] / mapped[..., 2:], corners.expand(6, 4, 2), atol=1e-5)
     # No move: exactly the identity (the reference skips such warps).
     assert torch.equal(_perspective_maps(corners.expand(1, 4, 2))[0], torch.eye(3))
+
+
+def test_augmentations_are_drawn_from_the_seeds_distributions():
+    # kornia's: probabilities 0.5 / 0.4 / 0.8 / 0.4 / 0.7, sharpness factor in [0, 0.3], rotation
+    # up to 30 degrees about the centre, translation up to 0.1 of the side and perspective corners
+    # moved inward by up to 0.2 of the half side (pixels of the S-pixel cutout), hue +-0.01 turn,
+    # saturation 1 +- 0.01, noise scale up to 0.1.
+    from artgen.engine.cutouts import _corners
+
+    n, side = 4000, 32
+    params = ReferenceCutouts(side, n).sample((64, 64), torch.Generator().manual_seed(0))
+    eye = torch.eye(3)
+
+    def rate(mask):
+        return float(mask.float().mean())
+
+    affine_on = params.affines.ne(eye).flatten(1).any(1)
+    perspective_on = params.perspectives.ne(eye).flatten(1).any(1)
+    assert rate(params.flips) == pytest.approx(0.5, abs=0.03)
+    assert rate(params.sharpen) == pytest.approx(0.4, abs=0.03)
+    assert rate(affine_on) == pytest.approx(0.8, abs=0.03)
+    assert rate(perspective_on) == pytest.approx(0.4, abs=0.03)
+    assert rate(params.jitter) == pytest.approx(0.7, abs=0.03)
+    assert params.hue_first.unique().numel() == 1  # one order per batch, as kornia draws it
+
+    factors = params.sharpness[params.sharpen]
+    assert float(factors.min()) >= 0 and 0.29 < float(factors.max()) <= 0.3
+    assert torch.equal(params.sharpness[~params.sharpen], torch.ones(int((~params.sharpen).sum())))
+
+    to_pixels = (side - 1) / 2
+    rotations = params.affines[:, :2, :2]
+    angles = torch.atan2(rotations[:, 1, 0], rotations[:, 0, 0]).rad2deg().abs()
+    assert 29 < float(angles.max()) <= 30
+    shifts = -(rotations.transpose(1, 2) @ params.affines[:, :2, 2:]).squeeze(-1) * to_pixels
+    assert 0.095 * side < float(shifts.abs().max()) <= 0.1 * side + 1e-4
+
+    forward = torch.linalg.inv(params.perspectives[perspective_on])
+    corners = torch.cat([_corners(torch.device("cpu")), torch.ones(4, 1)], dim=1)  # (4, 3)
+    moved = corners @ forward.transpose(1, 2)
+    moved = moved[..., :2] / moved[..., 2:]
+    inward = (moved - corners[:, :2]) * -corners[:, :2] * to_pixels  # pixels, >= 0 inward
+    assert float(inward.min()) > -1e-3 and 0.095 * side < float(inward.max()) <= 0.1 * side + 1e-3
+
+    jittered = params.jitter
+    assert float(params.hues[jittered].abs().max()) <= 0.01 * 2 * math.pi + 1e-6
+    assert float((params.saturations[jittered] - 1).abs().max()) <= 0.01 + 1e-6
+    assert torch.equal(params.hues[~jittered], torch.zeros(int((~jittered).sum())))
+    levels = params.noise.flatten(1).std(dim=1)
+    assert float(levels.max()) < 0.105 and float(levels.min()) < 0.005
