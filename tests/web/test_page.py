@@ -58,6 +58,13 @@ def fill_form(page, prompt: str, iterations: int, **fields: object) -> None:
         page.fill(f"#{name}", str(value))
 
 
+def wait_chips(page, text: str) -> None:
+    """Wait until the prompt chips show the server's reading of `text`."""
+    page.wait_for_function(
+        "(text) => document.querySelector('#prompt-chips').dataset.text === text", arg=text
+    )
+
+
 def wait_status(page, status: str, timeout: float = JOB_TIMEOUT_MS) -> None:
     """Wait until the result panel shows the job in `status`."""
     page.wait_for_selector(f'#job-status[data-status="{status}"]', timeout=timeout)
@@ -68,9 +75,9 @@ def png_bytes(color: tuple[int, int, int], size: int = 64) -> bytes:
     return image_bytes((size, size), "PNG", color)
 
 
-def submit_job(server: str, prompt: str, iterations: int) -> dict:
+def submit_job(server: str, prompt: str, iterations: int, **fields: object) -> dict:
     """Submit a small job through the API; return it as answered."""
-    params = {"prompts": prompt, "iterations": iterations, **SMALL}
+    params = {"prompt": prompt, "iterations": iterations, **SMALL, **fields}
     answer = httpx.post(f"{server}/v1/jobs", json=params, timeout=10)
     assert answer.status_code == 202, answer.text
     return answer.json()
@@ -98,6 +105,7 @@ def test_submit_shows_progress_preview_then_final_image(page, artifacts: Path) -
     page.goto("/")
     page.wait_for_selector("#model option[value='tiny']", state="attached")
     fill_form(page, "a lighthouse at dusk:1 | fog:-0.5", RUN_ITERATIONS)
+    wait_chips(page, "a lighthouse at dusk:1 | fog:-0.5")
     assert page.locator("#prompt-chips li").count() == 2
     page.click("#submit")
 
@@ -181,19 +189,125 @@ def test_submit_with_starting_image_and_image_prompt(page, tmp_path: Path) -> No
 
 def test_cancel_a_running_job(page) -> None:
     page.goto("/")
-    fill_form(page, "an endless spiral", LONG_ITERATIONS, preview_every=50)
+    fill_form(page, "an endless spiral", LONG_ITERATIONS, preview_every=1)
     page.click("#submit")
     page.wait_for_function(
-        "Number(document.querySelector('#progress').dataset.iteration || 0) >= 1",
-        timeout=JOB_TIMEOUT_MS,
+        "document.querySelector('#preview-image').getAttribute('src')", timeout=JOB_TIMEOUT_MS
     )
+    assert page.inner_text("#image-caption").startswith("Iteration ")
     assert page.locator("#cancel").is_visible()
     page.click("#cancel")
     wait_status(page, "canceled", timeout=20_000)
     assert page.locator("#cancel").is_hidden()
-    assert "Canceled at iteration" in page.inner_text("#job-error")
+    # A cancel is a neutral note, not an error; the preview goes and its caption with it.
+    note = page.locator("#job-note")
+    assert note.is_visible() and "Canceled at iteration" in note.inner_text()
+    assert page.locator("#job-error").is_hidden()
+    assert page.locator("#preview-image").is_hidden()
+    assert page.inner_text("#image-caption") == ""
     assert page.locator("#final-image").is_hidden()
     assert page.locator("#download-png").is_hidden()
+    assert page.inner_text("#job-status").lower() == "canceled"
+
+
+def test_a_pending_cancel_shows_canceling(page) -> None:
+    """`cancel_requested: true` on a running job (simulated answers: a real worker acts on a
+    cancel within 50 ms, too soon to look at) shows "canceling…" in the panel and the gallery."""
+    job = fake_job("running", prompts="a slow stop", iteration=4, cancel_requested=True)
+    serve_fake_jobs(page, [job])
+    page.goto("/")
+    item = page.locator(f'#gallery-list li[data-job-id="{job["id"]}"]')
+    assert item.locator('[data-testid="gallery-badge"]').inner_text().lower() == "canceling…"
+    item.locator(".card-open").click()
+    wait_status(page, "running")
+    assert page.inner_text("#job-status").lower() == "canceling…"
+    assert page.locator("#cancel").is_disabled()
+    assert page.inner_text("#cancel") == "Canceling…"
+
+
+def fake_job(status: str, **fields: object) -> dict:
+    """A job record as GET /v1/jobs/{id} answers it."""
+    job_id = str(fields.pop("id", "00000000-0000-4000-8000-000000000002"))
+    base = f"/v1/jobs/{job_id}"
+    params = {"prompts": fields.pop("prompts", "a picture"), "width": 64, "height": 64,
+              "iterations": 10}  # fmt: skip
+    job = {
+        "id": job_id, "status": status, "params": params, "seed": 3, "iteration": 0,
+        "iterations": 10, "progress": 0.0, "eta_seconds": None, "loss": None,
+        "queue_position": None, "attempt": 1, "created_at": "2026-11-27T03:20:00Z",
+        "started_at": None, "finished_at": None, "error": None, "cancel_requested": False,
+        "urls": {"self": base, "events": f"{base}/events", "preview": None, "image": None,
+                 "video": None, "cancel": f"{base}/cancel"},
+    }  # fmt: skip
+    job.update(fields)
+    return job
+
+
+def serve_fake_jobs(page, jobs: list[dict]) -> None:
+    """Answer the page's job list and job reads with `jobs` (events: a stream that stays open)."""
+    by_id = {job["id"]: job for job in jobs}
+
+    def answer(route) -> None:
+        path = route.request.url.split("://", 1)[1].split("/", 1)[1]
+        if path.startswith("v1/jobs?"):
+            body = {"items": jobs, "total": len(jobs), "limit": 12, "offset": 0}
+            route.fulfill(content_type="application/json", body=json.dumps(body))
+        elif path.removeprefix("v1/jobs/") in by_id:
+            route.fulfill(content_type="application/json", body=json.dumps(by_id[path[8:]]))
+        elif path.endswith("/events"):
+            route.fulfill(content_type="text/event-stream", body=": quiet\n\n")
+        else:
+            route.continue_()
+
+    page.route("**/v1/jobs**", answer)
+
+
+def test_a_running_jobs_gallery_card_shows_its_latest_preview(
+    page, server: str, artifacts: Path
+) -> None:
+    job = submit_job(server, "a card that paints itself", LONG_ITERATIONS, preview_every=2)
+    try:
+        page.goto("/")
+        # The page follows the running job; its card takes every preview the stream announces.
+        thumb = f'#gallery-list li[data-job-id="{job["id"]}"] [data-testid="gallery-thumb"]'
+        versions = set()
+        for _ in range(2):
+            handle = page.wait_for_function(
+                """([selector, seen]) => {
+                    const img = document.querySelector(selector);
+                    return img && img.tagName === "IMG" && img.naturalWidth > 0 &&
+                        img.complete && !seen.includes(img.dataset.version) && img.dataset.version;
+                }""",
+                arg=[thumb, sorted(versions)],
+                timeout=JOB_TIMEOUT_MS,
+            )
+            versions.add(handle.json_value())
+        assert len(versions) == 2
+        # Not a black tile: the thumbnail has the preview's own pixels.
+        assert page.evaluate(
+            """(selector) => {
+                const img = document.querySelector(selector);
+                const canvas = document.createElement("canvas");
+                canvas.width = img.naturalWidth;
+                canvas.height = img.naturalHeight;
+                const context = canvas.getContext("2d");
+                context.drawImage(img, 0, 0);
+                const data = context.getImageData(0, 0, canvas.width, canvas.height).data;
+                let total = 0;
+                for (let i = 0; i < data.length; i += 4) {
+                    total += data[i] + data[i + 1] + data[i + 2];
+                }
+                return total > 0;
+            }""",
+            thumb,
+        )
+        badge = f'#gallery-list li[data-job-id="{job["id"]}"] [data-testid="gallery-badge"]'
+        assert page.inner_text(badge).lower() == "running"
+        for width, height in ((1280, 900), (390, 844)):
+            page.set_viewport_size({"width": width, "height": height})
+            page.screenshot(path=str(artifacts / f"web-running-{width}.png"), full_page=True)
+    finally:
+        cancel_job(server, job["id"])
 
 
 def test_queue_position_while_another_job_runs(page, server: str) -> None:
@@ -420,9 +534,97 @@ def test_the_clip_model_can_be_chosen_and_is_sent(page) -> None:
     fill_form(page, "a quiet harbour", 2)
     with page.expect_request(lambda r: r.method == "POST" and r.url.endswith("/v1/jobs")) as sent:
         page.click("#submit")
-    assert json.loads(sent.value.post_data)["clip_models"] == ["random_vit_b_32"]
+    sent_body = json.loads(sent.value.post_data)
+    assert sent_body["clip_models"] == ["random_vit_b_32"]
+    # The documented name (`prompts` is only its alias).
+    assert sent_body["prompt"] == "a quiet harbour" and "prompts" not in sent_body
     page.wait_for_selector('#job-params dd[data-param="clip_models"]')
     assert "random_vit_b_32" in page.inner_text('#job-params dd[data-param="clip_models"]')
     # Loading and running a ViT-B-32 on the CPU is slow: do not hold up the next tests' jobs.
     job_id = page.get_attribute("#job-view", "data-job-id")
     page.evaluate("id => fetch(`/v1/jobs/${id}/cancel`, {method: 'POST'})", job_id)
+
+
+def test_prompt_chips_are_the_servers_reading(page) -> None:
+    page.goto("/")
+    with page.expect_request(lambda r: r.url.endswith("/v1/prompts/parse")):
+        page.fill("#prompts", "a:b:c:d | castle: | fog:-0.5 | tower:2:0.3")
+    wait_chips(page, "a:b:c:d | castle: | fog:-0.5 | tower:2:0.3")
+    chips = page.eval_on_selector_all("#prompt-chips li", "els => els.map(e => e.textContent)")
+    assert chips == [
+        'toward "a:b:c:d" ×1',
+        'toward "castle:" ×1',
+        'away from "fog" ×0.5',
+        'toward "tower" ×2, stop 0.3',
+    ]
+    page.fill("#prompts", "a || b")
+    wait_chips(page, "a || b")
+    error = page.locator('[data-testid="prompt-chip-error"]')
+    assert "prompt 2 of 'a || b' is empty" in error.inner_text()
+
+
+def test_demo_model_suggests_prompts_it_knows(page) -> None:
+    """With the server's model `demo` (simulated catalog: the test server runs tiny), the page
+    offers shape prompts; choosing one fills the prompt."""
+    catalog = {
+        "vqgan": [
+            {"name": "demo", "available": True, "default": True, "description": "shapes"},
+            {"name": "tiny", "available": True, "default": False, "description": "noise"},
+        ],
+        "clip": [{"name": "demo", "available": True, "default": True, "description": "shapes"}],
+    }
+    page.route(
+        "**/v1/models",
+        lambda route: route.fulfill(content_type="application/json", body=json.dumps(catalog)),
+    )
+    page.goto("/")
+    suggestions = page.locator('[data-testid="prompt-suggestions"]')
+    suggestions.wait_for(state="visible")
+    assert "a red circle on a blue background" in suggestions.inner_text()
+    suggestions.locator("button", has_text="a yellow star on a black background").click()
+    assert page.input_value("#prompts") == "a yellow star on a black background"
+    wait_chips(page, "a yellow star on a black background")
+    page.select_option("#model", "tiny")
+    assert suggestions.is_hidden()
+
+
+def test_gallery_cards_and_header_lay_out_alike(page, server: str, artifacts: Path) -> None:
+    done = create_job(server, "a finished card")
+    stopped = [submit_job(server, f"a stopped card {n}", 1) for n in range(3)]
+    for job in stopped:
+        cancel_job(server, job["id"])
+    for width, height in ((1280, 900), (390, 844)):
+        page.set_viewport_size({"width": width, "height": height})
+        page.goto("/")
+        page.wait_for_selector(f'#gallery-list li[data-job-id="{stopped[-1]["id"]}"]')
+        page.wait_for_selector(f'#gallery-list li[data-job-id="{done["id"]}"]')
+        # One card's Delete armed ("Really delete?"): it must sit like the others.
+        page.locator('#gallery-list li [data-testid="gallery-delete"]').first.click()
+        boxes = page.evaluate(
+            """() => [...document.querySelectorAll("#gallery-list li")].map((card) => {
+                const box = (el) => el.getBoundingClientRect();
+                const c = box(card), b = box(card.querySelector(".badge")),
+                      t = box(card.querySelector("[data-testid=gallery-thumb]")),
+                      d = box(card.querySelector("[data-testid=gallery-delete]"));
+                return {badgeLeft: b.left - c.left, badgeTop: b.top - c.top,
+                        badgeInThumb: b.bottom <= t.bottom && b.right <= t.right,
+                        deleteRight: c.right - d.right, deleteBottom: c.bottom - d.bottom,
+                        deleteHeight: d.height};
+            })"""
+        )
+        assert len(boxes) >= 4
+        assert all(box["badgeInThumb"] for box in boxes), boxes
+        # The same place on every card, armed Delete included ("Really delete?" never wraps).
+        for key in ("badgeLeft", "badgeTop", "deleteRight", "deleteBottom", "deleteHeight"):
+            values = [round(box[key]) for box in boxes]
+            assert max(values) - min(values) <= 1, (key, width, values)
+
+        header = page.locator(".topbar").bounding_box()
+        toggle = page.locator("#api-key-panel > summary").bounding_box()
+        padding = page.evaluate(
+            "parseFloat(getComputedStyle(document.querySelector('.topbar')).paddingRight)"
+        )
+        # The API-key toggle ends at the header's right edge (inside its padding).
+        right_gap = header["x"] + header["width"] - padding - (toggle["x"] + toggle["width"])
+        assert abs(right_gap) <= 1, (width, right_gap)
+        page.screenshot(path=str(artifacts / f"web-gallery-{width}.png"), full_page=True)

@@ -10,6 +10,16 @@ const NUMBER_FIELDS = ["width", "height", "iterations", "step_size", "cutn", "cu
   "init_weight", "preview_every"];
 const FIELD_NAMES = ["prompts", "seed", "model", "clip_models", "video", "init_image",
   "image_prompts", ...NUMBER_FIELDS];
+// API field names shown by another form field: the page sends `prompt` (its alias `prompts`).
+const FIELD_ALIASES = { prompt: "prompts" };
+// The demo model (`--model demo`) knows coloured shapes on coloured backgrounds: prompts it paints.
+const DEMO_MODEL = "demo";
+const DEMO_PROMPTS = ["a red circle on a blue background", "a yellow star on a black background",
+  "a white square on a green background", "an orange triangle on a purple background"];
+// How long typing pauses before the server is asked how it reads the prompt.
+const PARSE_DELAY_MS = 150;
+// Gallery cards of active jobs this page is not following are refreshed this often.
+const GALLERY_POLL_MS = 3000;
 // Shown in the parameters list, in this order, when the job has them.
 const PARAM_LABELS = {
   prompts: "Prompt", width: "Width", height: "Height", iterations: "Iterations", seed: "Seed",
@@ -25,6 +35,9 @@ const state = {
   stopStream: null,     // closes the current job's event stream
   queuePoll: null,      // timer refreshing the queue position while queued
   galleryOffset: 0,
+  galleryPoll: null,    // timer refreshing the gallery's active cards
+  parseTimer: null,     // pending "how does the server read this prompt" request
+  parseSeq: 0,          // answers to older parse requests are dropped
   initFile: null,
   promptFiles: [],
   objectUrls: new Map(), // element -> blob URL it shows, revoked when replaced
@@ -136,7 +149,8 @@ function clearMessage() {
 
 // The API may name a field "width", "params.width" or "body.width": take the known name.
 function fieldName(field) {
-  const parts = String(field || "").split(/[.\[\]]/).filter(Boolean);
+  const parts = String(field || "").split(/[.\[\]]/).filter(Boolean)
+    .map((part) => FIELD_ALIASES[part] || part);
   return parts.reverse().find((part) => FIELD_NAMES.includes(part)) || null;
 }
 
@@ -176,35 +190,79 @@ function showFieldErrors(details) {
 
 // ---------- prompt syntax ----------
 
-// "text:weight:stop | other:-0.5": trailing numeric parts are weight and stop; text may hold colons.
-function parsePrompts(text) {
-  return text.split("|").map((part) => part.trim()).filter(Boolean).map((part) => {
-    const pieces = part.split(":");
-    const numbers = [];
-    while (pieces.length > 1 && numbers.length < 2 && /^\s*-?\d*\.?\d+\s*$/.test(pieces.at(-1))) {
-      numbers.unshift(Number(pieces.pop()));
-    }
-    return { text: pieces.join(":").trim(), weight: numbers[0] ?? 1, stop: numbers[1] ?? null };
-  });
+// The server reads the prompt (POST /v1/prompts/parse, the grammar every job uses): the chips
+// show its answer, so the page has no grammar of its own.
+function schedulePromptChips() {
+  clearTimeout(state.parseTimer);
+  state.parseTimer = setTimeout(renderPromptChips, PARSE_DELAY_MS);
 }
 
-function renderPromptChips() {
+async function renderPromptChips() {
+  const text = $("#prompts").value;
+  const seq = ++state.parseSeq;
   const list = $("#prompt-chips");
-  list.replaceChildren();
-  for (const prompt of parsePrompts($("#prompts").value)) {
+  if (!text.trim()) {
+    list.replaceChildren();
+    list.dataset.text = text;
+    return;
+  }
+  let chips;
+  try {
+    const parsed = await api("POST", "/v1/prompts/parse", { prompt: text });
+    chips = parsed.prompts.map(promptChip);
+  } catch (error) {
+    if (seq !== state.parseSeq) return;
+    if (error.status !== 422) {
+      list.replaceChildren(); // no answer (offline, no key yet): no chips rather than guesses
+      return;
+    }
     const chip = document.createElement("li");
-    chip.className = prompt.weight < 0 ? "chip negative" : "chip";
-    const stop = prompt.stop === null ? "" : `, stop ${prompt.stop}`;
-    const verb = prompt.weight < 0 ? "away from" : "toward";
-    chip.textContent = `${verb} "${prompt.text || "…"}" ×${Math.abs(prompt.weight)}${stop}`;
-    list.append(chip);
+    chip.className = "chip invalid";
+    chip.dataset.testid = "prompt-chip-error";
+    chip.textContent = (error.details[0] && error.details[0].message) || error.message;
+    chips = [chip];
+  }
+  if (seq !== state.parseSeq) return;
+  list.replaceChildren(...chips);
+  list.dataset.text = text; // what these chips describe (tests wait on it)
+}
+
+function promptChip(prompt) {
+  const chip = document.createElement("li");
+  chip.className = prompt.weight < 0 ? "chip negative" : "chip";
+  const stop = prompt.stop === null ? "" : `, stop ${prompt.stop}`;
+  const verb = prompt.weight < 0 ? "away from" : "toward";
+  chip.textContent = `${verb} "${prompt.text}" ×${Math.abs(prompt.weight)}${stop}`;
+  return chip;
+}
+
+// With the demo model selected, offer prompts it knows (shapes and colours).
+function renderSuggestions() {
+  const box = $("#prompt-suggestions");
+  const demo = $("#model").value === DEMO_MODEL;
+  box.hidden = !demo;
+  if (!demo || box.childElementCount) return;
+  const label = document.createElement("span");
+  label.className = "muted";
+  label.textContent = "The demo model paints shapes; try:";
+  box.append(label);
+  for (const text of DEMO_PROMPTS) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "small suggestion";
+    button.textContent = text;
+    button.addEventListener("click", () => {
+      $("#prompts").value = text;
+      renderPromptChips();
+    });
+    box.append(button);
   }
 }
 
 // ---------- the form ----------
 
 function readParams() {
-  const params = { prompts: $("#prompts").value.trim() };
+  const params = { prompt: $("#prompts").value.trim() };
   for (const name of NUMBER_FIELDS) {
     const raw = document.getElementById(name).value.trim();
     // An unparsable number is sent as text so the server names the field and the reason.
@@ -223,7 +281,7 @@ function readParams() {
 }
 
 function fillForm(params, seed) {
-  $("#prompts").value = params.prompts || "";
+  $("#prompts").value = promptOf(params);
   for (const name of NUMBER_FIELDS) {
     if (params[name] !== undefined && params[name] !== null) {
       document.getElementById(name).value = params[name];
@@ -240,7 +298,14 @@ function fillForm(params, seed) {
   }
   $("#video").checked = Boolean(params.video);
   syncPreset();
+  renderSuggestions();
   renderPromptChips();
+}
+
+// A job's prompt text: records say `prompts` (the engine's name), requests may say `prompt`.
+function promptOf(params) {
+  const prompt = params.prompt ?? params.prompts ?? "";
+  return Array.isArray(prompt) ? prompt.join(" | ") : prompt;
 }
 
 function syncPreset() {
@@ -270,6 +335,7 @@ async function loadModels() {
   }
   fillModelSelect($("#model"), catalog.vqgan || []);
   fillModelSelect($("#clip_models"), catalog.clip || []);
+  renderSuggestions();
 }
 
 function fillModelSelect(select, models) {
@@ -403,12 +469,26 @@ function setProgress(iteration, iterations, etaSeconds) {
     `Iteration ${iteration} / ${iterations}${eta && fraction < 1 ? ` · about ${eta} left` : ""}`;
 }
 
-function setStatus(status) {
+// A cancel the server has taken but the worker has not acted on yet (`cancel_requested`).
+function isCanceling(job) {
+  return Boolean(job && job.cancel_requested) && ACTIVE.has(job.status);
+}
+
+function statusLabel(job) {
+  return isCanceling(job) ? "canceling…" : job.status;
+}
+
+function setStatus(status, canceling = false) {
   const badge = $("#job-status");
-  badge.textContent = status;
+  badge.textContent = canceling ? "canceling…" : status;
   badge.dataset.status = status;
-  badge.className = `badge ${status}`;
+  badge.dataset.canceling = canceling ? "true" : "false";
+  badge.className = `badge ${canceling ? "canceling" : status}`;
   $("#cancel").hidden = !ACTIVE.has(status);
+  if (canceling) {
+    $("#cancel").disabled = true;
+    $("#cancel").textContent = "Canceling…";
+  }
   if (status !== "queued") {
     $("#queue-position").hidden = true;
     stopQueuePoll();
@@ -435,7 +515,7 @@ function resetView() {
   stopStream();
   stopQueuePoll();
   for (const id of ["#preview-image", "#final-image", "#download-png", "#download-video",
-    "#reuse", "#seed-used", "#job-error", "#queue-position"]) {
+    "#reuse", "#seed-used", "#job-error", "#job-note", "#queue-position"]) {
     $(id).hidden = true;
   }
   $("#preview-image").removeAttribute("src");
@@ -452,7 +532,7 @@ function showJob(job) {
   $("#job-empty").hidden = true;
   $("#job-view").hidden = false;
   $("#job-view").dataset.jobId = job.id;
-  $("#job-prompt").textContent = job.params.prompts || "(image prompts only)";
+  $("#job-prompt").textContent = promptOf(job.params) || "(image prompts only)";
   renderParams(job);
   updateJob(job);
   if (ACTIVE.has(job.status)) followJob(job);
@@ -461,7 +541,7 @@ function showJob(job) {
 // Applies a fresh job record to the view.
 function updateJob(job) {
   state.job = job;
-  setStatus(job.status);
+  setStatus(job.status, isCanceling(job));
   setProgress(job.iteration || 0, job.iterations || job.params.iterations, job.eta_seconds);
   if (job.status === "queued") {
     const position = job.queue_position;
@@ -478,7 +558,9 @@ function updateJob(job) {
 function showFinished(job) {
   stopStream();
   $("#cancel").hidden = true;
+  // The caption described the preview: both go (a succeeded job's final image gets its own).
   $("#preview-image").hidden = true;
+  $("#image-caption").textContent = "";
   $("#reuse").hidden = false;
   renderParams(job);
   if (job.seed !== null && job.seed !== undefined) {
@@ -499,8 +581,9 @@ function showFinished(job) {
     $("#job-error").hidden = false;
   }
   if (job.status === "canceled") {
-    $("#job-error").textContent = `Canceled at iteration ${job.iteration || 0}.`;
-    $("#job-error").hidden = false;
+    // Asked for, not an error: a neutral note.
+    $("#job-note").textContent = `Canceled at iteration ${job.iteration || 0}.`;
+    $("#job-note").hidden = false;
   }
 }
 
@@ -549,9 +632,11 @@ function onJobEvent(type, data) {
     img.hidden = false;
     showImage(img, withQuery(data.url, "iteration", data.iteration)).catch(() => {});
     $("#image-caption").textContent = `Iteration ${data.iteration}`;
+    const card = document.querySelector(`#gallery-list li[data-job-id="${state.job.id}"]`);
+    if (card) setCardThumb(card, data.url, data.iteration);
   } else if (type === "status") {
     state.job.status = data.status;
-    setStatus(data.status);
+    setStatus(data.status, isCanceling(state.job));
     loadGallery(state.galleryOffset);
   } else if (type === "done") {
     stopStream();
@@ -664,8 +749,10 @@ async function cancelJob() {
   button.textContent = "Canceling…";
   try {
     const job = await api("POST", `/v1/jobs/${state.job.id}/cancel`);
-    // A running job stops within an iteration; the stream's `done` event finishes the view.
-    if (!ACTIVE.has(job.status)) updateJob(job);
+    // A running job stops within an iteration (the badge says "canceling…" meanwhile); the
+    // stream's `done` event finishes the view.
+    if (state.job && state.job.id === job.id) updateJob(job);
+    refreshCard(job);
   } catch (error) {
     showMessage(describeError(error));
     button.disabled = false;
@@ -698,6 +785,7 @@ async function loadGallery(offset = state.galleryOffset) {
   state.galleryOffset = page.offset;
   const list = $("#gallery-list");
   list.replaceChildren(...page.items.map(galleryItem));
+  watchActiveCards();
   $("#gallery-empty").hidden = page.total > 0;
   const pages = Math.max(1, Math.ceil(page.total / PAGE_SIZE));
   const current = Math.floor(page.offset / PAGE_SIZE) + 1;
@@ -718,30 +806,22 @@ function galleryItem(job) {
   open.type = "button";
   open.className = "card-open";
   open.title = "Open this job";
-  const thumbUrl = job.status === "succeeded" ? job.urls.image : job.urls.preview;
-  const picture = document.createElement(thumbUrl ? "img" : "div");
+  const picture = document.createElement("div");
   picture.className = "card-thumb";
-  if (thumbUrl) {
-    picture.alt = job.params.prompts || "artgen image";
-    picture.loading = "lazy";
-    showImage(picture, thumbUrl).catch(() => {
-      picture.alt = "image unavailable";
-    });
-  } else {
-    picture.textContent = job.status;
-  }
+  picture.dataset.testid = "gallery-thumb";
+  picture.textContent = ACTIVE.has(job.status) ? "no preview yet" : "no picture";
   const prompt = document.createElement("span");
   prompt.className = "card-prompt";
   prompt.dataset.testid = "gallery-prompt";
-  prompt.textContent = job.params.prompts || "(image prompts only)";
+  prompt.textContent = promptOf(job.params) || "(image prompts only)";
   open.append(picture, prompt);
   open.addEventListener("click", () => openJob(job.id));
 
   const footer = document.createElement("div");
   footer.className = "card-foot";
   const badge = document.createElement("span");
-  badge.className = `badge ${job.status}`;
-  badge.textContent = job.status;
+  badge.className = "badge";
+  badge.dataset.testid = "gallery-badge";
   const remove = document.createElement("button");
   remove.type = "button";
   remove.className = "danger small";
@@ -755,9 +835,79 @@ function galleryItem(job) {
       remove.textContent = "Really delete?";
     }
   });
-  footer.append(badge, remove);
-  item.append(open, footer);
+  footer.append(remove);
+  // The badge sits on the picture's corner: every footer then holds the same one button.
+  item.append(open, badge, footer);
+  updateCard(item, job);
   return item;
+}
+
+// Brings a card up to date: badge, and the final image or (while active) the latest preview.
+function updateCard(item, job) {
+  item.dataset.status = job.status;
+  const badge = item.querySelector(".badge");
+  badge.className = `badge ${isCanceling(job) ? "canceling" : job.status}`;
+  badge.textContent = statusLabel(job);
+  const url = job.status === "succeeded" ? job.urls.image : job.urls.preview;
+  if (url) {
+    // The iteration keeps a newer preview from being answered by the browser's cache.
+    setCardThumb(item, url, job.status === "succeeded" ? "final" : job.iteration);
+  }
+}
+
+function setCardThumb(item, url, version) {
+  let picture = item.querySelector(".card-thumb");
+  if (picture.dataset.version === String(version)) return;
+  if (picture.tagName !== "IMG") {
+    const img = document.createElement("img");
+    img.className = "card-thumb";
+    img.dataset.testid = "gallery-thumb";
+    img.alt = item.querySelector(".card-prompt").textContent || "artgen image";
+    picture.replaceWith(img);
+    picture = img;
+  }
+  picture.dataset.version = String(version);
+  const src = version === "final" ? url : withQuery(url, "iteration", version);
+  showImage(picture, src).catch(() => {
+    picture.alt = "image unavailable";
+  });
+}
+
+function refreshCard(job) {
+  const item = document.querySelector(`#gallery-list li[data-job-id="${job.id}"]`);
+  if (item) updateCard(item, job);
+}
+
+// Active jobs in the gallery that this page does not follow (another tab's, say) are re-read
+// every few seconds, so their cards show the latest preview and status; one that ended reloads
+// the page of the gallery.
+function watchActiveCards() {
+  clearInterval(state.galleryPoll);
+  state.galleryPoll = null;
+  const active = () => [...document.querySelectorAll("#gallery-list li")]
+    .filter((item) => ACTIVE.has(item.dataset.status));
+  if (!active().length) return;
+  state.galleryPoll = setInterval(async () => {
+    const items = active();
+    if (!items.length) {
+      watchActiveCards();
+      return;
+    }
+    for (const item of items) {
+      if (state.job && state.job.id === item.dataset.jobId && state.stopStream) continue;
+      let job;
+      try {
+        job = await api("GET", `/v1/jobs/${item.dataset.jobId}`);
+      } catch (_) {
+        continue; // deleted meanwhile, or offline: the next gallery load sorts it out
+      }
+      if (!ACTIVE.has(job.status)) {
+        loadGallery(state.galleryOffset);
+        return;
+      }
+      updateCard(item, job);
+    }
+  }, GALLERY_POLL_MS);
 }
 
 async function openJob(id) {
@@ -797,10 +947,12 @@ function setup() {
     else localStorage.removeItem(KEY_STORAGE);
     showMessage(key ? "API key saved in this browser." : "API key removed.", "info");
     loadModels();
+    renderPromptChips();
     loadGallery(0);
   });
   $("#job-form").addEventListener("submit", submitJob);
-  $("#prompts").addEventListener("input", renderPromptChips);
+  $("#prompts").addEventListener("input", schedulePromptChips);
+  $("#model").addEventListener("change", renderSuggestions);
   $("#size-preset").addEventListener("change", applyPreset);
   $("#width").addEventListener("input", syncPreset);
   $("#height").addEventListener("input", syncPreset);
