@@ -217,7 +217,7 @@ def test_fast_path_z_gradient_matches_reference(tiny_models):
         assert torch.equal(fast_generator.get_state(), reference_generator.get_state())
         cosines.append(float(F.cosine_similarity(fast, reference, dim=0)))
         differences.append(float((fast - reference).norm() / reference.norm()))
-    # Measured: cosine 0.987-0.991 (mean 0.989), relative difference 0.13-0.17. A flip, rotation
+    # Measured: cosine 0.978-0.992 (mean 0.988), relative difference 0.13-0.21. A flip, rotation
     # or shift made the wrong way in the fast path gives a mean cosine of 0.59-0.79, noise of the
     # wrong sign 0.95.
     assert sum(cosines) / len(cosines) >= 0.98 and min(cosines) >= 0.97
