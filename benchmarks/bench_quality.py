@@ -74,6 +74,7 @@ class Picture:
 
     models: str  # "demo", "tiny", "wikiart_16384 + ViT-B-32/openai"
     baseline: bool  # run for comparison, not under test
+    kind: str  # "generated"; "reconstructed": a drawing through the VQGAN alone (no CLIP)
     prompt: str
     shape: str
     colour: str
@@ -167,6 +168,7 @@ def generate(
             picture = Picture(
                 label,
                 baseline,
+                "generated",
                 case.prompt,
                 case.shape,
                 case.colour,
@@ -178,6 +180,51 @@ def generate(
                 float(result.loss),
             )
             on_picture(picture, image)
+
+
+@torch.no_grad()
+def reconstruct(
+    models: Any, label: str, work: Sequence[tuple[Case, int, int]], device: torch.device
+) -> list[tuple[Picture, Image.Image]]:
+    """Each case drawn (size and position from its seed) and passed through the VQGAN alone.
+
+    What the judge reads here bounds what any guidance can get from this VQGAN: the colours and
+    shapes its decoder can render at that size.
+    """
+    import random
+
+    from artgen.engine import from_pil, to_pil
+    from artgen.engine.ops import quantize_latent
+
+    vqgan = models.vqgan
+    done = []
+    for case, seed, size in work:
+        rng = random.Random(f"{case.prompt}|{seed}|{size}")
+        scene = shapes.Scene(
+            case.shape,
+            case.colour,
+            case.background,
+            rng.choice(shapes.SIZES),
+            rng.choice(shapes.POSITIONS),
+        )
+        pixels = from_pil(shapes.draw(scene, size, rng)).to(device) * 2 - 1  # (1, 3, S, S)
+        decoded = vqgan.decode(quantize_latent(vqgan.encode(pixels), vqgan.codebook))
+        picture = Picture(
+            label,
+            False,
+            "reconstructed",
+            case.prompt,
+            case.shape,
+            case.colour,
+            case.background,
+            case.held_out,
+            seed,
+            size,
+            0.0,
+            0.0,
+        )
+        done.append((picture, to_pil(decoded.float().add(1).div(2).clamp(0, 1).cpu())))
+    return done
 
 
 def work_list(prompts: list[Case], seeds: int, sizes: list[int]) -> list[tuple[Case, int, int]]:
@@ -221,8 +268,8 @@ def clip_score(critic: Any, image: Image.Image, prompt: str) -> float:
 def summarise(pictures: list[Picture]) -> list[dict[str, Any]]:
     """Accuracy per (models, size, subset): all prompts, seen ones, held-out ones."""
     rows = []
-    groups = sorted({(p.baseline, p.models, p.size) for p in pictures})
-    for baseline, models, size in groups:
+    groups = sorted({(p.baseline, p.kind, p.models, p.size) for p in pictures})
+    for baseline, kind, models, size in groups:
         for subset, keep in (
             ("all", lambda p: True),
             ("seen", lambda p: not p.held_out),
@@ -231,13 +278,15 @@ def summarise(pictures: list[Picture]) -> list[dict[str, Any]]:
             chosen = [
                 p
                 for p in pictures
-                if (p.baseline, p.models, p.size) == (baseline, models, size) and keep(p)
+                if (p.baseline, p.kind, p.models, p.size) == (baseline, kind, models, size)
+                and keep(p)
             ]
             if not chosen:
                 continue
             row: dict[str, Any] = {
                 "models": models,
                 "baseline": baseline,
+                "kind": kind,
                 "size": size,
                 "subset": subset,
                 "pictures": len(chosen),
@@ -246,14 +295,21 @@ def summarise(pictures: list[Picture]) -> list[dict[str, Any]]:
                 row[key] = sum(p.correct[key] for p in chosen) / len(chosen)
             scores = [p.clip_score for p in chosen if p.clip_score is not None]
             row["clip_score"] = statistics.fmean(scores) if scores else None
-            row["seconds_per_picture"] = statistics.fmean(p.seconds for p in chosen)
+            generated = kind == "generated"
+            row["seconds_per_picture"] = (
+                statistics.fmean(p.seconds for p in chosen) if generated else None
+            )
             rows.append(row)
     return rows
 
 
 def targets(rows: list[dict[str, Any]], iterations: int) -> dict[str, Any]:
     """The issue's targets against the models under test (every size; all and held-out)."""
-    tested = [row for row in rows if not row["baseline"] and row["subset"] != "seen"]
+    tested = [
+        row
+        for row in rows
+        if not row["baseline"] and row["kind"] == "generated" and row["subset"] != "seen"
+    ]
     verdict: dict[str, Any] = {}
     for key, target in TARGETS.items():
         worst = min((row[key] for row in tested), default=None)
@@ -292,18 +348,21 @@ def print_table(rows: list[dict[str, Any]], title: str) -> None:
         table.add_column(name, justify="left" if name in ("models", "prompts") else "right")
     previous = None
     for row in rows:
-        if previous is not None and (row["baseline"], row["models"]) != previous:
+        if previous is not None and (row["baseline"], row["kind"], row["models"]) != previous:
             table.add_section()
-        previous = (row["baseline"], row["models"])
+        previous = (row["baseline"], row["kind"], row["models"])
+        label = row["models"] + (" (baseline)" if row["baseline"] else "")
+        if row["kind"] == "reconstructed":
+            label = f"{row['models']} VQGAN alone: drawings reconstructed"
         score = row["clip_score"]
         table.add_row(
-            row["models"] + (" (baseline)" if row["baseline"] else ""),
+            label,
             str(row["size"]),
             row["subset"],
             str(row["pictures"]),
             *(f"{row[key]:.0%}" for key in ("colour", "background", "shape", "all")),
             "-" if score is None else f"{score:.1f}",
-            f"{row['seconds_per_picture']:.2f}",
+            "-" if row["seconds_per_picture"] is None else f"{row['seconds_per_picture']:.2f}",
         )
     table.add_row("chance", "", "", "", *(f"{CHANCE[k]:.1%}" for k in CHANCE), "", "")
     Console(width=max(120, Console().width)).print(table)
@@ -374,6 +433,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--batch", type=int, default=1, help="same-size pictures stepped together")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--reconstructions",
+        action="store_true",
+        help="also judge drawings reconstructed by the tested VQGAN alone",
+    )
     parser.add_argument("--grid", type=Path, default=None, help="write a grid of results here")
     parser.add_argument("--grid-count", type=int, default=16)
     parser.add_argument("--grid-columns", type=int, default=4)
@@ -423,6 +487,10 @@ def main(argv: list[str]) -> int:
                 print(f"{label}: {count}/{len(work)} pictures", file=sys.stderr, flush=True)
 
         generate(models, label, baseline, work, args, device, keep)
+        if args.reconstructions and not baseline:
+            for picture, image in reconstruct(models, label, work, device):
+                pictures.append(picture)
+                images.append(image)
         del models
     judge_pictures(pictures, images, judge, critic)
     rows = summarise(pictures)

@@ -52,16 +52,25 @@ def test_toy_run_writes_json_and_grid(bench, tmp_path, monkeypatch):
         "--vqgan", "tiny", "--clip", "tiny", "--baseline", "tiny", "--prompts", "4",
         "--seeds", "2", "--sizes", "32", "--iterations", "2", "--cutn", "2", "--batch", "3",
         "--output-dir", str(tmp_path), "--grid", str(grid_path), "--grid-count", "3",
+        "--reconstructions",
     ]  # fmt: skip
     assert bench.main(argv) == 0
     (result_path,) = tmp_path.glob("cpu-*-quality.json")
     result = json.loads(result_path.read_text())
     assert result["prompts"] == 4 and result["held_out_prompts"] == 4
-    assert len(result["pictures"]) == 2 * 4 * 2  # (tested + baseline) x prompts x seeds
+    # (tested + its VQGAN's reconstructions + baseline) x prompts x seeds
+    assert len(result["pictures"]) == 3 * 4 * 2
+    kinds = {(row["kind"], row["baseline"]) for row in result["summary"]}
+    assert kinds == {("generated", False), ("reconstructed", False), ("generated", True)}
     tested = [row for row in result["summary"] if not row["baseline"]]
     assert {row["subset"] for row in tested} == {"all", "held-out"}
     for row in result["summary"]:
-        assert row["pictures"] == 8 and 0 <= row["shape"] <= 1 and row["seconds_per_picture"] > 0
+        assert row["pictures"] == 8 and 0 <= row["shape"] <= 1
+        assert (
+            (row["seconds_per_picture"] > 0)
+            if row["kind"] == "generated"
+            else (row["seconds_per_picture"] is None)
+        )
     assert result["targets"]["seconds_64"]["seconds"] is None  # no 64 px pictures asked for
     picture = result["pictures"][0]
     assert set(picture["correct"]) == {"colour", "background", "shape", "all"}
