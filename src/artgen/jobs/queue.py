@@ -38,7 +38,8 @@ class Keys:
       inputs     {init_image?, image_prompts?, checkpoint?}: the attempt's input bytes, read
                  by the worker that runs it (the task message carries only the params)
     Per job:
-      control    {attempt, cancel, deleted}: the current attempt and the cancel flag
+      control    {attempt, cancel, deleted}: the current attempt and the cancel flag; once the job
+                 ended or was deleted, a stop signal the collector's audit clears with the rest
     Workers:
       worker_seq counter handing out registration slots; worker:<slot> is WorkerInfo as a dict
     """
