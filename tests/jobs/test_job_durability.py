@@ -20,7 +20,7 @@ from artgen.jobs.schemas import JobStatus
 from artgen.jobs.service import FORGET_WORKERS_AFTER_S, JobService
 from artgen.jobs.store import JobStore
 from artgen.jobs.worker import Worker
-from support import wait_for
+from support import image_bytes, wait_for
 
 HERE = Path(__file__).parent
 
@@ -329,3 +329,18 @@ def test_the_audit_never_deserialises_upload_bytes(
     assert sizes and max(sizes) < 64 * 1024, max(sizes)
     [task, *_] = service.queue.queued_tasks()
     assert task.payload["init_image"] == upload  # what the worker reads, when it runs the job
+
+
+@BOTH_QUEUES
+def test_a_task_whose_inputs_vanished_is_handed_back_and_runs_again(
+    service: JobService, start_worker: Callable[[], Any]
+) -> None:
+    """The queue lost the inputs key but not the message: the worker hands the attempt back and
+    the API enqueues it again with its inputs (counted as a lost attempt)."""
+    upload = image_bytes()
+    job, _ = service.submit(tiny_request(iterations=3, init_weight=0.5), init_image=upload)
+    service.queue.delete(Keys.inputs(job.id, 1))
+    start_worker()
+    done = wait_for(lambda: (j := service.get(job.id)).status.terminal and j, 60)
+    assert done.status == JobStatus.succeeded, done.error
+    assert done.attempt == 2

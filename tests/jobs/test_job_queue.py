@@ -147,3 +147,15 @@ def test_upload_bytes_stay_out_of_task_messages_and_are_read_only_when_used(
     assert queue.peek(Keys.inputs("job-0", 1)) is None
     with pytest.raises(queue_module.InputsMissing):
         queue.queued_tasks(1)[0].payload.get("init_image")
+
+
+def test_a_message_queued_by_an_older_version_still_runs(queue: JobQueue) -> None:
+    """Older API hosts put the whole payload (bytes included) in the message: workers read it."""
+    received: list[Any] = []
+    queue.set_handler(lambda job_id, attempt, payload: received.append(payload))
+    legacy = {"params": {"prompts": "x"}, "init_image": b"\x89PNG", "image_prompts": []}
+    queue.huey.enqueue(queue._task.s("job", 1, legacy))
+    task = queue.dequeue()
+    assert task is not None
+    queue.execute(task)
+    assert received == [legacy]
