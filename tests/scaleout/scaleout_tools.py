@@ -217,3 +217,11 @@ class Cluster:
         for worker in self.workers:
             worker.stop()
         self.service.close()
+
+
+def stored_keys(queue: Any, job_id: str) -> list[str]:
+    """Every key the queue's Redis hash holds for the job (any kind)."""
+    storage = queue.huey.storage
+    return sorted(
+        key.decode() for key in storage.conn.hkeys(storage.result_key) if job_id in key.decode()
+    )

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from scaleout_tools import Cluster, tiny_request
+from scaleout_tools import Cluster, stored_keys, tiny_request
 
 from artgen.jobs.schemas import JobStatus
 from support import REDIS_SERVER, RedisProcess, wait_for
@@ -63,5 +63,33 @@ def test_redis_restart_loses_no_job(
             assert worker.log().count("unreachable") < 30, worker.log()
         collector_retries = [r for r in caplog.records if r.name == "artgen.jobs.collector"]
         assert len(collector_retries) < 30
+    finally:
+        cluster.close()
+
+
+def test_a_delete_during_a_redis_outage_stops_the_job_once_redis_is_back(
+    own_redis: RedisProcess, tmp_path: Path
+) -> None:
+    """The DELETE answers while Redis is down; Redis comes back empty (the job's control key is
+    gone, the worker would run on): the audit tells the worker, and nothing of the job stays."""
+    cluster = Cluster(tmp_path, f"{own_redis.url}?name=outage_{uuid.uuid4().hex}")
+    try:
+        worker = cluster.spawn()
+        cluster.ready(worker)
+        job, _ = cluster.service.submit(tiny_request(iterations=5000))
+        wait_for(lambda: cluster.job(job.id).iteration >= 4, 60)
+        own_redis.kill()
+        wait_for(lambda: cluster.service.health().queue_ok is False, 10)
+        assert cluster.service.delete(job.id)
+        assert cluster.service.get(job.id) is None
+        own_redis.start()
+
+        ended = wait_for(
+            lambda: [run for run in worker.runs() if run.job_id == job.id and run.ended], 60
+        )
+        assert ended[0].status == "canceled"
+        wait_for(lambda: not cluster.service.store.queue_cleanups(), 60)
+        assert stored_keys(cluster.service.queue, job.id) == []
+        assert worker.popen.poll() is None
     finally:
         cluster.close()
