@@ -9,6 +9,9 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+# VQGAN names whose CLIP of the same name is their default critic (no download either way).
+PAIRED_MODELS = ("tiny", "demo")
+
 
 def default_home() -> Path:
     """Model cache: $XDG_CACHE_HOME/artgen or ~/.cache/artgen."""
@@ -31,7 +34,8 @@ class Settings(BaseSettings):
     queue_url: str | None = None
     # Default models for jobs that do not name their own.
     model: str = "wikiart_16384"
-    # None: "tiny" when model is "tiny" (so `--model tiny` needs no weights), else ViT-B-32/openai.
+    # None: the VQGAN's own CLIP for "tiny" and "demo" (so `--model demo` selects both), else
+    # ViT-B-32/openai.
     clip_model: str | None = None
     # "auto" picks cuda when available, else cpu.
     device: str = "auto"
@@ -83,9 +87,14 @@ class Settings(BaseSettings):
     @property
     def resolved_clip_models(self) -> list[str]:
         """The default critic(s) for jobs that do not name their own."""
+        return self.clip_models_for(None)
+
+    def clip_models_for(self, model: str | None) -> list[str]:
+        """The critic(s) for a job on VQGAN `model` (None: the default) that names none."""
         if self.clip_model:
             return [name.strip() for name in self.clip_model.split(",") if name.strip()]
-        return ["tiny"] if self.model == "tiny" else ["ViT-B-32/openai"]
+        model = self.model if model is None else model
+        return [model] if model in PAIRED_MODELS else ["ViT-B-32/openai"]
 
     @property
     def resolved_queue_url(self) -> str:

@@ -234,7 +234,7 @@ class JobService:
         resolved = {
             "seed": seed,
             "model": request.model or self.settings.model,
-            "clip_models": request.clip_models or list(self.settings.resolved_clip_models),
+            "clip_models": request.clip_models or self.settings.clip_models_for(request.model),
         }
         params = request.model_copy(update=resolved).model_dump(mode="json")
         job = Job(
