@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from artgen.models import clip
+from artgen.models import clip, demo
 from artgen.models.checkpoints import CheckpointError, ModelUnavailable, load_vqgan
 from artgen.models.vqgan import VQGAN, VQGANConfig, random_vqgan
 
@@ -32,6 +32,7 @@ from artgen.models.vqgan import VQGAN, VQGANConfig, random_vqgan
 Progress = Callable[[str, int, int | None], None]
 
 TINY = "tiny"
+DEMO = "demo"  # shipped in the package: trained on drawn shapes (artgen.training.demo)
 RANDOM_VQGAN = "random_f16_16384"  # real f16 16384 shapes, random weights (benchmarks)
 RANDOM_CLIP = "random_vit_b_32"  # real ViT-B-32 shapes, random weights (benchmarks)
 DEFAULT_VQGAN = "wikiart_16384"
@@ -40,6 +41,17 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 CHUNK_BYTES = 1 << 20
 MIRROR = "http://mirror.io.community/blob/vqgan"
 HEIBOX = "https://heibox.uni-heidelberg.de/d"
+# sha256 of the demo model files in artgen/models/demo, checked on every load.
+DEMO_SHA256 = {
+    demo.VQGAN_CONFIG: "33e0a722a079f62203d710395e964b421c47b8588fc105f1a905ada5e77d60ed",
+    demo.VQGAN_CHECKPOINT: "b734a18532073397f6a4ef704ed222df460ae17566610d47f3fc4eaa04e403a8",
+    demo.CLIP_CONFIG: "d6e3d74201bb57885db2f856d28b4c41166f193b0b64c69b96a00a1feb5f2c9c",
+    demo.CLIP_WEIGHTS: "3911def29ff2ea2eb3e8440579e847c9b5905d53dbe1621b730d6a5e484641ad",
+}
+
+
+DEMO_VQGAN_DESCRIPTION = "demo VQGAN f8, 512 codes, trained on drawn shapes (in the package)"
+DEMO_CLIP_DESCRIPTION = "demo CLIP 64 px, trained on drawn shapes and their captions"
 
 
 class UnknownModel(ValueError):
@@ -303,11 +315,11 @@ class Catalog:
 
     def vqgan_names(self) -> list[str]:
         """Every VQGAN name build_vqgan accepts."""
-        return [*self.vqgan_presets, *self.registered(), TINY, RANDOM_VQGAN]
+        return [*self.vqgan_presets, *self.registered(), TINY, DEMO, RANDOM_VQGAN]
 
     def clip_names(self) -> list[str]:
         """Catalog CLIP names (any open_clip `arch/tag` is accepted too)."""
-        return [*self.clip_presets, TINY, RANDOM_CLIP]
+        return [*self.clip_presets, TINY, DEMO, RANDOM_CLIP]
 
     def validate(self, vqgan: str, clips: list[str]) -> None:
         """Raise UnknownModel for a name that no build could satisfy (nothing is loaded)."""
@@ -350,6 +362,7 @@ class Catalog:
             description = f"registered: {entry['checkpoint']}"
             rows.append(ModelInfo(name, "vqgan", available, False, description, size))
         rows.append(ModelInfo(TINY, "vqgan", True, False, "tiny random VQGAN for tests", None))
+        rows.append(ModelInfo(DEMO, "vqgan", True, False, DEMO_VQGAN_DESCRIPTION, None))
         rows.append(
             ModelInfo(RANDOM_VQGAN, "vqgan", True, False, "f16 16384 shapes, random weights", None)
         )
@@ -365,6 +378,7 @@ class Catalog:
                 )
             )
         rows.append(ModelInfo(TINY, "clip", True, False, "tiny random CLIP for tests", None))
+        rows.append(ModelInfo(DEMO, "clip", True, False, DEMO_CLIP_DESCRIPTION, None))
         rows.append(
             ModelInfo(RANDOM_CLIP, "clip", True, False, "ViT-B-32 shapes, random weights", None)
         )
@@ -402,7 +416,7 @@ class Catalog:
         elif name in self.clip_presets:
             clip_preset = self.clip_presets[name]
             jobs = [(clip_preset.url, self.clip_file(name), clip_preset.sha256)]
-        elif name in (TINY, RANDOM_VQGAN, RANDOM_CLIP):
+        elif name in (TINY, DEMO, RANDOM_VQGAN, RANDOM_CLIP):
             return []
         else:
             arch, _, tag = name.partition("/")
@@ -422,7 +436,7 @@ class Catalog:
         """Register local VQGAN files under `name`, after checking that they load."""
         if not NAME_PATTERN.match(name):
             raise ValueError(f"model name {name!r}: use letters, digits, '_', '-', '.' (max 64)")
-        if name in self.vqgan_presets or name in (TINY, RANDOM_VQGAN):
+        if name in self.vqgan_presets or name in (TINY, DEMO, RANDOM_VQGAN):
             raise ValueError(f"model name {name!r} is a built-in preset; pick another name")
         config, checkpoint = Path(config).resolve(), Path(checkpoint).resolve()
         load_vqgan(config, checkpoint, "cpu")
@@ -456,6 +470,8 @@ class Catalog:
         """Load (or, for tiny/random presets, construct) a VQGAN by name."""
         if name == TINY:
             return tiny_vqgan(device)
+        if name == DEMO:
+            return demo.demo_vqgan(DEMO_SHA256, device)
         if name == RANDOM_VQGAN:
             return real_shapes_vqgan(device)
         config, checkpoint = self.vqgan_files(name)
@@ -467,6 +483,8 @@ class Catalog:
         """Load (or, for tiny/random presets, construct) a CLIP critic by name."""
         if name == TINY:
             return clip.tiny_critic(device)
+        if name == DEMO:
+            return demo.demo_critic(DEMO_SHA256, device)
         if name == RANDOM_CLIP:
             return real_shapes_critic(device)
         if name in self.clip_presets:

@@ -5,6 +5,8 @@ barely): every picture also meets a hard negative caption that differs from its 
 shape; captions that name only some fields count every picture they are true of as a positive
 (soft targets) instead of as a false negative; pictures go through the engine's own cutouts (flips,
 rotation, perspective with black wedges, noise) so the critic sees what generation shows it.
+A linear probe on the image embedding that names shape, colour and background (trained with it,
+not saved) pushes the image tower to keep the shape, which contrast alone learned very slowly.
 """
 
 from __future__ import annotations
@@ -44,13 +46,27 @@ FLIPPED = {
 class ClipTraining:
     """Hyper-parameters of one CLIP training run."""
 
-    steps: int = 1500
+    steps: int = 1000
     batch_size: int = 64
     side: int = 64
     lr: float = 1e-3
     weight_decay: float = 0.1
     warmup_steps: int = 100
     seed: int = 0
+    eval_pictures: int = 256  # clean pictures per zero-shot figure
+    probe_weight: float = 1.0  # weight of the shape/colour/background probe's cross-entropy
+    # From this step on, this fraction of pictures has its RGB channels permuted and a caption
+    # naming only the shape: colours are learned first, then the shape apart from any colour.
+    recolour_from: int = 400
+    recolour_fraction: float = 0.35
+    # Then more steps at a lower learning rate (a second cosine), recolouring more pictures.
+    extra_steps: int = 0
+    extra_lr: float = 5e-4
+    extra_recolour_fraction: float = 0.5
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps + self.extra_steps
 
 
 def build_clip(config: dict[str, Any] = DEMO_CLIP_CONFIG) -> torch.nn.Module:
@@ -110,11 +126,57 @@ def augment(images: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]
     return (images + params.noise.to(images.device)).clamp(0, 1), flips.cpu()
 
 
+def scene_labels(scenes: list[shapes.Scene]) -> Tensor:
+    """(B, 3) indices of shape, colour and background."""
+    colours = list(shapes.COLOURS)
+    return torch.tensor(
+        [
+            [shapes.SHAPES.index(s.shape), colours.index(s.colour), colours.index(s.background)]
+            for s in scenes
+        ]
+    )
+
+
+def _shape_caption(shape: str, rng: random.Random) -> str:
+    word = rng.choice(shapes.SHAPE_WORDS[shape])
+    return rng.choice((f"a {word}", f"a picture of a {word}"))
+
+
+def _recolour(
+    training: ClipTraining,
+    step: int,
+    images: Tensor,
+    scenes: list[shapes.Scene],
+    texts: list[str],
+    facts: list[frozenset[str]],
+    negative_texts: list[str],
+) -> set[int]:
+    """Permute the channels of some pictures in place and give them shape-only captions (and
+    shape-only hard negatives); returns their indices. Draws from its own stream."""
+    if step < training.recolour_from:
+        return set()
+    rng = step_rng(training.seed, step, "clip-recolour")
+    orders = [(0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)]
+    fraction = training.recolour_fraction
+    if step >= training.steps:
+        fraction = training.extra_recolour_fraction
+    chosen = set()
+    for i, scene in enumerate(scenes):
+        if rng.random() >= fraction:
+            continue
+        images[i] = images[i, list(rng.choice(orders))]
+        texts[i] = _shape_caption(scene.shape, rng)
+        facts[i] = frozenset({"shape"})
+        negative_texts[i] = _shape_caption(_swapped_shape(scene, rng).shape, rng)
+        chosen.add(i)
+    return chosen
+
+
 def training_batch(
     training: ClipTraining, step: int, device: torch.device
-) -> tuple[Tensor, list[str], Tensor]:
-    """Augmented pictures (B, 3, S, S), 2B texts (captions, then hard negatives) and the (B, 2B)
-    target distribution of each picture over the texts."""
+) -> tuple[Tensor, list[str], Tensor, Tensor]:
+    """Augmented pictures (B, 3, S, S), 2B texts (captions, then hard negatives), the (B, 2B)
+    target distribution of each picture over the texts and the pictures' labels (B, 3)."""
     rng = step_rng(training.seed, step, "clip")
     generator = torch.Generator().manual_seed(rng.getrandbits(63))
     scenes = [shapes.random_scene(rng) for _ in range(training.batch_size)]
@@ -131,19 +193,33 @@ def training_batch(
         texts.append(text)
         facts.append(named)
     negatives = [_swapped_shape(scene, rng) for scene in scenes]
+    negative_texts = [shapes.prompt_for(scene) for scene in negatives]
+    negative_facts = [COMBO_FACTS] * len(negatives)
+    recoloured = _recolour(training, step, images, scenes, texts, facts, negative_texts)
+    for i in recoloured:
+        negative_facts[i] = frozenset({"shape"})
     count = training.batch_size
-    # A text is a positive of every picture it is true of, hard negatives included.
-    described = [*zip(scenes, facts, strict=True), *((n, COMBO_FACTS) for n in negatives)]
+    # A text is a positive of every picture it is true of, hard negatives included; a recoloured
+    # picture only of texts that name none of its colours.
+    described = [*zip(scenes, facts, strict=True), *zip(negatives, negative_facts, strict=True)]
     positives = torch.zeros(count, 2 * count)
     for i, scene in enumerate(scenes):
         for j, (other, named) in enumerate(described):
+            if i in recoloured and named & {"colour", "background"}:
+                continue
             positives[i, j] = float(shapes.agrees(scene, other, named))
     targets = positives / positives.sum(1, keepdim=True)
-    negative_texts = [shapes.prompt_for(scene) for scene in negatives]
-    return images, texts + negative_texts, targets.to(device)
+    labels = scene_labels(scenes)
+    for i in recoloured:
+        labels[i, 1:] = -100  # the probe's cross-entropy ignores unknown colours
+    labels = labels.to(device)
+    return images, texts + negative_texts, targets.to(device), labels
 
 
 def learning_rate(training: ClipTraining, step: int) -> float:
+    if step >= training.steps:
+        progress = (step - training.steps) / max(1, training.extra_steps)
+        return training.extra_lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
     if step < training.warmup_steps:
         return training.lr * (step + 1) / training.warmup_steps
     progress = (step - training.warmup_steps) / max(1, training.steps - training.warmup_steps)
@@ -159,6 +235,8 @@ class ClipTrainer:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(training.seed)
             self.model = build_clip().to(self.device).train()
+            classes = len(shapes.SHAPES) + 2 * len(shapes.COLOURS)
+            self.probe = torch.nn.Linear(DEMO_CLIP_CONFIG["embed_dim"], classes).to(self.device)
         self.tokenize = tokenizer()
         decay = [
             p for n, p in self.model.named_parameters() if p.ndim >= 2 and "embedding" not in n
@@ -172,6 +250,7 @@ class ClipTrainer:
             [
                 {"params": decay, "weight_decay": training.weight_decay},
                 {"params": rest, "weight_decay": 0.0},
+                {"params": list(self.probe.parameters()), "weight_decay": 0.0},
             ],
             lr=training.lr,
             betas=(0.9, 0.98),
@@ -182,21 +261,24 @@ class ClipTrainer:
     def state(self) -> dict[str, Any]:
         return {
             "model": self.model.state_dict(),
+            "probe": self.probe.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "step": self.step,
         }
 
     def load(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
+        self.probe.load_state_dict(state["probe"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.step = int(state["step"])
 
     def train_step(self) -> dict[str, float]:
         """One optimiser step; returns its losses."""
-        images, texts, targets = training_batch(self.training, self.step, self.device)
+        images, texts, targets, labels = training_batch(self.training, self.step, self.device)
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(self.training, self.step)
-        image_features = F.normalize(self.model.encode_image(_normalise(images)), dim=-1)
+        raw_features = self.model.encode_image(_normalise(images))  # (B, D)
+        image_features = F.normalize(raw_features, dim=-1)
         text_features = F.normalize(
             self.model.encode_text(self.tokenize(texts).to(self.device)), dim=-1
         )
@@ -208,12 +290,22 @@ class ClipTrainer:
         text_targets = targets[:, :count].T
         text_targets = text_targets / text_targets.sum(1, keepdim=True)
         text_loss = -(text_targets * logits[:, :count].T.log_softmax(1)).sum(1).mean()
-        loss = (image_loss + text_loss) / 2
+        probe_logits = self.probe(image_features).split(
+            [len(shapes.SHAPES), len(shapes.COLOURS), len(shapes.COLOURS)], dim=1
+        )
+        probe_loss = sum(
+            F.cross_entropy(part, labels[:, index]) for index, part in enumerate(probe_logits)
+        )
+        loss = (image_loss + text_loss) / 2 + self.training.probe_weight * probe_loss
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         self.step += 1
-        return {"image_loss": float(image_loss.detach()), "text_loss": float(text_loss.detach())}
+        return {
+            "image_loss": float(image_loss.detach()),
+            "text_loss": float(text_loss.detach()),
+            "probe_loss": float(probe_loss.detach()),
+        }
 
 
 @torch.no_grad()

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from artgen.training import clip as clip_training
 from artgen.training import vqgan as vqgan_training
 
 VQGAN_CONFIG_FILE = "vqgan.yaml"
@@ -90,8 +91,9 @@ def train_vqgan_stage(
         trainer.load(torch.load(state_path, map_location=device, weights_only=True))
         _log(f"vqgan: resumed at step {trainer.step}")
     started = time.perf_counter()
-    while trainer.step < training.steps:
-        target = min(training.steps, (trainer.step // save_every + 1) * save_every)
+    total = training.total_steps
+    while trainer.step < total:
+        target = min(total, (trainer.step // save_every + 1) * save_every)
         while trainer.step < target:
             losses = trainer.train_step()
         _save(trainer.state(), state_path)
@@ -100,10 +102,11 @@ def train_vqgan_stage(
         entry["step"] = trainer.step
         run_log.write()
         text = " ".join(f"{k} {v:.4f}" for k, v in losses.items())
-        _log(f"vqgan step {trainer.step}/{training.steps} {text} ({entry['seconds']:.0f} s)")
+        _log(f"vqgan step {trainer.step}/{total} {text} ({entry['seconds']:.0f} s)")
     model = trainer.model.eval()
-    entry["psnr_train_combos"] = vqgan_training.evaluate_psnr(model, training.seed, False)
-    entry["psnr_held_out_combos"] = vqgan_training.evaluate_psnr(model, training.seed, True)
+    count = training.eval_pictures
+    entry["psnr_train_combos"] = vqgan_training.evaluate_psnr(model, training.seed, False, count)
+    entry["psnr_held_out_combos"] = vqgan_training.evaluate_psnr(model, training.seed, True, count)
     entry["codes_restarted"] = trainer.restarted
     entry["parameters"] = sum(p.numel() for p in model.parameters())
     _write_text(
@@ -130,8 +133,9 @@ def train_clip_stage(out: Path, training: Any, device: torch.device, save_every:
         trainer.load(torch.load(state_path, map_location=device, weights_only=True))
         _log(f"clip: resumed at step {trainer.step}")
     started = time.perf_counter()
-    while trainer.step < training.steps:
-        target = min(training.steps, (trainer.step // save_every + 1) * save_every)
+    total = training.total_steps
+    while trainer.step < total:
+        target = min(total, (trainer.step // save_every + 1) * save_every)
         while trainer.step < target:
             losses = trainer.train_step()
         _save(trainer.state(), state_path)
@@ -140,9 +144,11 @@ def train_clip_stage(out: Path, training: Any, device: torch.device, save_every:
         entry["step"] = trainer.step
         run_log.write()
         text = " ".join(f"{k} {v:.4f}" for k, v in losses.items())
-        _log(f"clip step {trainer.step}/{training.steps} {text} ({entry['seconds']:.0f} s)")
+        _log(f"clip step {trainer.step}/{total} {text} ({entry['seconds']:.0f} s)")
     model = trainer.model.eval()
-    entry["zero_shot"] = clip_training.evaluate_zero_shot(model, training.seed, device)
+    entry["zero_shot"] = clip_training.evaluate_zero_shot(
+        model, training.seed, device, training.eval_pictures
+    )
     entry["parameters"] = sum(p.numel() for p in model.parameters())
     _write_text(json.dumps(clip_training.DEMO_CLIP_CONFIG, indent=2) + "\n", out / CLIP_CONFIG_FILE)
     _save({k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, weights)
@@ -158,7 +164,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--stage", choices=("vqgan", "clip", "all"), default="all")
     parser.add_argument("--vqgan-steps", type=int, default=vqgan_training.VQGANTraining.steps)
-    parser.add_argument("--clip-steps", type=int, default=None)
+    parser.add_argument(
+        "--vqgan-full-steps", type=int, default=vqgan_training.VQGANTraining.full_steps
+    )
+    parser.add_argument("--vqgan-full-lr", type=float, default=vqgan_training.VQGANTraining.full_lr)
+    parser.add_argument(
+        "--vqgan-polish-steps", type=int, default=vqgan_training.VQGANTraining.polish_steps
+    )
+    parser.add_argument("--clip-steps", type=int, default=clip_training.ClipTraining.steps)
+    parser.add_argument(
+        "--clip-extra-steps", type=int, default=clip_training.ClipTraining.extra_steps
+    )
     parser.add_argument("--save-every", type=int, default=100, help="steps between saves")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -167,14 +183,18 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.stage in ("vqgan", "all"):
-        training = vqgan_training.VQGANTraining(steps=args.vqgan_steps, seed=args.seed)
+        training = vqgan_training.VQGANTraining(
+            steps=args.vqgan_steps,
+            full_steps=args.vqgan_full_steps,
+            full_lr=args.vqgan_full_lr,
+            polish_steps=args.vqgan_polish_steps,
+            seed=args.seed,
+        )
         train_vqgan_stage(args.out, training, device, args.save_every)
     if args.stage in ("clip", "all"):
-        from artgen.training import clip as clip_training
-
-        clip_settings = clip_training.ClipTraining(seed=args.seed)
-        if args.clip_steps is not None:
-            clip_settings = clip_training.ClipTraining(steps=args.clip_steps, seed=args.seed)
+        clip_settings = clip_training.ClipTraining(
+            steps=args.clip_steps, extra_steps=args.clip_extra_steps, seed=args.seed
+        )
         train_clip_stage(args.out, clip_settings, device, args.save_every)
     return 0
 

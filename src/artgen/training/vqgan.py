@@ -38,7 +38,7 @@ DEMO_VQGAN_CONFIG = VQGANConfig(
 class VQGANTraining:
     """Hyper-parameters of one VQGAN training run."""
 
-    steps: int = 2000
+    steps: int = 1000  # on crops
     batch_size: int = 16
     side: int = 64
     # Random crops (aligned to the 8 px code grid) of the side x side pictures: the same patches
@@ -51,6 +51,20 @@ class VQGANTraining:
     beta: float = 0.25  # commitment weight (taming's)
     restart_every: int = 100  # steps between restarts of unused codes
     seed: int = 0
+    eval_pictures: int = 256  # fresh pictures per PSNR figure
+    # Then whole pictures (never a crop of flat background, which GroupNorm turns to zeros), at a
+    # lower learning rate decaying again: what the decoder meets when it paints.
+    full_steps: int = 0
+    full_batch_size: int = 4
+    full_lr: float = 3e-4
+    # Last, a polish on larger batches of whole pictures at a lower learning rate.
+    polish_steps: int = 0
+    polish_batch_size: int = 8
+    polish_lr: float = 1e-4
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps + self.full_steps + self.polish_steps
 
 
 def config_yaml(config: VQGANConfig) -> str:
@@ -90,6 +104,15 @@ def lightning_checkpoint(model: VQGAN, step: int) -> dict[str, Any]:
 
 
 def learning_rate(training: VQGANTraining, step: int) -> float:
+    low = training.final_lr_fraction
+    polish_from = training.steps + training.full_steps
+    if step >= polish_from:
+        progress = (step - polish_from) / max(1, training.polish_steps)
+        return training.polish_lr * (low + (1 - low) * 0.5 * (1 + math.cos(math.pi * progress)))
+    if step >= training.steps:
+        progress = (step - training.steps) / max(1, training.full_steps)
+        low = training.final_lr_fraction
+        return training.full_lr * (low + (1 - low) * 0.5 * (1 + math.cos(math.pi * progress)))
     warmup = 50
     if step < warmup:
         return training.lr * (step + 1) / warmup
@@ -112,7 +135,11 @@ def flat_latents(model: VQGAN, images: Tensor) -> Tensor:
 
 def kmeans(points: Tensor, count: int, generator: torch.Generator, rounds: int = 10) -> Tensor:
     """`count` centres of `points` (N, D) by Lloyd's algorithm from a random start."""
-    centres = points[torch.randperm(len(points), generator=generator)[:count]].clone()
+    if len(points) >= count:
+        centres = points[torch.randperm(len(points), generator=generator)[:count]].clone()
+    else:  # fewer points than codes (tiny runs): repeat them, slightly apart
+        picks = torch.randint(len(points), (count,), generator=generator)
+        centres = points[picks] + torch.randn(count, points.shape[1], generator=generator) * 1e-3
     for _ in range(rounds):
         assignment = torch.cdist(points, centres).argmin(1)  # (N,)
         sums = torch.zeros_like(centres).index_add_(0, assignment, points)
@@ -154,6 +181,14 @@ class VQGANTrainer:
 
     def _batch(self, step: int) -> Tensor:
         training = self.training
+        if step >= training.steps + training.full_steps:
+            rng = step_rng(training.seed, step, "vqgan-polish")
+            _, images = scene_batch(rng, training.polish_batch_size, training.side)
+            return images.to(self.device)
+        if step >= training.steps:
+            rng = step_rng(training.seed, step, "vqgan-full")
+            _, images = scene_batch(rng, training.full_batch_size, training.side)
+            return images.to(self.device)
         rng = step_rng(training.seed, step, "vqgan")
         _, images = scene_batch(rng, training.batch_size, training.side)
         factor = DEMO_VQGAN_CONFIG.factor
@@ -223,12 +258,13 @@ class VQGANTrainer:
         return {name: float(value.detach()) for name, value in losses.items()}
 
     def run(self, log: Callable[[str], None] | None = None, every: int = 100) -> None:
-        """Train to `training.steps`, calling `log` every `every` steps."""
-        while self.step < self.training.steps:
+        """Train to `training.total_steps`, calling `log` every `every` steps."""
+        total = self.training.total_steps
+        while self.step < total:
             losses = self.train_step()
-            if log is not None and (self.step % every == 0 or self.step == self.training.steps):
+            if log is not None and (self.step % every == 0 or self.step == total):
                 text = " ".join(f"{k} {v:.4f}" for k, v in losses.items())
-                log(f"vqgan step {self.step}/{self.training.steps} {text}")
+                log(f"vqgan step {self.step}/{total} {text}")
 
 
 @torch.no_grad()

@@ -1,0 +1,84 @@
+"""The demo trainers on a few tiny steps: resumable, and their files load through the catalog's
+loaders strictly."""
+
+import dataclasses
+import json
+
+import torch
+
+from artgen.models.checkpoints import load_vqgan
+from artgen.models.demo import config_critic
+from artgen.training import clip as clip_training
+from artgen.training import demo
+from artgen.training import vqgan as vqgan_training
+
+VQGAN_TINY = vqgan_training.VQGANTraining(
+    steps=3, batch_size=2, autoencoder_steps=1, kmeans_batches=1, restart_every=1, eval_pictures=4
+)
+CLIP_TINY = clip_training.ClipTraining(steps=1, batch_size=4, warmup_steps=1, eval_pictures=4)
+
+
+def test_vqgan_training_resumes_exactly():
+    straight = vqgan_training.VQGANTrainer(VQGAN_TINY)
+    for _ in range(3):
+        straight.train_step()
+    first = vqgan_training.VQGANTrainer(VQGAN_TINY)
+    for _ in range(2):
+        first.train_step()
+    resumed = vqgan_training.VQGANTrainer(VQGAN_TINY)
+    resumed.load(first.state())
+    resumed.train_step()
+    for (name, a), b in zip(
+        straight.model.state_dict().items(), resumed.model.state_dict().values(), strict=True
+    ):
+        assert torch.allclose(a, b, atol=1e-6), name
+
+
+def test_codebook_starts_from_encoder_outputs():
+    trainer = vqgan_training.VQGANTrainer(VQGAN_TINY)
+    before = trainer.model.quantize.codebook.detach().clone()
+    trainer.train_step()  # autoencoder step
+    trainer.train_step()  # k-means initialisation, then the first quantised step
+    after = trainer.model.quantize.codebook.detach()
+    # taming's uniform(-1/n, 1/n) start is replaced by k-means centres of encoder outputs.
+    assert before.abs().max() <= 1 / before.shape[0]
+    assert after.abs().max() > 10 / before.shape[0]
+
+
+def test_kmeans_finds_separated_clusters():
+    generator = torch.Generator().manual_seed(0)
+    points = torch.cat([torch.randn(50, 2, generator=generator) * 0.1 + c for c in (-5, 5)])
+    centres = vqgan_training.kmeans(points, 2, generator)
+    assert sorted(round(float(c)) for c in centres[:, 0]) == [-5, 5]
+
+
+def test_vqgan_stage_writes_a_taming_checkpoint_the_loader_takes_strictly(tmp_path):
+    demo.train_vqgan_stage(tmp_path, VQGAN_TINY, torch.device("cpu"), save_every=2)
+    checkpoint = torch.load(tmp_path / demo.VQGAN_CHECKPOINT_FILE, weights_only=True)
+    assert set(checkpoint) == {"state_dict", "global_step", "epoch"}
+    model = load_vqgan(tmp_path / demo.VQGAN_CONFIG_FILE, tmp_path / demo.VQGAN_CHECKPOINT_FILE)
+    assert model.factor == 8 and model.codebook.shape == (512, 32)
+    log = json.loads((tmp_path / demo.LOG_FILE).read_text())
+    assert log["vqgan"]["step"] == 3 and "psnr_held_out_combos" in log["vqgan"]
+
+
+def test_clip_batch_targets_count_every_true_caption():
+    images, texts, targets, labels = clip_training.training_batch(CLIP_TINY, 0, torch.device("cpu"))
+    assert labels.shape == (4, 3)
+    assert images.shape == (4, 3, 64, 64) and len(texts) == 8 and targets.shape == (4, 8)
+    assert torch.allclose(targets.sum(1), torch.ones(4))
+    assert (targets.diagonal() > 0).all()  # a picture's own caption is always a positive
+    again = clip_training.training_batch(CLIP_TINY, 0, torch.device("cpu"))
+    assert torch.equal(images, again[0]) and texts == again[1]
+
+
+def test_clip_stage_writes_weights_the_critic_loader_takes_strictly(tmp_path):
+    training = dataclasses.replace(CLIP_TINY, steps=2)
+    demo.train_clip_stage(tmp_path, training, torch.device("cpu"), save_every=1)
+    critic = config_critic(
+        tmp_path / demo.CLIP_CONFIG_FILE, tmp_path / demo.CLIP_WEIGHTS_FILE, "demo"
+    )
+    assert critic.cut_size == 64
+    embeddings = critic.encode_text(["a red square on a blue background"])
+    assert embeddings.shape == (1, clip_training.DEMO_CLIP_CONFIG["embed_dim"])
+    assert "zero_shot" in json.loads((tmp_path / demo.LOG_FILE).read_text())["clip"]
