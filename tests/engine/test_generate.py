@@ -140,7 +140,8 @@ def test_image_prompt_weights(tiny_models):
 def test_empty_prompt_needs_an_image_or_noise_prompt(tiny_models):
     with pytest.raises(ValueError, match="prompts: empty"):
         make(tiny_models, prompts="")
-    with pytest.raises(ValueError, match="prompts: empty"):
+    # An empty scene is refused where the params are checked, naming the entry.
+    with pytest.raises(ValueError, match=r"schedule\.0\.prompts\n.*must not be empty"):
         make(tiny_models, prompts="a", iterations=10, schedule=[{"at": 3, "prompts": ""}])
 
 
