@@ -93,3 +93,24 @@ def test_a_missing_file_says_how_to_get_it_back(tmp_path: Path):
 def test_demo_is_not_a_name_users_can_register(models_home: Path, tmp_path: Path):
     with pytest.raises(ValueError, match="built-in preset"):
         Catalog(models_home).add(DEMO, tmp_path / "x.yaml", tmp_path / "x.ckpt")
+
+
+def test_a_server_on_model_demo_lists_both_demo_models_as_defaults(tmp_path: Path):
+    from fastapi.testclient import TestClient
+
+    from artgen.api.app import create_app
+    from support import make_settings
+
+    app = create_app(make_settings(tmp_path, model="demo", worker=False))
+    with TestClient(app) as client:
+        models = client.get("/v1/models").json()
+        vqgan = {entry["name"]: entry for entry in models["vqgan"]}
+        clip = {entry["name"]: entry for entry in models["clip"]}
+        assert vqgan["demo"]["available"] and vqgan["demo"]["default"]
+        assert clip["demo"]["available"] and clip["demo"]["default"]
+        # A job naming only the demo VQGAN runs with the demo CLIP.
+        body = {"prompt": "a red square on a blue background", "width": 64, "height": 64}
+        created = client.post("/v1/jobs", json={**body, "model": "demo"})
+        assert created.status_code == 202, created.text
+        job = client.get(f"/v1/jobs/{created.json()['id']}").json()
+        assert job["params"]["clip_models"] == ["demo"]
