@@ -157,6 +157,7 @@ def train_clip_stage(out: Path, training: Any, device: torch.device, save_every:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # The defaults are the recipe of the shipped weights (docs/demo-models.md).
     parser = argparse.ArgumentParser(
         prog="python -m artgen.training.demo", description=__doc__.splitlines()[0]
     )
@@ -164,17 +165,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--stage", choices=("vqgan", "clip", "all"), default="all")
     parser.add_argument("--vqgan-steps", type=int, default=vqgan_training.VQGANTraining.steps)
-    parser.add_argument(
-        "--vqgan-full-steps", type=int, default=vqgan_training.VQGANTraining.full_steps
-    )
+    parser.add_argument("--vqgan-full-steps", type=int, default=800)
     parser.add_argument("--vqgan-full-lr", type=float, default=vqgan_training.VQGANTraining.full_lr)
-    parser.add_argument(
-        "--vqgan-polish-steps", type=int, default=vqgan_training.VQGANTraining.polish_steps
-    )
+    parser.add_argument("--vqgan-polish-steps", type=int, default=800)
     parser.add_argument("--clip-steps", type=int, default=clip_training.ClipTraining.steps)
-    parser.add_argument(
-        "--clip-extra-steps", type=int, default=clip_training.ClipTraining.extra_steps
-    )
+    parser.add_argument("--clip-extra-steps", type=int, default=1200)
     parser.add_argument("--save-every", type=int, default=100, help="steps between saves")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
