@@ -398,6 +398,15 @@ def grid(tiles: list[tuple[Image.Image, str, str]], columns: int) -> Image.Image
     return sheet
 
 
+def model_files_sha256(vqgan: str, clip: str) -> dict[str, str] | None:
+    """The demo files' digests (what was measured); other models are named, not hashed here."""
+    from artgen.models import catalog
+
+    if "demo" not in (vqgan, clip):
+        return None
+    return dict(getattr(catalog, "DEMO_SHA256", {}))
+
+
 def model_label(vqgan: str, clip: str) -> str:
     return vqgan if vqgan == clip else f"{vqgan} + {clip}"
 
@@ -483,7 +492,7 @@ def main(argv: list[str]) -> int:
             if not picture.baseline and picture.seed == 0 and picture.size == grid_size:
                 grid_tiles.append((picture, image))
             count = len(pictures) - done
-            if count % 12 == 0 or count == len(work):
+            if count % 4 == 0 or count == len(work):
                 print(f"{label}: {count}/{len(work)} pictures", file=sys.stderr, flush=True)
 
         generate(models, label, baseline, work, args, device, keep)
@@ -517,6 +526,7 @@ def main(argv: list[str]) -> int:
         "clip": args.clip,
         "baseline": args.baseline,
         "judge_clip": args.judge_clip,
+        "model_files_sha256": model_files_sha256(args.vqgan, args.clip),
         "judge": "artgen.training.judge: read_colours (procedural) + ShapeClassifier "
         "(judge_shapes.pt, trained on shapes.draw pictures only)",
         "prompts": len(prompts),
