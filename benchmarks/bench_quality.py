@@ -227,9 +227,11 @@ def reconstruct(
     return done
 
 
-def work_list(prompts: list[Case], seeds: int, sizes: list[int]) -> list[tuple[Case, int, int]]:
+def work_list(
+    prompts: list[Case], seeds: Sequence[int], sizes: list[int]
+) -> list[tuple[Case, int, int]]:
     """Every (case, seed, size), grouped by size so batches share one size."""
-    return [(case, seed, size) for size in sizes for case in prompts for seed in range(seeds)]
+    return [(case, seed, size) for size in sizes for case in prompts for seed in seeds]
 
 
 def judge_pictures(
@@ -435,6 +437,7 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--prompts", type=int, default=PROMPTS)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds are FIRST..FIRST+N-1")
     parser.add_argument("--sizes", default="64,128")
     parser.add_argument("--iterations", type=int, default=100)
     parser.add_argument("--cutn", type=int, default=32)
@@ -464,7 +467,8 @@ def main(argv: list[str]) -> int:
     device = torch.device(args.device)
     sizes = [int(size) for size in args.sizes.split(",")]
     prompts = cases(args.prompts)
-    work = work_list(prompts, args.seeds, sizes)
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    work = work_list(prompts, seeds, sizes)
     judge = ShapeJudge.load()
     critic = None
     if args.judge_clip is not None:
@@ -489,7 +493,7 @@ def main(argv: list[str]) -> int:
         ) -> None:
             pictures.append(picture)
             images.append(image)
-            if not picture.baseline and picture.seed == 0 and picture.size == grid_size:
+            if not picture.baseline and picture.seed == seeds[0] and picture.size == grid_size:
                 grid_tiles.append((picture, image))
             count = len(pictures) - done
             if count % 4 == 0 or count == len(work):
@@ -531,7 +535,7 @@ def main(argv: list[str]) -> int:
         "(judge_shapes.pt, trained on shapes.draw pictures only)",
         "prompts": len(prompts),
         "held_out_prompts": sum(case.held_out for case in prompts),
-        "seeds": args.seeds,
+        "seeds": seeds,
         "sizes": sizes,
         "iterations": args.iterations,
         "cutn": args.cutn,
