@@ -75,23 +75,16 @@ class RunLog:
         _write_text(json.dumps(self.data, indent=2, sort_keys=True) + "\n", self.path)
 
 
-def train_vqgan_stage(
-    out: Path, training: vqgan_training.VQGANTraining, device: torch.device, save_every: int
+def _train_resumably(
+    name: str, trainer: Any, total: int, out: Path, run_log: RunLog, save_every: int
 ) -> None:
-    checkpoint = out / VQGAN_CHECKPOINT_FILE
-    if checkpoint.exists():
-        _log(f"vqgan: {checkpoint} exists, stage skipped")
-        return
-    run_log = RunLog(out / LOG_FILE)
-    entry = run_log.stage("vqgan")
-    entry["settings"] = {**training.__dict__, "device": device.type}
-    state_path = out / "state" / "vqgan.pt"
-    trainer = vqgan_training.VQGANTrainer(training, device)
+    """Step `trainer` to `total`, saving its state and the run log every `save_every` steps."""
+    entry = run_log.stage(name)
+    state_path = out / "state" / f"{name}.pt"
     if state_path.exists():
-        trainer.load(torch.load(state_path, map_location=device, weights_only=True))
-        _log(f"vqgan: resumed at step {trainer.step}")
+        trainer.load(torch.load(state_path, map_location=trainer.device, weights_only=True))
+        _log(f"{name}: resumed at step {trainer.step}")
     started = time.perf_counter()
-    total = training.total_steps
     while trainer.step < total:
         target = min(total, (trainer.step // save_every + 1) * save_every)
         while trainer.step < target:
@@ -102,7 +95,21 @@ def train_vqgan_stage(
         entry["step"] = trainer.step
         run_log.write()
         text = " ".join(f"{k} {v:.4f}" for k, v in losses.items())
-        _log(f"vqgan step {trainer.step}/{total} {text} ({entry['seconds']:.0f} s)")
+        _log(f"{name} step {trainer.step}/{total} {text} ({entry['seconds']:.0f} s)")
+
+
+def train_vqgan_stage(
+    out: Path, training: vqgan_training.VQGANTraining, device: torch.device, save_every: int
+) -> None:
+    checkpoint = out / VQGAN_CHECKPOINT_FILE
+    if checkpoint.exists():
+        _log(f"vqgan: {checkpoint} exists, stage skipped")
+        return
+    run_log = RunLog(out / LOG_FILE)
+    entry = run_log.stage("vqgan")
+    entry["settings"] = {**training.__dict__, "device": device.type}
+    trainer = vqgan_training.VQGANTrainer(training, device)
+    _train_resumably("vqgan", trainer, training.total_steps, out, run_log, save_every)
     model = trainer.model.eval()
     count = training.eval_pictures
     entry["psnr_train_combos"] = vqgan_training.evaluate_psnr(model, training.seed, False, count)
@@ -127,24 +134,8 @@ def train_clip_stage(out: Path, training: Any, device: torch.device, save_every:
     run_log = RunLog(out / LOG_FILE)
     entry = run_log.stage("clip")
     entry["settings"] = {**training.__dict__, "device": device.type}
-    state_path = out / "state" / "clip.pt"
     trainer = clip_training.ClipTrainer(training, device)
-    if state_path.exists():
-        trainer.load(torch.load(state_path, map_location=device, weights_only=True))
-        _log(f"clip: resumed at step {trainer.step}")
-    started = time.perf_counter()
-    total = training.total_steps
-    while trainer.step < total:
-        target = min(total, (trainer.step // save_every + 1) * save_every)
-        while trainer.step < target:
-            losses = trainer.train_step()
-        _save(trainer.state(), state_path)
-        entry["seconds"] += time.perf_counter() - started
-        started = time.perf_counter()
-        entry["step"] = trainer.step
-        run_log.write()
-        text = " ".join(f"{k} {v:.4f}" for k, v in losses.items())
-        _log(f"clip step {trainer.step}/{total} {text} ({entry['seconds']:.0f} s)")
+    _train_resumably("clip", trainer, training.total_steps, out, run_log, save_every)
     model = trainer.model.eval()
     entry["zero_shot"] = clip_training.evaluate_zero_shot(
         model, training.seed, device, training.eval_pictures
