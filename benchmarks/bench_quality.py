@@ -91,6 +91,24 @@ class Picture:
     clip_score: float | None = None
     correct: dict[str, bool] = field(default_factory=dict)
 
+    @classmethod
+    def of(
+        cls,
+        case: Case,
+        models: str,
+        baseline: bool,
+        kind: str,
+        seed: int,
+        size: int,
+        seconds: float,
+        loss: float,
+    ) -> Picture:
+        """The picture of `case` made with `models` (not judged yet)."""
+        return cls(
+            models, baseline, kind, case.prompt, case.shape, case.colour, case.background,
+            case.held_out, seed, size, seconds, loss,
+        )  # fmt: skip
+
 
 def cases(count: int) -> list[Case]:
     """`count` prompts, balanced: every shape equally, and held-out ones spread through the list.
@@ -165,19 +183,8 @@ def generate(
         images = [generation.image() for generation in generations]
         seconds = (time.perf_counter() - began) / len(chunk)
         for (case, seed, size), image, result in zip(chunk, images, results, strict=True):
-            picture = Picture(
-                label,
-                baseline,
-                "generated",
-                case.prompt,
-                case.shape,
-                case.colour,
-                case.background,
-                case.held_out,
-                seed,
-                size,
-                seconds,
-                float(result.loss),
+            picture = Picture.of(
+                case, label, baseline, "generated", seed, size, seconds, float(result.loss)
             )
             on_picture(picture, image)
 
@@ -209,20 +216,7 @@ def reconstruct(
         )
         pixels = from_pil(shapes.draw(scene, size, rng)).to(device) * 2 - 1  # (1, 3, S, S)
         decoded = vqgan.decode(quantize_latent(vqgan.encode(pixels), vqgan.codebook))
-        picture = Picture(
-            label,
-            False,
-            "reconstructed",
-            case.prompt,
-            case.shape,
-            case.colour,
-            case.background,
-            case.held_out,
-            seed,
-            size,
-            0.0,
-            0.0,
-        )
+        picture = Picture.of(case, label, False, "reconstructed", seed, size, 0.0, 0.0)
         done.append((picture, to_pil(decoded.float().add(1).div(2).clamp(0, 1).cpu())))
     return done
 
