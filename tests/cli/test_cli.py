@@ -21,16 +21,6 @@ from artgen.models.catalog import tiny_vqgan
 TINY = ["--model", "tiny", "--size", "32", "32", "--cutn", "4", "--device", "cpu"]
 
 
-@pytest.fixture
-def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    """A runner in an empty model cache, with no ARTGEN_* settings leaking in."""
-    for name in ("ARTGEN_MODEL", "ARTGEN_CLIP_MODEL", "ARTGEN_DEVICE", "ARTGEN_PORT"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("ARTGEN_HOME", str(tmp_path / "home"))
-    monkeypatch.chdir(tmp_path)
-    return CliRunner()
-
-
 def test_generate_writes_png_with_metadata_snapshots_and_video(
     runner: CliRunner, tmp_path: Path
 ) -> None:

@@ -5,23 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
 from artgen.cli import app
 
 TINY = ["--model", "tiny", "--size", "32", "32", "--cutn", "2", "--device", "cpu"]
-
-
-@pytest.fixture
-def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    """A runner in an empty model cache, with no ARTGEN_* settings leaking in."""
-    for name in ("ARTGEN_MODEL", "ARTGEN_CLIP_MODEL", "ARTGEN_DEVICE", "ARTGEN_PORT"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("ARTGEN_HOME", str(tmp_path / "home"))
-    monkeypatch.chdir(tmp_path)
-    return CliRunner()
 
 
 def recorded(path: Path) -> dict:

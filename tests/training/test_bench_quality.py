@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 from PIL import Image
 
 from artgen.training import shapes
@@ -23,14 +22,6 @@ def bench():
         sys.modules[name] = module  # before running: its dataclasses resolve their module
         spec.loader.exec_module(module)
     return sys.modules[name]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_48_prompts_hold_every_held_out_combination_and_every_shape_equally(bench):

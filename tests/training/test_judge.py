@@ -9,14 +9,6 @@ from PIL import Image
 from artgen.training import judge, shapes
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def drawn(count, seed, side):
     rng = random.Random(seed)
     scenes = [shapes.random_scene(rng, held_out=index % 4 == 0) for index in range(count)]

@@ -1,0 +1,12 @@
+"""Training test setup: one CPU thread (the 2 cores are shared; extra threads only spin)."""
+
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
