@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from artgen.engine.prompts import (
+from artgen.engine.prompt_syntax import (
     NoisePromptSpec,
     PromptSpec,
     parse_noise_prompts,
