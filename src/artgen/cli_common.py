@@ -1,0 +1,232 @@
+"""Helpers shared by the `artgen` commands: clean error exits, settings, devices, image files,
+parameters from flags, progress bars and MP4 writing.
+
+They live outside cli.py so that each command module (cli.py, cli_animate.py, ...) stays small.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import typer
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
+    from artgen.config import Settings
+    from artgen.engine.params import GenerationParams
+
+# Exit code for bad input (click's own usage errors use it too).
+EXIT_BAD_INPUT = 2
+
+
+def fail(message: str) -> NoReturn:
+    """Print one clear line to stderr and exit with EXIT_BAD_INPUT."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def describe_error(error: Exception) -> str:
+    """One line for a user-caused error (pydantic errors name the field)."""
+    from pydantic import ValidationError
+
+    if isinstance(error, ValidationError):
+        first = error.errors()[0]
+        message = str(first["msg"]).removeprefix("Value error, ")
+        field = ".".join(str(part) for part in first["loc"])
+        return f"{field}: {message}" if field else message
+    text = str(error).strip() or type(error).__name__
+    return " ".join(text.splitlines())
+
+
+def user_error_types() -> tuple[type[Exception], ...]:
+    """Errors that mean the input is wrong (not a bug): reported in one line, exit 2."""
+    from artgen.models.checkpoints import CheckpointError, ModelUnavailable
+
+    return (ValueError, OSError, ModelUnavailable, CheckpointError)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn the user-caused errors raised inside into `fail`."""
+    try:
+        yield
+    except user_error_types() as error:
+        fail(describe_error(error))
+
+
+def build_settings(**overrides: Any) -> Settings:
+    """Settings from ARTGEN_* env, with the CLI flags that were given taking precedence."""
+    from artgen.config import Settings
+
+    given = {name: value for name, value in overrides.items() if value is not None}
+    with user_errors():
+        return Settings(**given)
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> cuda when available else cpu; a named CUDA device must exist."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        fail(f"--device {name!r} is not a device; use auto, cpu, cuda or cuda:N")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            fail(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            fail(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
+    return device
+
+
+def read_image(path: Path, what: str) -> Image.Image:
+    """Open an image file as RGB, or fail naming the option and the file."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.is_file():
+        fail(f"{what} {str(path)!r} does not exist")
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError) as error:
+        fail(f"{what} {str(path)!r} is not a readable image ({describe_error(error)})")
+
+
+def parse_image_prompt(value: str) -> tuple[Path, float, float | None]:
+    """'y.png', 'y.png:0.5' or 'y.png:0.5:0.2' -> (path, weight, stop or None), the text prompts'
+    syntax (as the seed parses image prompts); a non-numeric tail is part of the path."""
+    from artgen.engine.prompts import parse_prompt
+
+    try:
+        spec = parse_prompt(value)
+    except ValueError as error:
+        fail(f"--image-prompt {value!r}: {error}")
+    return Path(spec.text), spec.weight, None if spec.stop == float("-inf") else spec.stop
+
+
+# Containers that take H.264 from imageio-ffmpeg.
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv")
+
+
+class VideoWriter:
+    """Append frames to an MP4 through imageio-ffmpeg (its wheel carries ffmpeg)."""
+
+    def __init__(self, path: Path, fps: int) -> None:
+        import imageio.v2 as imageio
+
+        # libx264 + yuv420p plays everywhere; sizes are multiples of the model factor (>= 8).
+        self._writer = imageio.get_writer(
+            path, format="FFMPEG", mode="I", fps=fps, codec="libx264", pixelformat="yuv420p",
+            macro_block_size=8, quality=8,
+        )  # fmt: skip
+        self.frames = 0
+
+    def append(self, image: Image.Image) -> None:
+        """Add one frame."""
+        import numpy as np
+
+        self._writer.append_data(np.asarray(image.convert("RGB")))
+        self.frames += 1
+
+    def close(self) -> None:
+        """Finish the file."""
+        self._writer.close()
+
+
+class GenerateProgress:
+    """Rich progress bar with iterations, loss and ETA; reads the loss at most 4 times a second."""
+
+    def __init__(self, iterations: int) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self._progress = Progress(
+            TextColumn("[bold]generating"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+        )
+        self._task = self._progress.add_task("generate", total=iterations, loss="-")
+        self._iterations = iterations
+        self._last_loss_read = 0.0
+        self.loss: float | None = None
+
+    def __enter__(self) -> GenerateProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def update(self, iteration: int, read_loss: Any) -> None:
+        """Advance to `iteration`; `read_loss()` syncs the device, so call it sparingly."""
+        now = time.monotonic()
+        if iteration == self._iterations or now - self._last_loss_read >= 0.25:
+            self.loss = float(read_loss())
+            self._last_loss_read = now
+            self._progress.update(self._task, loss=f"{self.loss:.4f}")
+        self._progress.update(self._task, completed=iteration)
+
+
+# GenerationParams fields whose CLI spelling is not --field-name.
+PARAM_OPTIONS = {"width": "--size", "height": "--size", "prompts": "PROMPTS",
+                 "image_prompt_weights": "--image-prompt",
+                 "image_prompt_stops": "--image-prompt"}  # fmt: skip
+
+
+def build_params(recorded: dict[str, Any], values: dict[str, Any]) -> GenerationParams:
+    """GenerationParams from the flags given, then `recorded` values, then library defaults."""
+    from pydantic import ValidationError
+
+    from artgen.engine.params import GenerationParams
+
+    given = {
+        name: value for name, value in recorded.items() if name in GenerationParams.model_fields
+    }
+    given.update((name, value) for name, value in values.items() if value is not None)
+    try:
+        return GenerationParams(**given)
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else ""
+        option = PARAM_OPTIONS.get(field, "--" + field.replace("_", "-"))
+        message = str(first["msg"]).removeprefix("Value error, ").removeprefix(f"{field}: ")
+        if field in PARAM_OPTIONS:
+            option = f"{option} ({field})"
+        fail(f"{option}: {message}" if field else message)
+
+
+def format_size(size_bytes: int | None) -> str:
+    """1_000_000_000 -> '1.0 GB'; None -> '-'."""
+    if size_bytes is None:
+        return "-"
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size_bytes >= scale:
+            return f"{size_bytes / scale:.1f} {unit}"
+    return f"{size_bytes} B"
+
+
+def catalog_from_env() -> Any:
+    """The model catalog over ARTGEN_HOME."""
+    from artgen.models.catalog import Catalog
+
+    return Catalog(build_settings().home)
