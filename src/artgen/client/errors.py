@@ -50,7 +50,11 @@ class ApiError(ArtgenError):
 
 
 class BadRequest(ApiError):
-    """400, 409, 413, 415 and other refusals of the request as sent."""
+    """400, 413, 415 and other refusals of the request as sent."""
+
+
+class Conflict(ApiError):
+    """409: not finished yet (`not_finished`), or an Idempotency-Key reused with another body."""
 
 
 class Unauthorized(ApiError):
@@ -77,6 +81,7 @@ _BY_STATUS: dict[int, type[ApiError]] = {
     401: Unauthorized,
     403: Unauthorized,
     404: NotFound,
+    409: Conflict,
     422: ValidationFailed,
     429: RateLimited,
 }
