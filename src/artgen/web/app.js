@@ -4,12 +4,13 @@
 const KEY_STORAGE = "artgen.apiKey";
 const PAGE_SIZE = 12;
 const ACTIVE = new Set(["queued", "running"]);
-const EVENT_TYPES = ["progress", "preview", "status", "done"];
+// `frame`: an animation finished a frame (animation.js).
+const EVENT_TYPES = ["progress", "preview", "frame", "status", "done"];
 // Form fields sent as numbers; anything else the API names goes to the message banner.
 const NUMBER_FIELDS = ["width", "height", "iterations", "step_size", "cutn", "cut_pow",
   "init_weight", "preview_every"];
 const FIELD_NAMES = ["prompts", "seed", "model", "clip_models", "video", "init_image",
-  "image_prompts", ...NUMBER_FIELDS];
+  "image_prompts", ...NUMBER_FIELDS, ...Animations.FIELD_NAMES];
 // API field names shown by another form field: the page sends `prompt` (its alias `prompts`).
 const FIELD_ALIASES = { prompt: "prompts" };
 // The demo model (`--model demo`) knows coloured shapes on coloured backgrounds: prompts it paints.
@@ -26,6 +27,7 @@ const PARAM_LABELS = {
   model: "Model", clip_models: "CLIP", step_size: "Step size", cutn: "Cutouts",
   cut_pow: "Cut power", init_weight: "Init weight", preview_every: "Preview every",
   video: "Video", optimizer: "Optimizer", augment: "Augment", noise_prompts: "Noise prompts",
+  ...Animations.PARAM_LABELS,
 };
 
 const $ = (selector) => document.querySelector(selector);
@@ -97,19 +99,21 @@ async function api(method, path, body) {
   return response.json();
 }
 
-// Images behind an API key cannot be plain <img src> (no header), so they go through fetch.
-async function showImage(img, url) {
+// Images (and videos) behind an API key cannot be plain <img src> (no header), so they go
+// through fetch. `attribute`: "src", or a video's "poster".
+async function showImage(img, url, attribute = "src") {
   let src = url;
   if (apiKey()) {
     const response = await fetch(url, { headers: authHeaders() });
     if (!response.ok) throw await errorFrom(response);
     src = URL.createObjectURL(await response.blob());
   }
-  const old = state.objectUrls.get(img);
+  const key = attribute === "src" ? img : `${attribute}:${img.id}`;
+  const old = state.objectUrls.get(key);
   if (old) URL.revokeObjectURL(old);
-  if (src !== url) state.objectUrls.set(img, src);
-  else state.objectUrls.delete(img);
-  img.src = src;
+  if (src !== url) state.objectUrls.set(key, src);
+  else state.objectUrls.delete(key);
+  img.setAttribute(attribute, src);
 }
 
 function withQuery(url, key, value) {
@@ -297,6 +301,7 @@ function fillForm(params, seed) {
     $("#clip_models").value = clip;
   }
   $("#video").checked = Boolean(params.video);
+  Animations.fill(params);
   syncPreset();
   renderSuggestions();
   renderPromptChips();
@@ -359,13 +364,22 @@ async function submitJob(event) {
   clearMessage();
   clearFieldErrors();
   const params = readParams();
+  const problems = Animations.addFields(params);
+  if (problems.length) {
+    showFieldErrors(problems);
+    showMessage("Please fix the marked fields.");
+    return;
+  }
+  const restyle = params.kind === "restyle";
+  const initFile = restyle ? null : state.initFile; // a restyle starts from the video's frames
   let body = params;
-  // With files the API takes multipart: `params` as JSON text plus the images.
-  if (state.initFile || state.promptFiles.length) {
+  // With files the API takes multipart: `params` as JSON text plus the images (and video).
+  if (initFile || state.promptFiles.length || restyle) {
     body = new FormData();
     body.append("params", JSON.stringify(params));
-    if (state.initFile) body.append("init_image", state.initFile);
+    if (initFile) body.append("init_image", initFile);
     for (const file of state.promptFiles) body.append("image_prompts", file);
+    if (restyle) body.append("source_video", Animations.sourceFile());
   }
   const button = $("#submit");
   button.disabled = true;
@@ -384,7 +398,7 @@ async function submitJob(event) {
     if (firstInvalid) firstInvalid.focus();
   } finally {
     button.disabled = false;
-    button.textContent = "Generate";
+    button.textContent = Animations.submitLabel();
   }
 }
 
@@ -458,15 +472,16 @@ function formatSeconds(seconds) {
   return minutes ? `${minutes}m ${String(total % 60).padStart(2, "0")}s` : `${total}s`;
 }
 
-function setProgress(iteration, iterations, etaSeconds) {
+// `frames`: "Frame k of N · iteration i / n" for an animation, else "".
+function setProgress(iteration, iterations, etaSeconds, frames = "") {
   const fraction = iterations ? Math.min(1, iteration / iterations) : 0;
   const percent = Math.round(fraction * 100);
   $("#progress").setAttribute("aria-valuenow", String(percent));
   $("#progress").dataset.iteration = String(iteration);
   $("#progress-fill").style.width = `${percent}%`;
   const eta = formatSeconds(etaSeconds);
-  $("#progress-text").textContent =
-    `Iteration ${iteration} / ${iterations}${eta && fraction < 1 ? ` · about ${eta} left` : ""}`;
+  const done = frames || `Iteration ${iteration} / ${iterations}`;
+  $("#progress-text").textContent = `${done}${eta && fraction < 1 ? ` · about ${eta} left` : ""}`;
 }
 
 // A cancel the server has taken but the worker has not acted on yet (`cancel_requested`).
@@ -506,7 +521,8 @@ function renderParams(job) {
     term.textContent = label;
     const data = document.createElement("dd");
     data.dataset.param = name;
-    data.textContent = Array.isArray(value) ? value.join(", ") : String(value);
+    data.textContent = Animations.formatParam(name, value)
+      ?? (Array.isArray(value) ? value.join(", ") : String(value));
     list.append(term, data);
   }
 }
@@ -514,12 +530,15 @@ function renderParams(job) {
 function resetView() {
   stopStream();
   stopQueuePoll();
-  for (const id of ["#preview-image", "#final-image", "#download-png", "#download-video",
-    "#reuse", "#seed-used", "#job-error", "#job-note", "#queue-position"]) {
+  for (const id of ["#preview-image", "#final-image", "#final-video", "#download-png",
+    "#download-video", "#reuse", "#seed-used", "#job-error", "#job-note", "#queue-position"]) {
     $(id).hidden = true;
   }
   $("#preview-image").removeAttribute("src");
   $("#final-image").removeAttribute("src");
+  $("#final-video").pause();
+  $("#final-video").removeAttribute("src");
+  $("#final-video").removeAttribute("poster");
   $("#image-caption").textContent = "";
   $("#cancel").disabled = false;
   $("#cancel").textContent = "Cancel";
@@ -542,7 +561,8 @@ function showJob(job) {
 function updateJob(job) {
   state.job = job;
   setStatus(job.status, isCanceling(job));
-  setProgress(job.iteration || 0, job.iterations || job.params.iterations, job.eta_seconds);
+  setProgress(job.iteration || 0, job.iterations || job.params.iterations, job.eta_seconds,
+    Animations.isAnimated(job) ? Animations.frameProgress(job) : "");
   if (job.status === "queued") {
     const position = job.queue_position;
     $("#queue-position").textContent = position === null || position === undefined
@@ -567,11 +587,17 @@ function showFinished(job) {
     $("#seed-used").textContent = `Seed used: ${job.seed} (press "Reuse these settings" to keep it).`;
     $("#seed-used").hidden = false;
   }
-  if (job.status === "succeeded" && job.urls.image) {
+  const animated = Animations.isAnimated(job);
+  if (animated && job.urls.video) {
+    showVideo(job);
+  } else if (job.status === "succeeded" && job.urls.image) {
     $("#final-image").hidden = false;
     showImage($("#final-image"), job.urls.image).catch((error) => showMessage(describeError(error)));
     $("#image-caption").textContent = `${job.params.width} × ${job.params.height}`;
+  }
+  if (job.status === "succeeded" && job.urls.image) {
     setDownload($("#download-png"), job.urls.image, `artgen-${job.id}.png`);
+    $("#download-png").textContent = animated ? "Download last frame" : "Download PNG";
   }
   if (job.urls.video) setDownload($("#download-video"), job.urls.video, `artgen-${job.id}.mp4`);
   if (job.status === "failed") {
@@ -582,9 +608,23 @@ function showFinished(job) {
   }
   if (job.status === "canceled") {
     // Asked for, not an error: a neutral note.
-    $("#job-note").textContent = `Canceled at iteration ${job.iteration || 0}.`;
+    $("#job-note").textContent = animated ? Animations.canceledNote(job)
+      : `Canceled at iteration ${job.iteration || 0}.`;
     $("#job-note").hidden = false;
   }
+}
+
+// An animation's MP4 (a canceled one's: the frames made so far) playing, its last frame as poster.
+function showVideo(job) {
+  const video = $("#final-video");
+  video.hidden = false;
+  if (job.urls.image) showImage(video, job.urls.image, "poster").catch(() => {});
+  else if (job.urls.preview) showImage(video, job.urls.preview, "poster").catch(() => {});
+  showImage(video, job.urls.video).catch((error) => showMessage(describeError(error)));
+  const frames = job.frames_done || job.frames;
+  const fps = job.params.fps ? ` at ${job.params.fps} fps` : "";
+  $("#image-caption").textContent =
+    `${job.params.width} × ${job.params.height} · ${frames} frames${fps}`;
 }
 
 function setDownload(link, url, filename) {
@@ -625,13 +665,19 @@ function onJobEvent(type, data) {
   if (!state.job) return;
   if (type === "progress") {
     if (state.job.status === "queued") setStatus("running");
-    setProgress(data.iteration, data.iterations, data.eta_seconds);
+    if (data.frame !== undefined) state.job.frame = data.frame;
+    const frames = Animations.isAnimated(state.job)
+      ? Animations.frameProgress(state.job, data) : "";
+    setProgress(data.iteration, data.iterations, data.eta_seconds, frames);
+  } else if (type === "frame") {
+    state.job.frames_done = Math.max(state.job.frames_done || 0, (data.frame ?? -1) + 1);
   } else if (type === "preview") {
     const img = $("#preview-image");
     img.dataset.iteration = String(data.iteration);
     img.hidden = false;
     showImage(img, withQuery(data.url, "iteration", data.iteration)).catch(() => {});
-    $("#image-caption").textContent = `Iteration ${data.iteration}`;
+    $("#image-caption").textContent = Animations.isAnimated(state.job)
+      ? Animations.previewCaption(state.job, data) : `Iteration ${data.iteration}`;
     const card = document.querySelector(`#gallery-list li[data-job-id="${state.job.id}"]`);
     if (card) setCardThumb(card, data.url, data.iteration);
   } else if (type === "status") {
@@ -836,6 +882,16 @@ function galleryItem(job) {
     }
   });
   footer.append(remove);
+  if (Animations.isAnimated(job)) {
+    // Videos are told apart from pictures by a label on the picture's other corner.
+    const videoBadge = document.createElement("span");
+    videoBadge.className = "video-badge";
+    videoBadge.dataset.testid = "gallery-video-badge";
+    videoBadge.textContent = job.kind === "restyle" ? "▶ restyle" : "▶ video";
+    videoBadge.title = `${job.frames || "?"} frames`;
+    item.dataset.kind = job.kind;
+    open.append(videoBadge);
+  }
   // The badge sits on the picture's corner: every footer then holds the same one button.
   item.append(open, badge, footer);
   updateCard(item, job);
@@ -967,6 +1023,7 @@ function setup() {
     // Small pictures shown large stay crisp instead of blurring.
     img.addEventListener("load", () => img.classList.toggle("pixelated", img.naturalWidth < 200));
   }
+  Animations.setup();
   setupDropzone($("#init-drop"), $("#init_image"), (files) => {
     if (files.length) state.initFile = files[0];
     renderFiles();
