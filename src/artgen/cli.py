@@ -1,4 +1,4 @@
-"""The `artgen` command line: generate, models, serve, worker, bench.
+"""The `artgen` command line: generate, animate, restyle, models, serve, worker, bench.
 
 Argument parsing lives only here (and in the cli_* command modules); everything below the CLI
 takes typed values. The helpers the commands share are in artgen.cli_common.
@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from artgen.cli_animate import animate, restyle
 from artgen.cli_common import (
     VIDEO_SUFFIXES,
     GenerateProgress,
@@ -42,6 +43,8 @@ models_app = typer.Typer(
     help="List, download and register models.", no_args_is_help=True, rich_markup_mode=None
 )
 app.add_typer(models_app, name="models")
+app.command()(animate)
+app.command()(restyle)
 
 
 def parse_schedule_item(value: str) -> dict[str, Any]:

@@ -7,7 +7,7 @@ They live outside cli.py so that each command module (cli.py, cli_animate.py, ..
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from artgen.config import Settings
+    from artgen.engine.animation import Animation
     from artgen.engine.params import GenerationParams
 
 # Exit code for bad input (click's own usage errors use it too).
@@ -230,3 +231,54 @@ def catalog_from_env() -> Any:
     from artgen.models.catalog import Catalog
 
     return Catalog(build_settings().home)
+
+
+class AnimationProgress:
+    """Rich progress bar over every iteration of the video, with the frame and the iteration in
+    it, the loss (read at most 4 times a second) and the ETA."""
+
+    def __init__(self, label: str, iterations: int, frames: int) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self._progress = Progress(
+            TextColumn(f"[bold]{label}"),
+            BarColumn(),
+            TextColumn("frame {task.fields[frame]}/{task.fields[frames]}"),
+            TextColumn("iteration {task.fields[step]}"),
+            TextColumn("loss {task.fields[loss]}"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+        )
+        self._task = self._progress.add_task(
+            label, total=iterations, frame=1, frames=frames, step="-", loss="-"
+        )
+        self._last_loss_read = 0.0
+
+    def __enter__(self) -> AnimationProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def update(self, animation: Animation, read_loss: Callable[[], float]) -> None:
+        """Show where `animation` stands; `read_loss()` syncs the device, so call it sparingly."""
+        now = time.monotonic()
+        fields: dict[str, Any] = {}
+        if animation.frame_done is not None or now - self._last_loss_read >= 0.25:
+            fields["loss"] = f"{read_loss():.4f}"
+            self._last_loss_read = now
+        shown_frame = min(animation.frame, animation.frames - 1) + 1
+        step = f"{animation.frame_iteration}/{animation.frame_iterations}"
+        self._progress.update(
+            self._task, completed=animation.iteration, frame=shown_frame, step=step, **fields
+        )

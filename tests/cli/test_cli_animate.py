@@ -1,0 +1,88 @@
+"""`artgen animate` and `artgen restyle` end to end on CPU with the tiny models (32x32, cutn 4)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from typer.testing import CliRunner
+
+from artgen.cli import app
+from artgen.videos import VideoLimits, probe, write_mp4
+
+# 32x32, 2 iterations of frame 0 and of every later frame: a few seconds per command.
+TINY = ["--model", "tiny", "--size", "32", "32", "--cutn", "4", "--device", "cpu"]
+QUICK = [*TINY, "--iterations", "2", "--iterations-per-frame", "2", "--seed", "3"]
+
+
+def test_animate_writes_an_mp4_with_the_frames_and_fps(runner: CliRunner, tmp_path: Path) -> None:
+    output = tmp_path / "out" / "city.mp4"
+    frames_dir = tmp_path / "frames"
+    args = ["animate", "a city at night", "-o", str(output), *QUICK, "--frames", "3"]
+    args += ["--fps", "5", "--zoom", "0:(1.05), 2:(1.0)", "--angle", "0:(2)"]
+    args += ["--translation-x", "0:(1)", "--prompt-at", "2:a stormy sea"]
+    args += ["--frames-dir", str(frames_dir)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert f"wrote {output} (3 frames at 5 fps, seed 3)" in result.output
+
+    info = probe(output, VideoLimits())
+    assert (info.frames, info.fps, info.width, info.height) == (3, 5.0, 32, 32)
+    written = sorted(path.name for path in frames_dir.iterdir())
+    assert written == ["frame-00000.png", "frame-00001.png", "frame-00002.png"]
+    with Image.open(frames_dir / "frame-00002.png") as frame:
+        assert frame.size == (32, 32)
+
+
+def test_a_bad_schedule_names_the_option_and_the_position(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    output = tmp_path / "city.mp4"
+    result = runner.invoke(
+        app, ["animate", "a city", "-o", str(output), *QUICK, "--zoom", "0:(1.0), 5:1.2"]
+    )
+    assert result.exit_code == 2
+    assert "error: --zoom: position 11: expected '(' after ':'" in result.output
+    assert "Traceback" not in result.output and not output.exists()
+
+    bad_entry = runner.invoke(app, ["animate", "a city", "-o", str(output), "--prompt-at", "x"])
+    assert bad_entry.exit_code == 2
+    assert "--prompt-at 'x' must look like \"40:a stormy sea\"" in bad_entry.output
+
+    not_mp4 = runner.invoke(app, ["animate", "a city", "-o", str(tmp_path / "city.gif")])
+    assert not_mp4.exit_code == 2 and "must end in .mp4" in not_mp4.output
+
+
+def source_video(path: Path, frames: int, fps: float) -> Path:
+    """A small moving gradient as an MP4."""
+    ramp = np.linspace(0, 255, 32, dtype=np.uint8)
+    images = (
+        np.stack([np.roll(ramp, 4 * k)[None, :].repeat(32, 0)] * 3, axis=-1) for k in range(frames)
+    )
+    write_mp4(images, path, fps)
+    return path
+
+
+def test_restyle_keeps_the_source_frame_count_and_fps(runner: CliRunner, tmp_path: Path) -> None:
+    source = source_video(tmp_path / "in.mp4", frames=3, fps=6)
+    output = tmp_path / "out.mp4"
+    args = ["restyle", str(source), "an oil painting", "-o", str(output), *QUICK]
+    result = runner.invoke(app, [*args, "--coherence", "0.4"])
+    assert result.exit_code == 0, result.output
+
+    info = probe(output, VideoLimits())
+    assert (info.frames, info.fps, info.width, info.height) == (3, 6.0, 32, 32)
+
+
+def test_restyle_refuses_a_file_that_is_not_a_video(runner: CliRunner, tmp_path: Path) -> None:
+    fake = tmp_path / "clip.mp4"
+    fake.write_bytes(np.random.default_rng(0).bytes(4096))
+    output = tmp_path / "out.mp4"
+    result = runner.invoke(app, ["restyle", str(fake), "an oil painting", "-o", str(output)])
+    assert result.exit_code == 2
+    assert f"error: VIDEO {str(fake)!r}: " in result.output
+    assert "Traceback" not in result.output and not output.exists()
+
+    missing = runner.invoke(app, ["restyle", str(tmp_path / "nope.mp4"), "x", "-o", str(output)])
+    assert missing.exit_code == 2 and "does not exist" in missing.output
