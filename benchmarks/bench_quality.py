@@ -201,7 +201,7 @@ def reconstruct(
     import random
 
     from artgen.engine import from_pil, to_pil
-    from artgen.engine.ops import quantize_latent
+    from artgen.models.vqgan import snap_to_codebook
 
     vqgan = models.vqgan
     done = []
@@ -215,7 +215,7 @@ def reconstruct(
             rng.choice(shapes.POSITIONS),
         )
         pixels = from_pil(shapes.draw(scene, size, rng)).to(device) * 2 - 1  # (1, 3, S, S)
-        decoded = vqgan.decode(quantize_latent(vqgan.encode(pixels), vqgan.codebook))
+        decoded = vqgan.decode(snap_to_codebook(vqgan.encode(pixels), vqgan.codebook))
         picture = Picture.of(case, label, False, "reconstructed", seed, size, 0.0, 0.0)
         done.append((picture, to_pil(decoded.float().add(1).div(2).clamp(0, 1).cpu())))
     return done

@@ -27,6 +27,8 @@ from typing import Any
 
 import torch
 
+from artgen.engine.options import EngineOptions
+
 # "compiled": the fast path with torch.compile (the engine falls back to eager if it fails);
 # "cudagraphs": the same in torch.compile's "reduce-overhead" mode (CUDA graphs).
 PATHS = ("reference", "fast", "compiled", "cudagraphs")
@@ -247,8 +249,7 @@ def measure_single(models: Any, config: BenchConfig, path: str, size: int) -> Ca
             models,
             bench_params(config, size, seed=0),
             device=config.device,
-            fast=path != "reference",
-            compile=COMPILE_MODES.get(path, False),
+            options=EngineOptions(fast=path != "reference", compile=COMPILE_MODES.get(path, False)),
         )
         case.ms_per_iteration = time_steps(generation.step, config)
     case.iterations_per_second = 1000 / case.ms_per_iteration
@@ -278,7 +279,7 @@ def measure_batch(models: Any, config: BenchConfig) -> CaseResult:
                 models,
                 bench_params(config, config.batch_size, seed=index),
                 device=config.device,
-                fast=True,
+                options=EngineOptions(fast=True),
             )
             for index in range(jobs)
         ]
@@ -450,10 +451,11 @@ def psnr(first: Any, second: Any) -> float:
 
 def loss_trajectory(models: Any, params: Any, device: torch.device, fast: bool) -> tuple:
     """(losses of every step, final image) of one run on the given path."""
-    from artgen.engine.generate import Generation, run
+    from artgen.engine.generate import Generation
+    from artgen.engine.stepping import run
 
     use_case_layout(models, device, fast)
-    generation = Generation(models, params, device=device, fast=fast)
+    generation = Generation(models, params, device=device, options=EngineOptions(fast=fast))
     losses: list[float] = []
     final = run(generation, lambda info: losses.append(info.loss()))
     return losses, final
@@ -480,7 +482,9 @@ def z_gradient(
     from artgen.engine.generate import Generation
 
     use_case_layout(models, device, fast)
-    generation = Generation(models, params, device=device, fast=fast, bf16=bf16)
+    generation = Generation(
+        models, params, device=device, options=EngineOptions(fast=fast, bf16=bf16)
+    )
     generation.loss().backward()
     return generation.z.grad.detach().flatten().double().cpu()
 
@@ -696,7 +700,9 @@ def profile_steps(
 
     config = BenchConfig(device=device, sizes=(size,), cutn=cutn, iterations=steps, warmup=3)
     use_case_layout(models, device, fast=True)
-    generation = Generation(models, bench_params(config, size, seed=0), device=device, fast=True)
+    generation = Generation(
+        models, bench_params(config, size, seed=0), device=device, options=EngineOptions(fast=True)
+    )
     for _ in range(config.warmup):
         generation.step()
     synchronize(device)

@@ -27,6 +27,7 @@ from artgen.cli_common import (
     resolve_device,
     user_errors,
 )
+from artgen.cli_remote import ApiKeyOption, ServerOption, generate_remote, jobs_app
 
 if TYPE_CHECKING:
     from artgen.engine.params import GenerationParams
@@ -45,6 +46,7 @@ models_app = typer.Typer(
 app.add_typer(models_app, name="models")
 app.command()(animate)
 app.command()(restyle)
+app.add_typer(jobs_app, name="jobs")
 
 
 def parse_schedule_item(value: str) -> dict[str, Any]:
@@ -180,8 +182,10 @@ def generate(
             "flags given here override them."
         ),
     ] = None,
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
 ) -> None:
-    """Generate one image from text (and image) prompts."""
+    """Generate one image from text (and image) prompts (on an artgen server with --server)."""
     if output.suffix.lower() != ".png":
         fail(f"--output {str(output)!r} must end in .png (the parameters are stored as PNG text)")
     if video is not None and video.suffix.lower() not in VIDEO_SUFFIXES:
@@ -191,9 +195,6 @@ def generate(
         if "prompts" not in recorded:
             fail("give PROMPTS (or --params-from an artgen PNG)")
         prompts = str(recorded["prompts"])
-    settings = build_settings(model=model or recorded.get("model"), device=device)
-    clip_models = list(clip_model or recorded.get("clip_models") or settings.resolved_clip_models)
-    torch_device = resolve_device(settings.device)
     if init_image is None and recorded.get("init_image"):
         init_image = Path(recorded["init_image"])
     if image_prompt is None and recorded.get("image_prompts"):
@@ -243,8 +244,40 @@ def generate(
         fail("give a text prompt or at least one --image-prompt")
     init = read_image(init_image, "--init-image") if init_image is not None else None
     prompt_images = [read_image(path, "--image-prompt") for path, *_ in image_prompts]
+    if server is not None:
+        local_only = {
+            "--device": device is not None,
+            "--compile": use_compile,
+            "--fast/--reference": fast is not None,
+            "--save-every": save_every is not None,
+            "--video-every": video_every != 1,
+            "--fps": fps != 30,
+        }
+        # Only what was given or recorded: the server fills in its own defaults and models.
+        remote_fields = params.model_dump(mode="json", exclude_unset=True)
+        remote_models = {
+            "model": model or recorded.get("model"),
+            "clip_models": clip_model or recorded.get("clip_models"),
+        }
+        remote_fields.update((key, value) for key, value in remote_models.items() if value)
+        generate_remote(
+            server,
+            api_key,
+            remote_fields,
+            local_only=local_only,
+            init_image=init_image,
+            image_prompts=[path for path, *_ in image_prompts],
+            output=output,
+            video=video,
+        )
+        return
+    settings = build_settings(model=model or recorded.get("model"), device=device)
+    clip_models = list(clip_model or recorded.get("clip_models") or settings.resolved_clip_models)
+    torch_device = resolve_device(settings.device)
 
-    from artgen.engine.generate import Generation, run
+    from artgen.engine.generate import Generation
+    from artgen.engine.options import EngineOptions
+    from artgen.engine.stepping import run
     from artgen.models.catalog import Catalog
     from artgen.models.loading import load_models
 
@@ -256,8 +289,7 @@ def generate(
             device=torch_device,
             init_image=init,
             image_prompts=prompt_images,
-            fast=fast,
-            compile=use_compile,
+            options=EngineOptions(fast=fast, compile=use_compile),
         )
         output.parent.mkdir(parents=True, exist_ok=True)
         writer = None

@@ -5,14 +5,16 @@ import torch
 
 from artgen.engine.batch import BatchGeneration
 from artgen.engine.generate import Generation
+from artgen.engine.options import EngineOptions
 from artgen.engine.params import GenerationParams
 
 CPU = torch.device("cpu")
+FAST = EngineOptions(fast=True)
 
 
 def make(models, **fields):
     values = {"prompts": "a castle", "width": 32, "height": 32, "seed": 0, "cutn": 4}
-    return Generation(models, GenerationParams(**{**values, **fields}), device=CPU, fast=True)
+    return Generation(models, GenerationParams(**{**values, **fields}), device=CPU, options=FAST)
 
 
 JOBS = [

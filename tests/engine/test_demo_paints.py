@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from artgen.engine.generate import Generation, run
+from artgen.engine.generate import Generation
 from artgen.engine.params import GenerationParams
+from artgen.engine.stepping import run
 from artgen.models.catalog import Catalog
 from artgen.models.loading import load_models
 from artgen.training.shapes import COLOURS

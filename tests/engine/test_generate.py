@@ -8,15 +8,11 @@ import torch.nn.functional as F
 from PIL import Image
 
 from artgen.engine import generate as generate_module
-from artgen.engine.generate import (
-    Generation,
-    StepInfo,
-    decode_checkpointed,
-    rounded_size,
-    run,
-)
+from artgen.engine.generate import Generation, rounded_size
 from artgen.engine.images import from_pil
+from artgen.engine.options import EngineOptions
 from artgen.engine.params import GenerationParams
+from artgen.engine.stepping import StepInfo, run
 from artgen.models.catalog import Catalog
 from artgen.models.loading import Models, load_models, use_layout
 from artgen.models.vqgan import VQGANConfig, random_vqgan
@@ -32,7 +28,7 @@ def make(models, *, fast=True, image_prompts=(), init_image=None, **fields):
         models,
         GenerationParams(**values),
         device=CPU,
-        fast=fast,
+        options=EngineOptions(fast=fast),
         image_prompts=image_prompts,
         init_image=init_image,
     )
@@ -281,23 +277,17 @@ def test_two_critics_sum_their_losses(tiny_models):
     assert loss_value(generation) == pytest.approx(2 * loss_value(single), rel=0.1)
 
 
-def test_checkpointed_decode_matches_decode(tiny_models):
-    vqgan = tiny_models.vqgan
-    z = torch.randn(1, vqgan.codebook.shape[1], 2, 2, generator=torch.Generator().manual_seed(0))
-    plain_z = z.clone().requires_grad_(True)
-    checkpointed_z = z.clone().requires_grad_(True)
-    plain = vqgan.decode(plain_z)
-    checkpointed = decode_checkpointed(vqgan, checkpointed_z)
-    assert torch.allclose(plain, checkpointed, atol=1e-6)
-    plain.square().sum().backward()
-    checkpointed.square().sum().backward()
-    assert torch.allclose(plain_z.grad, checkpointed_z.grad, atol=1e-5)
-
-
 def test_checkpointed_generation_matches_plain(tiny_models):
     params = GenerationParams(prompts="a", width=32, height=32, seed=0, cutn=4)
-    plain = Generation(tiny_models, params, device=CPU, fast=True, checkpoint_decoder=False)
-    checkpointed = Generation(tiny_models, params, device=CPU, fast=True, checkpoint_decoder=True)
+    plain, checkpointed = (
+        Generation(
+            tiny_models,
+            params,
+            device=CPU,
+            options=EngineOptions(fast=True, checkpoint_decoder=checkpoint_decoder),
+        )
+        for checkpoint_decoder in (False, True)
+    )
     assert checkpointed.checkpoint_decoder and not plain.checkpoint_decoder
     assert steps(checkpointed, 3) == pytest.approx(steps(plain, 3), rel=1e-5)
 
@@ -313,7 +303,7 @@ def test_compile_falls_back_when_unavailable(tiny_models, monkeypatch):
             tiny_models,
             GenerationParams(prompts="a", width=32, height=32, seed=0, cutn=4),
             device=CPU,
-            compile=True,
+            options=EngineOptions(compile=True),
         )
         steps(generation, 1)
     assert any("torch.compile" in str(warning.message) for warning in caught)

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from artgen.engine.generate import Generation
+from artgen.engine.options import EngineOptions
 from artgen.engine.params import GenerationParams
 from artgen.models.catalog import Catalog
 from artgen.models.loading import load_models, use_layout
@@ -42,7 +43,10 @@ def test_fast_step_does_not_sync(cuda_models):
 def test_fast_bf16_follows_reference(cuda_models):
     fast = Generation(cuda_models, params(augment=False), device=torch.device("cuda"))
     reference = Generation(
-        cuda_models, params(augment=False), device=torch.device("cuda"), fast=False
+        cuda_models,
+        params(augment=False),
+        device=torch.device("cuda"),
+        options=EngineOptions(fast=False),
     )
     fast_losses = [float(fast.step().loss) for _ in range(5)]
     reference_losses = [float(reference.step().loss) for _ in range(5)]

@@ -27,9 +27,11 @@ from artgen.engine.cutouts import (
 from artgen.engine.generate import Generation
 from artgen.engine.images import fit_area
 from artgen.engine.ops import replace_grad
+from artgen.engine.options import EngineOptions
 from artgen.engine.params import GenerationParams
 
 CPU = torch.device("cpu")
+REFERENCE = EngineOptions(fast=False)
 PROMPTS = ["a red castle", "fog"]
 WEIGHTS = [1.0, -0.5]
 WIDTH, HEIGHT, CUTN = 160, 128, 16
@@ -166,7 +168,7 @@ def generation(
 ) -> Generation:
     prompts = " | ".join(f"{text}:{weight}" for text, weight in zip(PROMPTS, WEIGHTS, strict=True))
     params = GenerationParams(prompts=prompts, width=size[0], height=size[1], cutn=cutn, seed=seed)
-    return Generation(models, params, device=CPU, fast=fast)
+    return Generation(models, params, device=CPU, options=EngineOptions(fast=fast))
 
 
 def crops(image_size: tuple[int, int], cut_size: int, seed: int, cutn: int = CUTN):
@@ -349,7 +351,11 @@ def test_a_generation_embeds_image_prompts_at_their_own_aspect_ratio(tiny_models
     monkeypatch.setattr(ReferenceCutouts, "__call__", recording)
     params = GenerationParams(prompts="", width=64, height=64, cutn=4, seed=0)
     Generation(
-        tiny_models, params, device=CPU, fast=False, image_prompts=[Image.new("RGB", (400, 100))]
+        tiny_models,
+        params,
+        device=CPU,
+        options=REFERENCE,
+        image_prompts=[Image.new("RGB", (400, 100))],
     )
     assert shapes == [(32, 128)]  # (H, W): 4:1 kept, area 64 * 64, not stretched to 64x64
 
@@ -365,7 +371,7 @@ def test_image_prompt_stops_stop_the_pull(tiny_models):
         params = GenerationParams(
             prompts="", width=32, height=32, cutn=4, seed=0, image_prompt_stops=stops
         )
-        run = Generation(tiny_models, params, device=CPU, fast=False, image_prompts=[image])
+        run = Generation(tiny_models, params, device=CPU, options=REFERENCE, image_prompts=[image])
         loss = run.loss()
         loss.backward()
         return float(loss.detach()), run.z.grad

@@ -1,4 +1,4 @@
-"""The generation engine: params, prompts, cutouts, Generation/run and batched generations.
+"""The generation engine: params, options, prompts, cutouts, Generation, batches and run.
 
 Names are imported lazily so that `from artgen.engine import GenerationParams` stays cheap.
 """
@@ -14,10 +14,12 @@ _EXPORTS = {
     "PromptSpec": "artgen.engine.prompts",
     "parse_prompts": "artgen.engine.prompts",
     "Generation": "artgen.engine.generate",
-    "StepInfo": "artgen.engine.generate",
+    "StepInfo": "artgen.engine.stepping",
     "StepResult": "artgen.engine.generate",
-    "run": "artgen.engine.generate",
+    "run": "artgen.engine.stepping",
+    "step_batch": "artgen.engine.stepping",
     "BatchGeneration": "artgen.engine.batch",
+    "EngineOptions": "artgen.engine.options",
     "FastCutouts": "artgen.engine.cutouts",
     "ReferenceCutouts": "artgen.engine.cutouts",
     "to_pil": "artgen.engine.images",

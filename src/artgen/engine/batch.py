@@ -30,7 +30,7 @@ class BatchGeneration:
             self.add(generation)
 
     def add(self, generation: Generation) -> None:
-        """Join a generation; it must share the models, device, path and latent size."""
+        """Join a generation; it must share the models, device, EngineOptions and latent size."""
         if generation.models.vqgan is not self.models.vqgan or list(
             generation.models.critics
         ) != list(self.models.critics):
@@ -44,8 +44,11 @@ class BatchGeneration:
                     f"batch members must have one size: {generation.width}x{generation.height} "
                     f"!= {first.width}x{first.height}"
                 )
-            if generation.fast != first.fast:
-                raise ValueError("batch members must all use the fast path or all the reference")
+            if generation.options != first.options:
+                raise ValueError(
+                    "batch members must compute alike (the first member's decode and critic "
+                    f"passes serve all): {generation.options} != {first.options}"
+                )
         self.generations.append(generation)
 
     def remove(self, generation: Generation) -> None:

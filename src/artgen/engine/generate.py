@@ -19,21 +19,18 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
+from torch import Tensor
 
 from artgen.engine.cutouts import FastCutouts, ReferenceCutouts
 from artgen.engine.images import fit_area, from_pil, to_pil
-from artgen.engine.ops import clamp_with_grad, quantize_latent
+from artgen.engine.ops import clamp_with_grad
+from artgen.engine.options import EngineOptions
 from artgen.engine.params import GenerationParams
 from artgen.engine.prompts import Prompt, noise_embedding, parse_prompts
+from artgen.models.vqgan import snap_to_codebook
 
 if TYPE_CHECKING:
     from artgen.models.loading import Models
-    from artgen.models.vqgan import VQGAN
-
-# Above this many output pixels the fast path recomputes decoder blocks in backward to save memory.
-CHECKPOINT_PIXELS = 512 * 512
 
 _OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "adam": torch.optim.Adam,
@@ -51,16 +48,6 @@ class StepResult:
     loss: Tensor  # 0-d, on the device; reading it (float()) waits for the GPU
 
 
-@dataclass
-class StepInfo:
-    """What the run() callback receives."""
-
-    iteration: int  # iterations done so far (1-based after the first step)
-    iterations: int
-    loss: Callable[[], float]  # syncs only when called
-    image: Callable[[], Image.Image]  # decodes (the current z) only when called
-
-
 def rounded_size(width: int, height: int, factor: int) -> tuple[int, int]:
     """Round width/height down to the model's factor; refuse sizes below one latent token."""
     rounded = (width // factor * factor, height // factor * factor)
@@ -70,26 +57,6 @@ def rounded_size(width: int, height: int, factor: int) -> tuple[int, int]:
             f"must be at least {factor}"
         )
     return rounded
-
-
-def decode_checkpointed(vqgan: VQGAN, z_q: Tensor) -> Tensor:
-    """vqgan.decode with each decoder block recomputed in backward (taming's block layout)."""
-    decoder: Any = vqgan.decoder  # submodules are set as attributes, as in taming
-
-    def block(module: nn.Module, h: Tensor) -> Tensor:
-        # No randomness in eval-mode blocks, so the RNG state need not be stashed.
-        return checkpoint(module, h, use_reentrant=False, preserve_rng_state=False)
-
-    h = decoder.conv_in(vqgan.post_quant_conv(z_q))
-    h = block(decoder.mid.block_2, block(decoder.mid.attn_1, block(decoder.mid.block_1, h)))
-    for stage in reversed(decoder.up):
-        for index, resnet in enumerate(stage.block):
-            h = block(resnet, h)
-            if len(stage.attn) > 0:
-                h = block(stage.attn[index], h)
-        if hasattr(stage, "upsample"):
-            h = block(stage.upsample, h)
-    return decoder.conv_out(F.silu(decoder.norm_out(h)))
 
 
 class _MaybeCompiled:
@@ -129,30 +96,21 @@ class Generation:
         device: torch.device,
         init_image: Image.Image | None = None,
         image_prompts: Sequence[Image.Image] = (),
-        fast: bool | None = None,
-        compile: bool | str = False,
-        checkpoint_decoder: bool | None = None,
-        bf16: bool | None = None,
+        options: EngineOptions = EngineOptions(),
         should_stop: Callable[[], bool] | None = None,
     ) -> None:
-        """`should_stop` is asked before each text prompt set is embedded (a schedule may have
+        """`options` choose how it computes (None fields: decided for the device and size).
+        `should_stop` is asked before each text prompt set is embedded (a schedule may have
         many); when it answers True, SetupStopped is raised."""
         device = torch.device(device)
         self.models, self.params, self.device = models, params, device
-        self.fast = device.type == "cuda" if fast is None else fast
-        if bf16 and not self.fast:
-            raise ValueError("bf16 is a fast-path option; the reference path is plain fp32")
-        # bf16, channels_last and the fused optimiser only where they pay off and are well
-        # supported: CUDA. bf16=False keeps the fast path in fp32 (to compare with the reference).
-        fast_cuda = self.fast and device.type == "cuda"
-        self._channels_last = fast_cuda
-        self._autocast = fast_cuda if bf16 is None else bf16
         self.seed = params.seed if params.seed is not None else secrets.randbits(63)
         self.generator = torch.Generator(device=device).manual_seed(self.seed)
         self.iteration = 0
 
         vqgan = models.vqgan
         self.width, self.height = rounded_size(params.width, params.height, vqgan.factor)
+        self.options = options.resolved(device, self.width * self.height)
         tokens_x, tokens_y = self.width // vqgan.factor, self.height // vqgan.factor
         self._check_prompts(image_prompts)
 
@@ -170,13 +128,11 @@ class Generation:
             cutout_class(critic.cut_size, params.cutn, params.cut_pow, params.augment)
             for critic in models.critics
         ]
-        if checkpoint_decoder is None:
-            checkpoint_decoder = self.fast and self.width * self.height > CHECKPOINT_PIXELS
-        self.checkpoint_decoder = checkpoint_decoder
         decode: Callable[[Tensor], Tensor] = (
-            (lambda z_q: decode_checkpointed(vqgan, z_q)) if checkpoint_decoder else vqgan.decode
+            partial(vqgan.decode, checkpoint=True) if self.checkpoint_decoder else vqgan.decode
         )
         # compile: True for torch.compile's default mode, or a mode name ("reduce-overhead").
+        compile = self.options.compile
         mode = compile if isinstance(compile, str) else None
         self._decode = _MaybeCompiled(decode, mode) if compile else decode
         self._encode_images = [
@@ -188,7 +144,7 @@ class Generation:
         with torch.no_grad():
             if init_image is not None:
                 pixels = from_pil(init_image, (self.width, self.height)).to(device)
-                z = quantize_latent(vqgan.encode(pixels * 2 - 1).float(), self._codebook)
+                z = snap_to_codebook(vqgan.encode(pixels * 2 - 1).float(), self._codebook)
             else:
                 tokens = torch.randint(
                     self._codebook.shape[0],
@@ -210,10 +166,25 @@ class Generation:
         self._noise_prompts = self._make_noise_prompts()
 
         optimizer_class = _OPTIMIZERS[params.optimizer]
-        options: dict[str, Any] = {"lr": params.step_size}
-        if fast_cuda and params.optimizer in ("adam", "adamw"):
-            options["fused"] = True  # one kernel for the whole update
-        self.optimizer = optimizer_class([self.z], **options)
+        settings: dict[str, Any] = {"lr": params.step_size}
+        if self.options.fused_optimizer and params.optimizer in ("adam", "adamw"):
+            settings["fused"] = True  # one kernel for the whole update
+        self.optimizer = optimizer_class([self.z], **settings)
+
+    @property
+    def fast(self) -> bool:
+        """Whether this generation takes the fast path (batched cutouts)."""
+        return bool(self.options.fast)
+
+    @property
+    def iterations(self) -> int:
+        """Iterations this generation makes in all (params.iterations)."""
+        return self.params.iterations
+
+    @property
+    def checkpoint_decoder(self) -> bool:
+        """Whether decoder blocks are recomputed in backward."""
+        return bool(self.options.checkpoint_decoder)
 
     def _check_prompts(self, image_prompts: Sequence[Image.Image]) -> None:
         """Every schedule segment needs something to aim at; image weights and stops must match
@@ -285,14 +256,14 @@ class Generation:
 
     def _precision(self) -> contextlib.AbstractContextManager[Any]:
         """bf16 autocast where enabled (by default the fast CUDA path); plain fp32 otherwise."""
-        if self._autocast:
+        if self.options.bf16:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     def synthesize(self, z: Tensor) -> Tensor:
         """Quantize z, decode, map to [0, 1]: (B, D, h, w) -> (B, 3, H, W) fp32."""
-        z_q = quantize_latent(z, self._codebook)
-        if self._channels_last:
+        z_q = snap_to_codebook(z, self._codebook)
+        if self.options.channels_last:
             z_q = z_q.contiguous(memory_format=torch.channels_last)
         with self._precision():
             decoded = self._decode(z_q)
@@ -304,7 +275,7 @@ class Generation:
 
     def embed_cutouts(self, index: int, cutouts: Tensor) -> Tensor:
         """Critic `index`'s embeddings (B, D) fp32 of cutouts (B, 3, S, S)."""
-        if self._channels_last:
+        if self.options.channels_last:
             cutouts = cutouts.contiguous(memory_format=torch.channels_last)
         with self._precision():
             return self._encode_images[index](cutouts).float()
@@ -407,26 +378,3 @@ def _map_tensors(value: Any, function: Callable[[Tensor], Tensor]) -> Any:
     if isinstance(value, list | tuple):
         return type(value)(_map_tensors(item, function) for item in value)
     return value
-
-
-def run(
-    generation: Generation,
-    callback: Callable[[StepInfo], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
-) -> Image.Image:
-    """Step until params.iterations (or should_stop() is true); return the final image."""
-    iterations = generation.params.iterations
-    while generation.iteration < iterations:
-        if should_stop is not None and should_stop():
-            break
-        result = generation.step()
-        if callback is not None:
-            callback(
-                StepInfo(
-                    iteration=result.iteration,
-                    iterations=iterations,
-                    loss=partial(float, result.loss),
-                    image=generation.image,
-                )
-            )
-    return generation.image()

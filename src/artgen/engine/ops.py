@@ -1,4 +1,7 @@
-"""Differentiable helpers of CLIP-guided VQGAN: straight-through quantize, clamp with gradient."""
+"""Differentiable helpers of CLIP-guided VQGAN: replace a gradient, clamp with gradient.
+
+The straight-through quantizer is the models layer's `artgen.models.vqgan.snap_to_codebook`.
+"""
 
 from __future__ import annotations
 
@@ -44,18 +47,3 @@ class _ClampWithGrad(torch.autograd.Function):
 def clamp_with_grad(x: Tensor, low: float, high: float) -> Tensor:
     """Clamp `x` to [low, high]; outside values still get gradients that pull them back in."""
     return _ClampWithGrad.apply(x, low, high)
-
-
-def vector_quantize(z: Tensor, codebook: Tensor) -> Tensor:
-    """Snap each vector of z (..., D) to its nearest codebook row (K, D); straight-through."""
-    distances = (
-        z.pow(2).sum(dim=-1, keepdim=True) + codebook.pow(2).sum(dim=1) - 2 * z @ codebook.T
-    )  # (..., K)
-    indices = distances.argmin(dim=-1)
-    z_q = codebook[indices]  # (..., D)
-    return replace_grad(z_q, z)
-
-
-def quantize_latent(z: Tensor, codebook: Tensor) -> Tensor:
-    """Vector-quantize a latent grid (B, D, h, w) channel-wise onto the codebook."""
-    return vector_quantize(z.movedim(1, -1), codebook).movedim(-1, 1)

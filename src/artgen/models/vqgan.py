@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 import yaml
 from torch import Tensor, nn
 
@@ -231,17 +232,32 @@ class Decoder(nn.Module):
         self.norm_out = Normalize(channels)
         self.conv_out = nn.Conv2d(channels, config.out_ch, 3, padding=1)
 
-    def forward(self, z: Tensor) -> Tensor:
+    def forward(self, z: Tensor, checkpoint: bool = False) -> Tensor:
+        """Decode; with `checkpoint`, each block's activations are recomputed in backward instead
+        of kept (less memory for large images, one more forward pass per block)."""
+        block = _recomputed if checkpoint else _called
         h = self.conv_in(z)  # (B, C_top, h, w)
-        h = self.mid.block_2(self.mid.attn_1(self.mid.block_1(h)))
+        h = block(self.mid.block_2, block(self.mid.attn_1, block(self.mid.block_1, h)))
         for stage in reversed(self.up):
-            for i, block in enumerate(stage.block):
-                h = block(h)
+            for i, resnet in enumerate(stage.block):
+                h = block(resnet, h)
                 if len(stage.attn) > 0:
-                    h = stage.attn[i](h)
+                    h = block(stage.attn[i], h)
             if hasattr(stage, "upsample"):
-                h = stage.upsample(h)
+                h = block(stage.upsample, h)
         return self.conv_out(swish(self.norm_out(h)))  # (B, out_ch, h*f, w*f)
+
+
+def _called(module: nn.Module, h: Tensor) -> Tensor:
+    return module(h)
+
+
+def _recomputed(module: nn.Module, h: Tensor) -> Tensor:
+    """module(h), its activations recomputed in backward instead of kept."""
+    # No randomness in eval-mode blocks, so the RNG state need not be stashed.
+    return torch.utils.checkpoint.checkpoint(
+        module, h, use_reentrant=False, preserve_rng_state=False
+    )
 
 
 def nearest_codes(z: Tensor, codebook: Tensor) -> Tensor:
@@ -257,10 +273,15 @@ def nearest_codes(z: Tensor, codebook: Tensor) -> Tensor:
 
 
 def snap_to_codebook(z: Tensor, codebook: Tensor) -> Tensor:
-    """Nearest codebook vectors for z (B, D, h, w), with a straight-through gradient to z."""
+    """Nearest codebook vectors for z (B, D, h, w), with a straight-through gradient to z.
+
+    The one quantizer of the project (the engine's too): the value is exactly the codebook
+    vectors, the gradient reaches z unchanged, as if snapping were the identity.
+    """
     indices = nearest_codes(z, codebook)  # (B, h, w)
     z_q = F.embedding(indices, codebook).permute(0, 3, 1, 2).to(z.dtype)  # (B, D, h, w)
-    return z + (z_q - z).detach()
+    # z - z.detach() is exactly 0 and carries z's gradient: the sum is z_q to the last bit.
+    return z_q.detach() + (z - z.detach())
 
 
 class Codebook(nn.Module):
@@ -347,9 +368,10 @@ class VQGAN(nn.Module):
             return self.quantize(h)
         return h
 
-    def decode(self, z_q: Tensor) -> Tensor:
-        """Quantised latent (B, D, h, w) -> image (B, out_ch, h*f, w*f) in about [-1, 1]."""
-        return self.decoder(self.post_quant_conv(z_q))
+    def decode(self, z_q: Tensor, checkpoint: bool = False) -> Tensor:
+        """Quantised latent (B, D, h, w) -> image (B, out_ch, h*f, w*f) in about [-1, 1];
+        `checkpoint`: recompute the decoder's blocks in backward (see Decoder.forward)."""
+        return self.decoder(self.post_quant_conv(z_q), checkpoint=checkpoint)
 
     def snap(self, z: Tensor) -> Tensor:
         """Nearest codebook vectors of z with a straight-through gradient."""
