@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # VQGAN names whose CLIP of the same name is their default critic (no download either way).
@@ -77,12 +77,40 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = 0
     max_active_jobs_per_key: int = 0
 
-    @field_validator("api_keys", "cors_origins", mode="before")
+    # Webhooks (artgen.jobs.webhooks): off unless hosts are allowed: exact names, "*.suffix"
+    # (its subdomains) or "*" (any host); comma-separated. Needs webhook_secret for signing.
+    webhook_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    webhook_secret: SecretStr | None = None
+    # Private, loopback, link-local, multicast and reserved addresses are refused unless this.
+    webhook_allow_private: bool = False
+    # Progress deliveries of a job at most this often (the newest progress is the one sent).
+    webhook_progress_seconds: float = Field(5.0, ge=0)
+    # Connect and read time limits of one attempt; what is read of the answer is capped too.
+    webhook_timeout_seconds: float = Field(10.0, gt=0)
+    # Attempts per delivery; the wait between them doubles from backoff up to backoff_max.
+    webhook_max_attempts: int = Field(10, ge=1)
+    webhook_backoff_seconds: float = Field(2.0, gt=0)
+    webhook_backoff_max_seconds: float = Field(600.0, gt=0)
+    # Jobs whose deliveries are sent at the same time.
+    webhook_concurrency: int = Field(4, ge=1, le=64)
+
+    @field_validator("api_keys", "cors_origins", "webhook_allowed_hosts", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _webhooks_need_a_secret(self) -> Settings:
+        if self.webhook_allowed_hosts and not (
+            self.webhook_secret and self.webhook_secret.get_secret_value()
+        ):
+            raise ValueError(
+                "ARTGEN_WEBHOOK_ALLOWED_HOSTS is set but ARTGEN_WEBHOOK_SECRET is not: webhooks "
+                "are signed with it (set a long random string)"
+            )
+        return self
 
     @property
     def resolved_clip_models(self) -> list[str]:

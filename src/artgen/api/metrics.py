@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from prometheus_fastapi_instrumentator import Instrumentator
 from starlette.concurrency import run_in_threadpool
@@ -23,6 +23,7 @@ logger = logging.getLogger("artgen.api")
 
 DURATION_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800, 3600, float("inf"))
 TERMINAL = (JobStatus.succeeded, JobStatus.failed, JobStatus.canceled)
+WEBHOOK_OUTCOMES = ("delivered", "retried", "failed", "refused")
 # How many finished job ids to remember so each is counted once.
 SEEN_CAPACITY = 10_000
 
@@ -33,10 +34,20 @@ class _ServiceCollector(Collector):
     def __init__(self, app: FastAPI) -> None:
         self.app = app
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         service = getattr(self.app.state, "service", None)
         if service is None:
             return
+        deliverer = getattr(service, "webhooks", None)
+        if deliverer is not None:
+            deliveries = CounterMetricFamily(
+                "artgen_webhook_deliveries",
+                "Webhook attempts by outcome (retried: failed, tried later; failed: gave up).",
+                labels=["outcome"],
+            )
+            for outcome in WEBHOOK_OUTCOMES:
+                deliveries.add_metric([outcome], deliverer.counts[outcome])
+            yield deliveries
         try:
             health = service.health()
         except Exception:  # a scrape must not fail because the store is busy

@@ -19,9 +19,10 @@ from pydantic import (
 )
 
 from artgen.engine.params import GenerationParams
+from artgen.jobs.webhook_fields import WEBHOOK_FIELDS, WebhookFields
 
 # Fields of JobCreate that are not GenerationParams (the worker strips them before generating).
-JOB_ONLY_FIELDS = ("model", "clip_models", "video", "preview_every")
+JOB_ONLY_FIELDS = ("model", "clip_models", "video", "preview_every", *WEBHOOK_FIELDS)
 # Each critic is a whole CLIP model in memory and a forward pass per step.
 MAX_CLIP_MODELS = 4
 _PROMPT_SCHEMA = {
@@ -66,7 +67,7 @@ class JobStatus(StrEnum):
 ACTIVE_STATUSES = (JobStatus.queued, JobStatus.running)
 
 
-class JobCreate(GenerationParams):
+class JobCreate(GenerationParams, WebhookFields):
     """What a client asks for: the generation parameters plus models, video and previews."""
 
     model_config = ConfigDict(
@@ -185,6 +186,9 @@ class Job(BaseModel):
     video_file: str | None = None
     checkpoint_file: str | None = None
     checkpoint_iteration: int | None = None
+    # Where and when the job's JSON is POSTed (artgen.jobs.webhooks); kept out of `params`.
+    webhook: str | None = None
+    webhook_events: list[str] = Field(default_factory=list)
 
     @property
     def progress(self) -> float:

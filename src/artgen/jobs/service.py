@@ -28,6 +28,8 @@ from artgen.jobs.schemas import (
     utcnow,
 )
 from artgen.jobs.store import INIT_IMAGE, JobStore, prompt_file_name, validate_job_id
+from artgen.jobs.webhook_fields import WEBHOOK_FIELDS
+from artgen.jobs.webhooks import Deliverer, WebhookRefused, check_webhook, webhooks_enabled
 
 logger = logging.getLogger("artgen.jobs.service")
 
@@ -112,6 +114,20 @@ def validate_request(settings: Settings, request: JobCreate, image_prompt_count:
     if problems:
         raise InvalidJob(*problems[0], details=problems)
     _check_models(settings, request)
+    _check_webhook(settings, request)
+
+
+def _check_webhook(settings: Settings, request: JobCreate) -> None:
+    """InvalidJob for a webhook this server will not call (resolved and checked now, and again
+    before every delivery)."""
+    if request.webhook is None:
+        if request.webhook_events is not None:
+            raise InvalidJob("webhook_events", "needs a `webhook` URL to call")
+        return
+    try:
+        check_webhook(settings, request.webhook)
+    except WebhookRefused as exc:
+        raise InvalidJob("webhook", str(exc)) from None
 
 
 def _check_models(settings: Settings, request: JobCreate) -> None:
@@ -136,6 +152,8 @@ class JobService:
         self.store = store
         self.queue = queue
         self.collector = Collector(settings, store, queue)
+        # Sends the outbox's webhook deliveries (None while webhooks are off: they wait there).
+        self.webhooks = Deliverer(settings, store) if webhooks_enabled(settings) else None
         self.draining = False
         self._submit_lock = threading.Lock()
         self._started = False
@@ -156,12 +174,16 @@ class JobService:
             return
         self.collector.recover()
         self.collector.start()
+        if self.webhooks is not None:
+            self.webhooks.start()
         self._started = True
 
     def stop(self) -> None:
         """Stop the collector after a last pass (stop the embedded worker before this)."""
         if self._started:
             self.collector.stop()
+            if self.webhooks is not None:
+                self.webhooks.stop()
             self._started = False
 
     def close(self) -> None:
@@ -236,7 +258,10 @@ class JobService:
             "model": request.model or self.settings.model,
             "clip_models": request.clip_models or self.settings.clip_models_for(request.model),
         }
-        params = request.model_copy(update=resolved).model_dump(mode="json")
+        # The webhook URL stays in the record only: not in params, the PNG's metadata or the API.
+        params = request.model_copy(update=resolved).model_dump(
+            mode="json", exclude=set(WEBHOOK_FIELDS)
+        )
         job = Job(
             id=job_id,
             params=params,
@@ -245,6 +270,8 @@ class JobService:
             iterations=request.iterations,
             idempotency_key_hash=key_hash,
         )
+        if request.webhook is not None:
+            job.webhook, job.webhook_events = request.webhook, request.resolved_webhook_events()
         # Files first, then the record that points at them; a refused submission leaves nothing.
         try:
             if init_image is not None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from artgen.jobs.outbox import OUTBOX_SCHEMA, Outbox, webhook_events
 from artgen.jobs.schemas import ACTIVE_STATUSES, Job, JobError, JobEvent, JobStatus
 
 logger = logging.getLogger("artgen.jobs.store")
@@ -121,6 +122,9 @@ class JobStore:
         self._conn.execute("pragma journal_mode=wal")
         self._conn.execute("pragma synchronous=full")
         self._conn.executescript(_SCHEMA)
+        self._conn.executescript(OUTBOX_SCHEMA)
+        # Webhook deliveries; written below in the transaction of the change that causes them.
+        self.outbox = Outbox(self._transaction)
 
     def close(self) -> None:
         """Close the database connection."""
@@ -223,7 +227,8 @@ class JobStore:
     ) -> Job | None:
         """Read-modify-write one job atomically; mutate may return events to append.
 
-        A job that becomes terminal owes the queue a cleanup (recorded in the same transaction).
+        A job that becomes terminal owes the queue a cleanup, and the webhook deliveries the
+        change causes are queued in the outbox: both in the same transaction.
         """
         with self._transaction() as conn:
             row = conn.execute("select data from jobs where id = ?", (job_id,)).fetchone()
@@ -231,12 +236,17 @@ class JobStore:
                 return None
             job = Job.model_validate_json(row[0])
             was_terminal = job.status.terminal
+            was_started = job.started_at is not None
             events = mutate(job)
             self._save(conn, job)
             if events:
                 self._add_events(conn, job_id, events)
             if job.status.terminal and not was_terminal:
                 self._owe_cleanup(conn, job_id, job.attempt, deleted=False)
+            caused = webhook_events(
+                job, events or [], was_started=was_started, was_terminal=was_terminal
+            )
+            self.outbox.record(conn, job, caused)
             return job
 
     def delete(self, job_id: str) -> Job | None:
