@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from artgen.videos import VideoLimits
 
 # VQGAN names whose CLIP of the same name is their default critic (no download either way).
 PAIRED_MODELS = ("tiny", "demo")
@@ -76,6 +79,15 @@ class Settings(BaseSettings):
     # Per-key limits (0 = unlimited).
     rate_limit_per_minute: int = 0
     max_active_jobs_per_key: int = 0
+    # Restyle uploads (source_video): checked on the header and while decoding, before storing.
+    # None: max_upload_bytes (a larger value also raises the cap on a whole request body).
+    video_max_bytes: int | None = Field(None, ge=1)
+    video_max_seconds: float = Field(60.0, gt=0)
+    video_max_frames: int = Field(600, ge=1)
+    video_max_width: int = Field(1024, ge=1)
+    video_max_height: int = Field(1024, ge=1)
+    # The decoder (ffmpeg) is killed past this many seconds.
+    video_decode_timeout: float = Field(60.0, gt=0)
 
     # Webhooks (artgen.jobs.webhooks): off unless hosts are allowed: exact names, "*.suffix"
     # (its subdomains) or "*" (any host); comma-separated. Needs webhook_secret for signing.
@@ -111,6 +123,24 @@ class Settings(BaseSettings):
                 "are signed with it (set a long random string)"
             )
         return self
+
+    @property
+    def largest_upload_bytes(self) -> int:
+        """The largest file a request may carry: an image, or a restyle's video."""
+        return max(self.max_upload_bytes, self.video_max_bytes or self.max_upload_bytes)
+
+    def video_limits(self) -> VideoLimits:
+        """The limits a restyle's source video is checked and decoded under."""
+        from artgen.videos import VideoLimits
+
+        return VideoLimits(
+            max_bytes=self.video_max_bytes or self.max_upload_bytes,
+            max_seconds=self.video_max_seconds,
+            max_frames=self.video_max_frames,
+            max_width=self.video_max_width,
+            max_height=self.video_max_height,
+            decode_timeout_s=self.video_decode_timeout,
+        )
 
     @property
     def resolved_clip_models(self) -> list[str]:

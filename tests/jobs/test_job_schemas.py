@@ -39,8 +39,10 @@ def test_public_json_shape() -> None:
     assert set(data) == {
         "id", "status", "params", "seed", "iteration", "iterations", "progress", "eta_seconds",
         "loss", "queue_position", "attempt", "created_at", "started_at", "finished_at", "error",
-        "cancel_requested", "urls",
+        "cancel_requested", "urls", "kind", "frame", "frames", "frames_done",
+        "frame_iteration", "frame_iterations",
     }  # fmt: skip
+    assert data["kind"] == "picture" and data["frames"] is None and data["frames_done"] == 0
     assert data["progress"] == 0.42 and data["queue_position"] is None
     assert data["urls"] == {
         "self": f"/v1/jobs/{job.id}",
@@ -49,6 +51,7 @@ def test_public_json_shape() -> None:
         "image": None,
         "video": None,
         "cancel": f"/v1/jobs/{job.id}/cancel",
+        "frames": None,
     }
     assert JobStatus.canceled.terminal and not JobStatus.running.terminal
 

@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from artgen.api.errors import ErrorBody, install_error_handlers
 from artgen.api.metrics import install_metrics, poll_metrics_forever
-from artgen.api.routes import events, health, jobs, legacy, models, prompts
+from artgen.api.routes import events, frames, health, jobs, legacy, models, prompts
 from artgen.api.routes.legacy import LegacyDefaults
 from artgen.api.security import RateLimiter
 from artgen.api.uploads import BodyLimitMiddleware, body_limit
@@ -273,13 +273,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     install_error_handlers(app)
     app.state.metrics = install_metrics(app)
-    routers = (jobs.router, events.router, legacy.router, models.router, prompts.router)
+    routers = (jobs.router, frames.router, events.router, legacy.router, models.router)
+    routers += (prompts.router,)
     for router in (*routers, health.router):
         app.include_router(router)
     app.openapi = lambda: _custom_openapi(app)  # type: ignore[method-assign]
 
     # Added inner to outer: CORS wraps the body limit so even a 413 carries CORS headers.
-    app.add_middleware(BodyLimitMiddleware, max_body_bytes=body_limit(settings.max_upload_bytes))
+    # A restyle's video may be larger than an image upload (ARTGEN_VIDEO_MAX_BYTES).
+    largest = settings.largest_upload_bytes
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=body_limit(largest))
     if settings.cors_origins:
         wildcard = "*" in settings.cors_origins
         app.add_middleware(

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import io
+import tempfile
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PIL import Image, UnidentifiedImageError
 from starlette.concurrency import run_in_threadpool
@@ -14,6 +17,9 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from artgen.api.errors import ApiError, PayloadTooLarge, error_response
+
+if TYPE_CHECKING:
+    from artgen.videos import VideoInfo, VideoLimits
 
 # Room for the `params` JSON text and multipart boundaries on top of the file bytes.
 BODY_OVERHEAD_BYTES = 1024 * 1024
@@ -224,3 +230,50 @@ async def read_image_upload(
     data = await read_upload(upload, field, max_bytes)
     await run_in_threadpool(check_image, data, field, max_pixels)
     return data
+
+
+def sniff_video(data: bytes) -> str | None:
+    """mp4 (ISO base media: MP4/MOV), webm (Matroska/WebM) or gif from the magic bytes; None
+    for anything else."""
+    if len(data) >= 12 and data[4:8] == b"ftyp":
+        return "mp4"
+    if data.startswith(b"\x1a\x45\xdf\xa3"):
+        return "webm"
+    if data.startswith((b"GIF87a", b"GIF89a")):
+        return "gif"
+    return None
+
+
+def check_video(data: bytes, field: str, limits: VideoLimits) -> tuple[str, VideoInfo]:
+    """(container, what videos.probe found) for a whole MP4/WebM/GIF within `limits`; else a
+    4xx: 413 too large, 415 not a video container, 422 empty, unreadable, too long."""
+    from artgen.videos import VideoError, probe
+
+    if not data:
+        raise ApiError(422, "video_empty", f"{field}: the file is empty", field=field)
+    container = sniff_video(data)
+    if container is None:
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"{field}: not an MP4, WebM or GIF video (judged by its content, not its name)",
+            field=field,
+        )
+    with tempfile.TemporaryDirectory(prefix="artgen-upload-") as directory:
+        path = Path(directory) / f"source.{container}"
+        path.write_bytes(data)
+        try:
+            info = probe(path, limits)
+        except VideoError as exc:
+            status = 413 if exc.code == "video_too_large" else 422
+            raise ApiError(status, exc.code, f"{field}: {exc}", field=field) from exc
+    return container, info
+
+
+async def read_video_upload(
+    upload: UploadFile, field: str, limits: VideoLimits
+) -> tuple[bytes, str, VideoInfo]:
+    """Read, bound and probe one uploaded video (bytes, container, info); off the event loop."""
+    data = await read_upload(upload, field, limits.max_bytes)
+    container, info = await run_in_threadpool(check_video, data, field, limits)
+    return data, container, info

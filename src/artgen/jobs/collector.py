@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from artgen.config import Settings
+from artgen.jobs.frames import assemble_video, collect_frames
 from artgen.jobs.queue import JobQueue, Keys
 from artgen.jobs.schemas import Job, JobError, JobStatus, utcnow
 from artgen.jobs.store import CHECKPOINT, FINAL, PREVIEW, VIDEO, JobStore, QueueCleanup
@@ -30,6 +31,11 @@ def progress_event(job: Job) -> tuple[str, dict[str, Any]]:
             "progress": round(job.progress, 4),
             "loss": job.loss,
             "eta_seconds": job.eta_seconds,
+            # Animations: the frame being made, of how many, and the iteration within it.
+            "frame": job.frame,
+            "frames": job.frames,
+            "frame_iteration": job.frame_iteration,
+            "frame_iterations": job.frame_iterations,
         },
     )
 
@@ -44,8 +50,8 @@ def status_events(job: Job) -> Events:
         done = dict(status)
         if job.status == JobStatus.succeeded:
             done["image_url"] = f"/v1/jobs/{job.id}/image"
-            if job.video_file:
-                done["video_url"] = f"/v1/jobs/{job.id}/video"
+        if job.video_file and (job.status == JobStatus.succeeded or job.kind.animated):
+            done["video_url"] = f"/v1/jobs/{job.id}/video"  # a canceled animation's: partial
         events.append(("done", done))
     return events
 
@@ -56,6 +62,8 @@ def build_payload(store: JobStore, job: Job) -> dict[str, Any]:
     if job.init_image_file:
         payload["init_image"] = store.read_file(job.id, job.init_image_file)
     payload["image_prompts"] = [store.read_file(job.id, name) for name in job.image_prompt_files]
+    if job.source_video_file:
+        payload["source_video"] = store.read_file(job.id, job.source_video_file)
     if job.checkpoint_file:
         payload["checkpoint"] = store.read_file(job.id, job.checkpoint_file)
     return payload
@@ -167,6 +175,9 @@ class Collector:
                 return value
             return None
 
+        if job.kind.animated:
+            # Before the checkpoint and the result: each counts only frames already sent.
+            job = collect_frames(self.queue, self.store, job)
         claim, heartbeat, progress = report("claim"), report("heartbeat"), report("progress")
         if progress is not None or heartbeat is not None:
             self._apply_progress(job, progress, heartbeat)
@@ -239,6 +250,9 @@ class Collector:
                 current.loss = progress.get("loss")
                 current.eta_seconds = progress.get("eta_seconds")
                 current.start_iteration = progress.get("start_iteration")
+                current.frame = progress.get("frame", current.frame)
+                current.frame_iteration = progress.get("frame_iteration")
+                current.frame_iterations = progress.get("frame_iterations")
                 if progress.get("seed") is not None:
                     current.seed = int(progress["seed"])
                 events.append(progress_event(current))
@@ -279,6 +293,7 @@ class Collector:
         def mutate(current: Job) -> None:
             if current.attempt == job.attempt:
                 current.checkpoint_file, current.checkpoint_iteration = CHECKPOINT, iteration
+                current.checkpoint_frame = checkpoint.get("frame")
 
         self._update_written(job.id, mutate)
 
@@ -317,6 +332,18 @@ class Collector:
             error = JobError(code="internal_error", message=f"unknown result status {status!r}")
         self.finish(job.id, job.attempt, final_status, error, result, files)
 
+    def _animation_video(self, job_id: str) -> dict[str, str]:
+        """The MP4 of an animation's frames so far (all of them, or a canceled one's partial)."""
+        current = self.store.get(job_id)
+        if current is None or not current.kind.animated or current.status.terminal:
+            return {}
+        try:
+            if assemble_video(self.store, current, VIDEO):
+                return {"video_file": VIDEO}
+        except Exception:
+            logger.error("job %s: the video could not be assembled", job_id, exc_info=True)
+        return {}
+
     def _update_written(self, job_id: str, mutate: Any) -> None:
         """Record a file just written; if the job was deleted meanwhile, remove what we wrote."""
         if self.store.update(job_id, mutate) is None:
@@ -340,6 +367,9 @@ class Collector:
         removes once no worker can act on it."""
         reported = result is not None
         result = result or {}
+        files = dict(files or {})
+        if status in (JobStatus.succeeded, JobStatus.canceled) and "video_file" not in files:
+            files.update(self._animation_video(job_id))  # an animation's frames so far
         checkpoint: list[str] = []
 
         def mutate(current: Job) -> Events | None:
@@ -369,6 +399,8 @@ class Collector:
             self.store.remove_dir(job_id)
         for name in checkpoint:
             self.store.remove_file(job_id, name)
+        if job is not None and job.kind.animated:
+            self._clear_frames(job_id, attempt, job.frames_done)
         try:
             self.queue.clear_job(job_id, attempt, keep_control=not reported)
             if not reported:
@@ -377,6 +409,13 @@ class Collector:
             # The store recorded the cleanup: the audit clears the keys once the queue is back.
             logger.warning("job %s: queue keys not cleared yet", job_id)
         return job
+
+    def _clear_frames(self, job_id: str, attempt: int, start: int) -> None:
+        """Drop frame keys of an attempt that no one collects any more."""
+        try:
+            self.queue.clear_frames(job_id, attempt, start)
+        except Exception:
+            logger.warning("job %s: frame keys of attempt %s not cleared", job_id, attempt)
 
     def worker_gone(self, worker_id: str) -> None:
         """A worker known to be dead (our own child): requeue its running jobs now."""
@@ -413,6 +452,10 @@ class Collector:
             current.worker_id, current.eta_seconds, current.start_iteration = None, None, None
             # The next attempt continues from the checkpoint: progress says so.
             current.iteration = current.checkpoint_iteration or 0
+            if current.kind.animated:
+                # It remakes the frames after its checkpoint's (their files are overwritten).
+                current.frames_done = min(current.frames_done, current.checkpoint_frame or 0)
+                current.frame = current.frames_done
             return status_events(current)
 
         job = self.store.update(job_id, mutate)
@@ -420,6 +463,8 @@ class Collector:
             return job
         # Publish the new attempt first: a late worker of the old one then stops by itself.
         enqueue_job(self.queue, self.store, job)
+        if job.kind.animated:
+            self._clear_frames(job_id, attempt, job.frames_done)
         logger.info("job %s requeued as attempt %s", job_id, job.attempt)
         try:
             self.queue.delete(Keys.inputs(job_id, attempt))  # the new attempt has its own copy

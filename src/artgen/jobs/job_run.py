@@ -282,9 +282,14 @@ class JobRun:
             "eta_seconds": eta,
             "seed": self.generation.seed,
             "start_iteration": self.first_iteration,
+            **self.progress_fields(),
             **self.stamp(),
         }
         self.put(Keys.progress(self.job_id, self.attempt), progress)
+
+    def progress_fields(self) -> dict[str, Any]:
+        """What a kind of run adds to its progress reports (an animation: its frame)."""
+        return {}
 
     def after_step(self, result: StepResult) -> None:
         """Progress (throttled), previews (and video frames) and checkpoints due at this step."""
@@ -401,6 +406,8 @@ class JobRun:
             logger.warning("job %s: checkpoint not written", self.job_id, exc_info=True)
             return
         checkpoint = {"attempt": self.attempt, "iteration": snapshot["iteration"]}
+        if snapshot.get("frame") is not None:
+            checkpoint["frame"] = snapshot["frame"]  # an animation's frames finished at it
         checkpoint["state"] = buffer.getvalue()
         self.put(Keys.checkpoint(self.job_id, self.attempt), checkpoint)
 

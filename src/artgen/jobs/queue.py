@@ -21,7 +21,10 @@ TASK_NAME = "artgen.run_job"
 # What a worker does with a task: handler(job_id, attempt, payload).
 TaskHandler = Callable[[str, int, Mapping[str, Any]], None]
 # The payload entries that carry bytes (uploads, the checkpoint): kept out of the task message.
-INPUT_FIELDS = ("init_image", "image_prompts", "checkpoint")
+INPUT_FIELDS = ("init_image", "image_prompts", "checkpoint", "source_video")
+# Frame keys past the last collected one that a cleanup deletes (a worker stops within a step of
+# being superseded or canceled, so it cannot have written many more).
+FRAME_CLEANUP_WINDOW = 64
 
 
 class Keys:
@@ -35,8 +38,10 @@ class Keys:
       checkpoint {attempt, iteration, state}: torch.save bytes, popped by the collector
       result     {attempt, status, iteration, seed, png?, mp4?, error?}: status is succeeded,
                  failed, canceled or interrupted (worker shut down after checkpointing)
-      inputs     {init_image?, image_prompts?, checkpoint?}: the attempt's input bytes, read
-                 by the worker that runs it (the task message carries only the params)
+      inputs     {init_image?, image_prompts?, checkpoint?, source_video?}: the attempt's input
+                 bytes, read by the worker that runs it (the task message carries only the params)
+      frame      {attempt, index, png}: one finished frame of an animation (one key per index,
+                 written before the checkpoint that counts it), popped by the collector in order
     Per job:
       control    {attempt, cancel, deleted}: the current attempt and the cancel flag; once the job
                  ended or was deleted, a stop signal the collector's audit clears with the rest
@@ -89,6 +94,11 @@ class Keys:
     def inputs(cls, job_id: str, attempt: int) -> str:
         """The attempt's input bytes (not an ATTEMPT_KINDS report: the collector never polls it)."""
         return f"{cls.PREFIX}:inputs:{job_id}:{int(attempt)}"
+
+    @classmethod
+    def frame(cls, job_id: str, attempt: int, index: int) -> str:
+        """One finished animation frame of the attempt (not polled with ATTEMPT_KINDS)."""
+        return f"{cls.PREFIX}:frame:{job_id}:{int(attempt)}:{int(index)}"
 
     @classmethod
     def control(cls, job_id: str) -> str:
@@ -399,6 +409,11 @@ class JobQueue:
             self.delete(Keys.inputs(job_id, attempt))
         if not keep_control:
             self.delete(Keys.control(job_id))
+
+    def clear_frames(self, job_id: str, attempt: int, start: int) -> None:
+        """Delete the attempt's frame keys from `start` on (within FRAME_CLEANUP_WINDOW)."""
+        for index in range(max(0, start), max(0, start) + FRAME_CLEANUP_WINDOW):
+            self.delete(Keys.frame(job_id, attempt, index))
 
     # Workers
 

@@ -19,10 +19,19 @@ from pydantic import (
 )
 
 from artgen.engine.params import GenerationParams
+from artgen.jobs.animation_fields import (
+    ANIMATION_EXAMPLE,
+    ANIMATION_FIELDS,
+    RESTYLE_EXAMPLE,
+    AnimationFields,
+    JobKind,
+)
 from artgen.jobs.webhook_fields import WEBHOOK_FIELDS, WebhookFields
 
 # Fields of JobCreate that are not GenerationParams (the worker strips them before generating).
-JOB_ONLY_FIELDS = ("model", "clip_models", "video", "preview_every", *WEBHOOK_FIELDS)
+JOB_ONLY_FIELDS = (
+    "model", "clip_models", "video", "preview_every", "kind", *ANIMATION_FIELDS, *WEBHOOK_FIELDS
+)  # fmt: skip
 # Each critic is a whole CLIP model in memory and a forward pass per step.
 MAX_CLIP_MODELS = 4
 _PROMPT_SCHEMA = {
@@ -38,8 +47,6 @@ JOB_CREATE_EXAMPLE = {
     "iterations": 50,
     "seed": 7,
 }
-
-
 class _BothPromptNames:
     """Stands in for `prompt` when a request gave both names, so the field's error names it."""
 
@@ -67,11 +74,13 @@ class JobStatus(StrEnum):
 ACTIVE_STATUSES = (JobStatus.queued, JobStatus.running)
 
 
-class JobCreate(GenerationParams, WebhookFields):
+class JobCreate(GenerationParams, AnimationFields, WebhookFields):
     """What a client asks for: the generation parameters plus models, video and previews."""
 
     model_config = ConfigDict(
-        extra="forbid", allow_inf_nan=False, json_schema_extra={"examples": [JOB_CREATE_EXAMPLE]}
+        extra="forbid",
+        allow_inf_nan=False,
+        json_schema_extra={"examples": [JOB_CREATE_EXAMPLE, ANIMATION_EXAMPLE, RESTYLE_EXAMPLE]},
     )
 
     # `prompt` like the seed's endpoints and most image APIs; `prompts` (the engine's name) too.
@@ -136,6 +145,23 @@ class JobCreate(GenerationParams, WebhookFields):
         """The engine's part of the request."""
         return GenerationParams(**self.model_dump(exclude=set(JOB_ONLY_FIELDS)))
 
+    def total_iterations(self) -> int:
+        """Iterations of the whole job: the picture's, or every frame's of an animation."""
+        if not self.kind.animated:
+            return self.iterations
+        return self.animation_params().total_iterations(self.iterations)
+
+    def stored_params(self, exclude: set[str] | None = None) -> dict[str, Any]:
+        """The params a job record keeps: a picture's as before (no animation fields), an
+        animation's with every AnimationParams field it runs with; `exclude`d fields left out."""
+        left_out = {"kind", *ANIMATION_FIELDS, *(exclude or set())}
+        params = self.model_dump(mode="json", exclude=left_out)
+        if self.kind.animated:
+            params["kind"] = self.kind.value
+            params.update(self.animation_params().model_dump(mode="json"))
+        return params
+
+
 
 class JobError(BaseModel):
     """Why a job failed: a stable code and a human message."""
@@ -189,6 +215,19 @@ class Job(BaseModel):
     # Where and when the job's JSON is POSTed (artgen.jobs.webhooks); kept out of `params`.
     webhook: str | None = None
     webhook_events: list[str] = Field(default_factory=list)
+    # Animations and restyles: frames in all, frames written to disk (frame files 0..done-1),
+    # the frame being made, and the frames finished at the checkpoint (where a new attempt starts).
+    kind: JobKind = JobKind.picture
+    frames: int | None = None
+    frames_done: int = 0
+    frame: int | None = None
+    # The iteration within the frame being made, of how many that frame gets.
+    frame_iteration: int | None = None
+    frame_iterations: int | None = None
+    checkpoint_frame: int | None = None
+    # Restyle: the uploaded source video, and its frame rate (the MP4 keeps it).
+    source_video_file: str | None = None
+    source_fps: float | None = None
 
     @property
     def progress(self) -> float:
@@ -200,7 +239,7 @@ class Job(BaseModel):
     def file_names(self) -> list[str]:
         """Every file the record points at."""
         names = [self.init_image_file, *self.image_prompt_files, self.preview_file]
-        names += [self.image_file, self.video_file, self.checkpoint_file]
+        names += [self.image_file, self.video_file, self.checkpoint_file, self.source_video_file]
         return [name for name in names if name]
 
 
@@ -213,6 +252,8 @@ class JobUrls(BaseModel):
     image: str | None
     video: str | None
     cancel: str
+    # Animations and restyles: JSON list of the finished frames' URLs.
+    frames: str | None = None
 
 
 class JobPublic(BaseModel):
@@ -237,19 +278,31 @@ class JobPublic(BaseModel):
     # A cancel was asked for and the running job has not stopped yet (it stops within a step).
     cancel_requested: bool
     urls: JobUrls
+    kind: JobKind = JobKind.picture
+    # Animations and restyles: the frame being made (0-based), frames in all, frames finished,
+    # and the iteration within the frame being made (of frame_iterations).
+    frame: int | None = None
+    frames: int | None = None
+    frames_done: int = 0
+    frame_iteration: int | None = None
+    frame_iterations: int | None = None
 
     @classmethod
     def from_job(cls, job: Job, queue_position: int | None = None) -> JobPublic:
         """Build the public view of a stored job."""
         base = f"/v1/jobs/{job.id}"
         finished = job.status == JobStatus.succeeded
+        animated = job.kind != JobKind.picture
+        # An animation's video is there once it succeeded, or after a cancel (a partial video).
+        video_ready = finished or (animated and job.status == JobStatus.canceled)
         urls = JobUrls(
             self=base,
             events=f"{base}/events",
             preview=f"{base}/preview" if job.preview_file else None,
             image=f"{base}/image" if finished and job.image_file else None,
-            video=f"{base}/video" if finished and job.video_file else None,
+            video=f"{base}/video" if video_ready and job.video_file else None,
             cancel=f"{base}/cancel",
+            frames=f"{base}/frames" if animated else None,
         )
         active = job.status in ACTIVE_STATUSES
         return cls(
@@ -270,6 +323,12 @@ class JobPublic(BaseModel):
             error=job.error,
             cancel_requested=job.cancel_requested and active,
             urls=urls,
+            kind=job.kind,
+            frame=job.frame if animated else None,
+            frames=job.frames,
+            frames_done=job.frames_done,
+            frame_iteration=job.frame_iteration if animated else None,
+            frame_iterations=job.frame_iterations if animated else None,
         )
 
 

@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from artgen.config import Settings
@@ -22,12 +23,20 @@ from artgen.jobs.schemas import (
     Job,
     JobCreate,
     JobEvent,
+    JobKind,
     JobStatus,
     ServiceHealth,
     WorkerInfo,
     utcnow,
 )
-from artgen.jobs.store import INIT_IMAGE, JobStore, prompt_file_name, validate_job_id
+from artgen.jobs.store import (
+    INIT_IMAGE,
+    SOURCE_VIDEO_NAMES,
+    JobStore,
+    frame_file_name,
+    prompt_file_name,
+    validate_job_id,
+)
 from artgen.jobs.webhook_fields import WEBHOOK_FIELDS
 from artgen.jobs.webhooks import Deliverer, WebhookRefused, check_webhook, webhooks_enabled
 
@@ -81,19 +90,35 @@ class ShuttingDown(Exception):
     """The service is draining after SIGTERM: new jobs are refused (503)."""
 
 
+@dataclass(frozen=True)
+class SourceVideo:
+    """A restyle's uploaded video, already probed: its bytes, container and what it holds."""
+
+    data: bytes
+    container: str  # a key of store.SOURCE_VIDEO_NAMES: mp4, webm, gif
+    frames: int  # the frames the restyle makes (the source's, capped by the server's limit)
+    fps: float
+
+
 # C0 controls other than tab/newline/CR, DEL and C1 controls: never meaningful in a prompt.
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
-def validate_request(settings: Settings, request: JobCreate, image_prompt_count: int) -> None:
+def validate_request(
+    settings: Settings, request: JobCreate, image_prompt_count: int, has_source: bool = False
+) -> None:
     """The server's checks on top of the schema's (the one place; InvalidJob lists each problem).
 
     A job needs something to aim at: text prompts, image prompts or noise prompts.
     """
-    problems: list[tuple[str, str]] = []
+    problems: list[tuple[str, str]] = _kind_problems(request, has_source)
     prompts = request.prompt_field
     texts = [(prompts, request.prompts), ("noise_prompts", request.noise_prompts)]
     texts += [(f"schedule.{i}.prompts", entry.prompts) for i, entry in enumerate(request.schedule)]
+    texts += [
+        (f"prompt_schedule.{i}.prompt", entry.prompt)
+        for i, entry in enumerate(request.prompt_schedule or [])
+    ]
     for field, text in texts:
         if field != "noise_prompts" and len(text) > settings.max_prompt_chars:
             problems.append((field, f"at most {settings.max_prompt_chars} characters"))
@@ -128,6 +153,28 @@ def _check_webhook(settings: Settings, request: JobCreate) -> None:
         check_webhook(settings, request.webhook)
     except WebhookRefused as exc:
         raise InvalidJob("webhook", str(exc)) from None
+
+
+def _kind_problems(request: JobCreate, has_source: bool) -> list[tuple[str, str]]:
+    """Fields the job's kind does not take, and a source video where it must (not) be."""
+    kind = request.kind
+    hints = {
+        JobKind.picture: " (animation fields need kind animation or restyle)",
+        JobKind.animation: " (coherence is for kind restyle)",
+        JobKind.restyle: " (a restyle takes its frames, fps and motion from the source video)",
+    }
+    problems = [
+        (name, f"not a field of a {kind.value} job{hints[kind]}")
+        for name in request.refused_fields()
+    ]
+    if kind.animated and request.video:
+        problems.append(("video", f"a {kind.value} job's output is a video; leave `video` out"))
+    if kind == JobKind.restyle and not has_source:
+        message = "a restyle job needs a video: send multipart with `params` and a `source_video`"
+        problems.append(("source_video", message + " file (MP4, WebM or GIF)"))
+    if has_source and kind != JobKind.restyle:
+        problems.append(("source_video", 'only a restyle job takes a video ("kind": "restyle")'))
+    return problems
 
 
 def _check_models(settings: Settings, request: JobCreate) -> None:
@@ -204,8 +251,11 @@ class JobService:
         idempotency_key: str | None = None,
         max_active: int = 0,
         admit: Callable[[], None] | None = None,
+        source_video: SourceVideo | None = None,
     ) -> tuple[Job, bool]:
         """Create and enqueue a job; (job, created) where created is False for a replay.
+
+        A restyle job comes with its `source_video` (probed by the caller before this).
 
         A replay (same key, same body) returns the existing job before any limit is looked at.
         Otherwise `admit()` (the caller's rate limit), the owner's `max_active` queued or running
@@ -214,11 +264,12 @@ class JobService:
         """
         if self.draining:
             raise ShuttingDown("the server is shutting down; retry on another instance")
-        validate_request(self.settings, request, len(image_prompts))
+        validate_request(self.settings, request, len(image_prompts), source_video is not None)
         key_hash = body_hash = None
         if idempotency_key is not None:
             key_hash = _sha256(json.dumps([owner, idempotency_key]).encode())
-            body_hash = _body_hash(request, init_image, image_prompts)
+            source_data = source_video.data if source_video is not None else None
+            body_hash = _body_hash(request, init_image, image_prompts, source_data)
         with self._submit_lock:
             if key_hash is not None:
                 existing = self.store.idempotent_job(key_hash)
@@ -237,7 +288,9 @@ class JobService:
                     raise ActiveLimit(active, max_active)
             if self.store.count_active() >= self.settings.queue_limit:
                 raise QueueFull(self.settings.queue_limit)
-            job = self._create(request, init_image, image_prompts, owner, key_hash, body_hash)
+            job = self._create(
+                request, init_image, image_prompts, owner, key_hash, body_hash, source_video
+            )
         self._enqueue(job)
         return job, True
 
@@ -249,6 +302,7 @@ class JobService:
         owner: str | None,
         key_hash: str | None,
         body_hash: str | None,
+        source_video: SourceVideo | None = None,
     ) -> Job:
         job_id = str(uuid.uuid4())
         seed = request.seed if request.seed is not None else secrets.randbelow(RANDOM_SEED_LIMIT)
@@ -258,17 +312,22 @@ class JobService:
             "model": request.model or self.settings.model,
             "clip_models": request.clip_models or self.settings.clip_models_for(request.model),
         }
+        if source_video is not None:
+            # A restyle makes the source's frames at (about) its rate; the MP4 keeps the exact one.
+            resolved["frames"] = source_video.frames
+            resolved["fps"] = min(60, max(1, round(source_video.fps)))
+        request = request.model_copy(update=resolved)
         # The webhook URL stays in the record only: not in params, the PNG's metadata or the API.
-        params = request.model_copy(update=resolved).model_dump(
-            mode="json", exclude=set(WEBHOOK_FIELDS)
-        )
+        params = request.stored_params(exclude=set(WEBHOOK_FIELDS))
         job = Job(
             id=job_id,
             params=params,
             owner=owner,
             seed=seed,
-            iterations=request.iterations,
+            iterations=request.total_iterations(),
             idempotency_key_hash=key_hash,
+            kind=request.kind,
+            frames=params.get("frames") if request.kind.animated else None,
         )
         if request.webhook is not None:
             job.webhook, job.webhook_events = request.webhook, request.resolved_webhook_events()
@@ -281,6 +340,10 @@ class JobService:
                 name = prompt_file_name(index)
                 self.store.write_file(job_id, name, data)
                 job.image_prompt_files.append(name)
+            if source_video is not None:
+                name = SOURCE_VIDEO_NAMES[source_video.container]
+                self.store.write_file(job_id, name, source_video.data)
+                job.source_video_file, job.source_fps = name, source_video.fps
             idempotency = (key_hash, body_hash) if key_hash and body_hash else None
             self.store.create(job, status_events(job), idempotency)
         except BaseException:
@@ -341,11 +404,22 @@ class JobService:
         return self.store.file_path(job.id, job.image_file)
 
     def video_file(self, job_id: str) -> Path | None:
-        """Path of the MP4 of a succeeded job that asked for one."""
+        """Path of the MP4 of a succeeded job that asked for one, or of an animation that
+        succeeded or was canceled (then a partial video of the frames made)."""
         job = self.get(job_id)
-        if job is None or job.status != JobStatus.succeeded or job.video_file is None:
+        if job is None or job.video_file is None:
+            return None
+        canceled_animation = job.kind.animated and job.status == JobStatus.canceled
+        if job.status != JobStatus.succeeded and not canceled_animation:
             return None
         return self.store.file_path(job.id, job.video_file)
+
+    def frame_file(self, job_id: str, index: int) -> Path | None:
+        """Path of an animation's finished frame `index`, or None (not made yet, or no such)."""
+        job = self.get(job_id)
+        if job is None or not 0 <= index < job.frames_done:
+            return None
+        return self.store.file_path(job.id, frame_file_name(index))
 
     def latest_job_id(self) -> str | None:
         """The newest job's id (the seed's progress endpoints)."""
@@ -457,10 +531,17 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _body_hash(request: JobCreate, init_image: bytes | None, image_prompts: Sequence[bytes]) -> str:
+def _body_hash(
+    request: JobCreate,
+    init_image: bytes | None,
+    image_prompts: Sequence[bytes],
+    source_video: bytes | None = None,
+) -> str:
     """Hash of everything that defines the job (not the random seed picked later)."""
     digest = hashlib.sha256(request.model_dump_json().encode())
     digest.update(_sha256(init_image or b"").encode())
     for data in image_prompts:
         digest.update(_sha256(data).encode())
+    if source_video is not None:
+        digest.update(b"source_video" + _sha256(source_video).encode())
     return digest.hexdigest()

@@ -28,6 +28,8 @@ FINAL = "final.png"
 VIDEO = "video.mp4"
 CHECKPOINT = "checkpoint.pt"
 TEMP_SUFFIX = ".tmp"
+# A restyle's uploaded video, named by its container (ffmpeg reads any of them).
+SOURCE_VIDEO_NAMES = {"mp4": "source.mp4", "webm": "source.webm", "gif": "source.gif"}
 
 _SCHEMA = """
 create table if not exists jobs (
@@ -71,6 +73,11 @@ class QueueCleanup:
     attempt: int
     deleted: bool  # the record is gone: a worker drops the attempt's reports instead of sending
     since: float  # time.time() when the job ended or was deleted
+
+
+def frame_file_name(index: int) -> str:
+    """File of an animation's frame `index` (0-based)."""
+    return f"frame-{int(index):05d}.png"
 
 
 def prompt_file_name(index: int) -> str:
@@ -414,7 +421,8 @@ class JobStore:
                     entry.unlink(missing_ok=True)
                 continue
             for path in entry.iterdir():
-                if path.name.endswith(TEMP_SUFFIX):
+                # Temp files: ours end in TEMP_SUFFIX; an MP4 being assembled is .video*.mp4.
+                if path.name.endswith(TEMP_SUFFIX) or path.name.startswith(".video"):
                     notes.append(f"removed temp file {entry.name}/{path.name}")
                     path.unlink(missing_ok=True)
         for job_id in known:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from artgen.config import Settings
+from artgen.jobs.animation_run import AnimationRun, SoloStep
 from artgen.jobs.job_run import JobRun, failure
 from artgen.jobs.queue import InputsMissing, JobQueue, Keys, QueuedTask
 from artgen.jobs.schemas import JobCreate, WorkerInfo
@@ -414,8 +415,12 @@ class Worker:
         from artgen.engine.generate import SetupStopped
 
         stop = SetupStop(self, job_id, attempt)
+        start: Callable[..., JobRun] = JobRun.start
+        extra: dict[str, Any] = {}
+        if request.kind.animated:
+            start, extra = AnimationRun.start, {"video_limits": self.settings.video_limits()}
         try:
-            run = JobRun.start(
+            run = start(
                 job_id,
                 attempt,
                 payload,
@@ -427,12 +432,15 @@ class Worker:
                 checkpoint_every=self.settings.checkpoint_every,
                 encoder=self._encoder,
                 should_stop=stop,
+                **extra,
             )
         except SetupStopped:
             logger.info("job %s attempt %s stopped during setup: %s", job_id, attempt, stop.reason)
             raise StoppedDuringSetup(stop.result()) from None
         if run.first_iteration:
             logger.info("job %s resumes at iteration %s", job_id, run.first_iteration)
+        if isinstance(run, AnimationRun) and run.first_frame:
+            logger.info("job %s resumes at frame %s", job_id, run.first_frame)
         return run
 
     def _models_key(self, request: JobCreate) -> tuple[str, tuple[str, ...]]:
@@ -473,7 +481,11 @@ class Worker:
         """Step `first`, and the jobs that join it, until every one has ended."""
         from artgen.engine.batch import BatchGeneration
 
-        batch = BatchGeneration(first.generation.models, [first.generation], device=self.device)
+        batch: BatchGeneration | SoloStep
+        if isinstance(first, AnimationRun):
+            batch = SoloStep(first.animation)  # an animation is never batched
+        else:
+            batch = BatchGeneration(first.generation.models, [first.generation], device=self.device)
         runs = [first]
         try:
             self._step_until_done(batch, runs)
@@ -483,7 +495,9 @@ class Worker:
             for run in list(runs):
                 self._leave(batch, runs, run, failure(*INTERNAL_ERROR))
 
-    def _step_until_done(self, batch: BatchGeneration, runs: list[JobRun]) -> None:
+    def _step_until_done(self, batch: BatchGeneration | SoloStep, runs: list[JobRun]) -> None:
+        from artgen.engine.stepping import step_batch  # the step engine.run takes too
+
         next_scan = next_control = 0.0
         while runs:
             if time.monotonic() >= next_control or self._stop.is_set():
@@ -497,7 +511,7 @@ class Worker:
             if not runs:
                 break
             label = "job " + ", ".join(run.job_id for run in runs)
-            results, error = self._attempt(label, batch.step)
+            results, error = self._attempt(label, partial(step_batch, batch))
             if error is not None:
                 self._step_failed(batch, runs, error)
                 continue
@@ -531,9 +545,9 @@ class Worker:
                 stops.append((run, "timeout"))
         return stops
 
-    def _join_queued(self, batch: BatchGeneration, runs: list[JobRun]) -> None:
+    def _join_queued(self, batch: BatchGeneration | SoloStep, runs: list[JobRun]) -> None:
         """Take queued jobs that can step with the batch, in queue order, while it has room."""
-        if len(runs) >= self.batch_jobs or self._stop.is_set():
+        if len(runs) >= self.batch_jobs or self._stop.is_set() or isinstance(batch, SoloStep):
             return
         if time.monotonic() < self._batching_paused_until:
             return
@@ -589,6 +603,8 @@ class Worker:
             size = rounded_size(request.width, request.height, first.models.vqgan.factor)
         except Exception:
             return False  # it fails on its own when a worker takes it
+        if request.kind.animated or runs[0].request.kind.animated:
+            return False  # animations step alone
         if self._models_key(request) != self._models_key(runs[0].request):
             return False
         if size != (first.width, first.height):
@@ -621,7 +637,7 @@ class Worker:
         self.batch_jobs = self.info.batch_jobs = max(1, min(self.batch_jobs, jobs))
 
     def _step_failed(
-        self, batch: BatchGeneration, runs: list[JobRun], error: dict[str, Any]
+        self, batch: BatchGeneration | SoloStep, runs: list[JobRun], error: dict[str, Any]
     ) -> None:
         """A batched step raised: the whole batch fails, unless halving it may fix a GPU OOM."""
         if error["error"]["code"] == "gpu_out_of_memory" and len(runs) > 1:
@@ -650,7 +666,7 @@ class Worker:
 
     def _leave(
         self,
-        batch: BatchGeneration,
+        batch: BatchGeneration | SoloStep,
         runs: list[JobRun],
         run: JobRun,
         result: dict[str, Any] | None,

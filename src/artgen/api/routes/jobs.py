@@ -29,7 +29,7 @@ from artgen.api.deps import (
 )
 from artgen.api.errors import ApiError, validation_error
 from artgen.api.security import check_active_jobs
-from artgen.api.uploads import read_form, read_image_upload, read_json_body
+from artgen.api.uploads import read_form, read_image_upload, read_json_body, read_video_upload
 from artgen.config import Settings
 from artgen.jobs.schemas import (
     Job,
@@ -59,6 +59,11 @@ _MULTIPART_SCHEMA = {
         "params": {"type": "string", "description": "the JobCreate fields as JSON text"},
         "init_image": {"type": "string", "format": "binary"},
         "image_prompts": {"type": "array", "items": {"type": "string", "format": "binary"}},
+        "source_video": {
+            "type": "string",
+            "format": "binary",
+            "description": 'kind "restyle": the MP4, WebM or animated GIF to repaint',
+        },
     },
     "required": ["params"],
     # Any other field is refused with 422 (unknown form field).
@@ -173,6 +178,7 @@ def submit_job(
     init_image: bytes | None = None,
     image_prompts: list[bytes] | None = None,
     idempotency_key: str | None = None,
+    source_video: Any = None,
 ) -> tuple[Job, bool]:
     """Hand the job to the service (which validates it and applies every limit atomically).
 
@@ -198,6 +204,7 @@ def submit_job(
             idempotency_key=idempotency_key,
             max_active=settings.max_active_jobs_per_key,
             admit=lambda: request.app.state.rate_limiter.check(caller),
+            source_video=source_video,
         )
     except ActiveLimit as exc:
         check_active_jobs(exc.active, exc.limit)
@@ -263,16 +270,17 @@ def _check_idempotency_key(key: str | None) -> str | None:
 
 async def _read_multipart(
     request: Request, settings: Settings
-) -> tuple[JobCreate, bytes | None, list[bytes]]:
+) -> tuple[JobCreate, bytes | None, list[bytes], Any]:
     form = await read_form(request)
     try:
-        allowed = {"params", "init_image", "image_prompts"}
+        allowed = {"params", "init_image", "image_prompts", "source_video"}
         unknown = sorted(set(form.keys()) - allowed)
         if unknown:
             raise ApiError(
                 422,
                 "validation_error",
-                f"{unknown[0]}: unknown form field (expected params, init_image, image_prompts)",
+                f"{unknown[0]}: unknown form field "
+                "(expected params, init_image, image_prompts, source_video)",
                 field=unknown[0],
             )
         params_values = form.getlist("params")
@@ -295,9 +303,30 @@ async def _read_multipart(
         image_prompts = []
         for index, value in enumerate(form.getlist("image_prompts")):
             image_prompts.append(await _image_field(value, f"image_prompts.{index}", settings))
-        return job_request, init_image, image_prompts
+        source_video = await _source_video(form.getlist("source_video"), job_request, settings)
+        return job_request, init_image, image_prompts, source_video
     finally:
         await form.close()
+
+
+async def _source_video(values: list[Any], job_request: JobCreate, settings: Settings) -> Any:
+    """A restyle's `source_video` upload, probed under the server's limits (a SourceVideo)."""
+    from artgen.jobs.service import SourceVideo
+
+    if not values:
+        return None
+    field = "source_video"
+    if len(values) > 1:
+        raise ApiError(422, "validation_error", f"{field}: at most one file", field=field)
+    if not isinstance(values[0], UploadFile):
+        raise ApiError(422, "validation_error", f"{field}: must be a file", field=field)
+    if job_request.kind != "restyle":
+        message = f'{field}: only a restyle job takes a video ("kind": "restyle")'
+        raise ApiError(422, "validation_error", message, field=field)
+    limits = settings.video_limits()
+    data, container, info = await read_video_upload(values[0], field, limits)
+    frames = min(info.frames, limits.max_frames)
+    return SourceVideo(data=data, container=container, frames=frames, fps=info.fps)
 
 
 async def _image_field(value: Any, field: str, settings: Settings) -> bytes:
@@ -345,8 +374,11 @@ async def create_job(
     """Queue a job; 202 with Location. Same Idempotency-Key and body: the same job again."""
     key = _check_idempotency_key(idempotency_key)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    source_video = None
     if content_type == "multipart/form-data":
-        job_request, init_image, image_prompts = await _read_multipart(request, settings)
+        job_request, init_image, image_prompts, source_video = await _read_multipart(
+            request, settings
+        )
     elif content_type in ("application/json", "") or content_type.endswith("+json"):
         job_request = parse_job_create(await read_json_body(request))
         init_image, image_prompts = None, []
@@ -368,6 +400,7 @@ async def create_job(
         init_image=init_image,
         image_prompts=image_prompts,
         idempotency_key=key,
+        source_video=source_video,
     )
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     if not created:
@@ -545,10 +578,16 @@ def _not_finished(job: Job, what: str) -> ApiError:
     response_class=Response,
 )
 async def get_video(job_id: JobIdPath, service: ServiceDep, owner: OwnerDep) -> Response:
-    """The MP4 timelapse when the job asked for `video: true`."""
+    """The MP4 timelapse when the job asked for `video: true`; an animation's or restyle's video
+    (once succeeded, or a partial one after a cancel)."""
 
     def read() -> Response:
         job = job_or_404(service, job_id, owner)
+        if job.kind.animated:
+            path = service.video_file(job.id)
+            if path is None:
+                raise _animation_video_missing(service, job)
+            return file_response(open_stored_file(job_id, path), "video/mp4", {})
         if not job.params.get("video"):
             raise ApiError(
                 404, "not_found", f"job {job_id} did not ask for a video (`video: true`)"
@@ -557,6 +596,22 @@ async def get_video(job_id: JobIdPath, service: ServiceDep, owner: OwnerDep) -> 
         return file_response(open_stored_file(job_id, path), "video/mp4", {})
 
     return await run_in_threadpool(read)
+
+
+def _animation_video_missing(service: Any, job: Job) -> ApiError:
+    """404 once deleted; 409 while running, or when it ended without frames."""
+    current = service.get(job.id)
+    if current is None:
+        return _deleted(job.id)
+    if current.status.terminal:
+        what = f"ended as {current.status.value} without a video (no frames were made)"
+        return ApiError(409, "not_finished", f"job {job.id} {what}")
+    return ApiError(
+        409,
+        "not_finished",
+        f"job {job.id} is {current.status.value} (frame {current.frames_done} of "
+        f"{current.frames}); the video is ready when it succeeds or is canceled",
+    )
 
 
 @router.post("/{job_id}/cancel", response_model=JobPublic, responses=_ERROR_RESPONSES)
