@@ -150,3 +150,20 @@ def test_bad_state_is_refused(tiny_models):
         animation.load_state_dict({**state, "version": 99})
     with pytest.raises(ValueError, match="outside"):
         animation.load_state_dict({**state, "frame": 5})
+
+
+def test_each_distinct_prompt_is_embedded_once_per_video(tiny_models, monkeypatch):
+    critic = tiny_models.critics[0]
+    embedded: list[list[str]] = []
+    encode_text = critic.encode_text
+
+    def counting(texts: list[str]) -> torch.Tensor:
+        embedded.append(list(texts))
+        return encode_text(texts)
+
+    monkeypatch.setattr(critic, "encode_text", counting)
+    motion = AnimationParams(
+        frames=4, iterations_per_frame=1, prompt_schedule=[{"frame": 2, "prompt": "a stormy sea"}]
+    )
+    run_all(Animation(tiny_models, picture(iterations=1), motion, device=CPU))
+    assert embedded == [["a city"], ["a stormy sea"]]

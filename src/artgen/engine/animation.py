@@ -24,6 +24,7 @@ from artgen.engine.images import from_pil, to_pil
 from artgen.engine.motion import warp
 from artgen.engine.options import EngineOptions
 from artgen.engine.params import GenerationParams
+from artgen.engine.prompts import Prompt
 
 if TYPE_CHECKING:
     from artgen.models.loading import Models
@@ -78,6 +79,8 @@ class Animation:
         self.seed = params.seed if params.seed is not None else secrets.randbits(63)
         self.width, self.height = rounded_size(params.width, params.height, models.vqgan.factor)
         self._motion = {name: animation.keyframes(name) for name in MOTION_FIELDS}
+        # Each distinct prompt text is embedded once for the whole video.
+        self._text_embeddings: dict[str, list[list[Prompt]]] = {}
 
         self.frames = animation.frames
         self.iterations = animation.total_iterations(params.iterations)
@@ -129,6 +132,7 @@ class Animation:
             image_prompts=self.image_prompts,
             options=self.options,
             should_stop=self.should_stop,
+            text_embeddings=self._text_embeddings,
         )
 
     @torch.no_grad()

@@ -98,10 +98,13 @@ class Generation:
         image_prompts: Sequence[Image.Image] = (),
         options: EngineOptions = EngineOptions(),
         should_stop: Callable[[], bool] | None = None,
+        text_embeddings: dict[str, list[list[Prompt]]] | None = None,
     ) -> None:
         """`options` choose how it computes (None fields: decided for the device and size).
         `should_stop` is asked before each text prompt set is embedded (a schedule may have
-        many); when it answers True, SetupStopped is raised."""
+        many); when it answers True, SetupStopped is raised. `text_embeddings` is a cache of
+        embedded text prompts shared by Generations on the same models (an animation's frames):
+        texts found there are not embedded again, new ones are added to it."""
         device = torch.device(device)
         self.models, self.params, self.device = models, params, device
         self.seed = params.seed if params.seed is not None else secrets.randbits(63)
@@ -157,11 +160,14 @@ class Generation:
         self._z_initial = z.detach().clone()
 
         # 2. Prompts, per critic: text (one set per schedule segment), image and noise prompts.
+        embedded = {} if text_embeddings is None else text_embeddings
         self._text_prompts: dict[str, list[list[Prompt]]] = {}
         for text in {params.prompts, *(item.prompts for item in params.schedule)}:
-            if should_stop is not None and should_stop():
-                raise SetupStopped("stopped while embedding the prompts")
-            self._text_prompts[text] = self._embed_texts(text)
+            if text not in embedded:
+                if should_stop is not None and should_stop():
+                    raise SetupStopped("stopped while embedding the prompts")
+                embedded[text] = self._embed_texts(text)
+            self._text_prompts[text] = embedded[text]
         self._image_prompts = self._embed_images(image_prompts)
         self._noise_prompts = self._make_noise_prompts()
 
