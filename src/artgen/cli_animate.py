@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from artgen.engine.animation import Animation, FrameSource
     from artgen.engine.animation_params import AnimationParams
     from artgen.engine.params import GenerationParams
-    from artgen.videos import VideoLimits
 
 # AnimationParams fields whose CLI spelling is not --field-name.
 ANIMATION_OPTIONS = {"prompt_schedule": "--prompt-at"}
@@ -295,20 +294,6 @@ def animate(
     render(animation, "animating", output, motion.fps, frames_dir)
 
 
-def video_limits(settings: Settings) -> VideoLimits:
-    """The source-video limits from the ARTGEN_VIDEO_* settings (the service's too)."""
-    from artgen.videos import VideoLimits
-
-    return VideoLimits(
-        max_bytes=settings.video_max_bytes,
-        max_seconds=settings.video_max_seconds,
-        max_frames=settings.video_max_frames,
-        max_width=settings.video_max_width,
-        max_height=settings.video_max_height,
-        decode_timeout_s=settings.video_decode_timeout,
-    )
-
-
 def restyle(
     source: Annotated[Path, typer.Argument(metavar="VIDEO", help="MP4, WebM or animated GIF.")],
     prompts: Annotated[
@@ -349,7 +334,7 @@ def restyle(
     if not source.is_file():
         fail(f"VIDEO {str(source)!r} does not exist")
     run = prepare(model, clip_model, device)
-    limits = video_limits(run.settings)
+    limits = run.settings.video_limits()  # the service's upload limits (ARTGEN_VIDEO_*)
     try:
         info = probe(source, limits)
     except VideoError as error:

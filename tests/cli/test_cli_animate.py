@@ -5,10 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
 from artgen.cli import app
+from artgen.engine.animation import Animation
+from artgen.engine.generate import StepResult
 from artgen.videos import VideoLimits, probe, write_mp4
 
 # 32x32, 2 iterations of frame 0 and of every later frame: a few seconds per command.
@@ -86,3 +89,24 @@ def test_restyle_refuses_a_file_that_is_not_a_video(runner: CliRunner, tmp_path:
 
     missing = runner.invoke(app, ["restyle", str(tmp_path / "nope.mp4"), "x", "-o", str(output)])
     assert missing.exit_code == 2 and "does not exist" in missing.output
+
+
+def test_ctrl_c_keeps_the_frames_made_so_far(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_step = Animation.step
+    steps = {"count": 0}
+
+    def step_then_interrupt(self: Animation) -> StepResult:
+        # Frame 0 and frame 1 take 2 steps each: Ctrl-C arrives during frame 2.
+        steps["count"] += 1
+        if steps["count"] == 5:
+            raise KeyboardInterrupt
+        return real_step(self)
+
+    monkeypatch.setattr(Animation, "step", step_then_interrupt)
+    output = tmp_path / "city.mp4"
+    result = runner.invoke(app, ["animate", "a city", "-o", str(output), *QUICK, "--frames", "4"])
+    assert result.exit_code == 130, result.output
+    assert "interrupted: wrote" in result.output and "(2 frames" in result.output
+    assert probe(output, VideoLimits()).frames == 2
