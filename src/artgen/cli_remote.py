@@ -1,4 +1,4 @@
-"""The CLI against a running artgen server: `artgen generate --server URL` and `artgen jobs ...`.
+"""The CLI against a running artgen server: `generate|animate|restyle --server URL`, `jobs ...`.
 
 Nothing here loads a model: jobs are submitted with artgen.client and followed over their event
 stream, with the same progress bar as a local run.
@@ -11,12 +11,13 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from artgen.cli_common import EXIT_BAD_INPUT, GenerateProgress, fail
+from artgen.cli_common import EXIT_BAD_INPUT, AnimationProgress, GenerateProgress, fail
 from artgen.client import (
     ApiError,
     ArtgenConnectionError,
@@ -26,6 +27,7 @@ from artgen.client import (
     JobStatus,
     ServerEvent,
 )
+from artgen.jobs.animation_fields import JobKind
 
 # Exit codes: the job failed or was canceled (1), Ctrl-C (130, as a shell reports SIGINT).
 EXIT_JOB_FAILED = 1
@@ -91,18 +93,53 @@ def remote_errors(server: str) -> Iterator[None]:
         raise typer.Exit(EXIT_JOB_FAILED) from None
 
 
+@dataclass
+class RemoteFrames:
+    """Where a remote animation stands, in the attributes AnimationProgress reads of one."""
+
+    iteration: int
+    frame: int
+    frames: int
+    frame_iteration: int
+    frame_iterations: int
+    frame_done: int | None = None
+
+
 def follow(client: Client, job: Job) -> Job:
     """Show the job's progress from its event stream until it ends; its final state."""
-    with GenerateProgress(job.iterations) as progress:
-        for event in client.events(job.id):
-            if event.type == "progress":
-                _show_progress(progress, event)
+    if job.kind.animated:
+        label = "restyling" if job.kind == JobKind.restyle else "animating"
+        with AnimationProgress(label, job.iterations, job.frames or 1) as frames_progress:
+            for event in client.events(job.id):
+                if event.type == "progress":
+                    _show_frames(frames_progress, event)
+    else:
+        with GenerateProgress(job.iterations) as progress:
+            for event in client.events(job.id):
+                if event.type == "progress":
+                    _show_progress(progress, event)
     return client.get(job.id)
 
 
-def _show_progress(progress: GenerateProgress, event: ServerEvent) -> None:
+def _read_loss(event: ServerEvent) -> Callable[[], float]:
     loss = event.data.get("loss")
-    progress.update(int(event.data.get("iteration", 0)), lambda: math.nan if loss is None else loss)
+    return lambda: math.nan if loss is None else float(loss)
+
+
+def _show_progress(progress: GenerateProgress, event: ServerEvent) -> None:
+    progress.update(int(event.data.get("iteration") or 0), _read_loss(event))
+
+
+def _show_frames(progress: AnimationProgress, event: ServerEvent) -> None:
+    data = event.data
+    state: Any = RemoteFrames(
+        iteration=int(data.get("iteration") or 0),
+        frame=int(data.get("frame") or 0),
+        frames=int(data.get("frames") or 1),
+        frame_iteration=int(data.get("frame_iteration") or 0),
+        frame_iterations=int(data.get("frame_iterations") or 0),
+    )
+    progress.update(state, _read_loss(event))
 
 
 def write_atomically(path: Path, data: bytes) -> None:
@@ -180,6 +217,34 @@ def generate_remote(
         if final.status != JobStatus.succeeded:
             raise JobFailed(final)
         save_results(client, final, output, video)
+
+
+def video_remote(
+    server: str | None,
+    api_key: str | None,
+    fields: dict[str, Any],
+    *,
+    local_only: dict[str, bool],
+    output: Path,
+    init_image: Path | None = None,
+    source_video: Path | None = None,
+) -> None:
+    """`artgen animate|restyle --server`: submit (fields carry `kind`), follow, write the MP4."""
+    reject_local_only(local_only)
+    client = open_client(server, api_key)
+    assert server is not None
+    with client, remote_errors(server):
+        job = client.submit(init_image=init_image, source_video=source_video, **fields)
+        typer.echo(f"submitted {job.kind.value} job {job.id} to {server}", err=True)
+        try:
+            final = follow(client, job)
+        except KeyboardInterrupt:
+            cancel_on_interrupt(client, server, job.id)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        if final.status != JobStatus.succeeded:
+            raise JobFailed(final)
+        write_atomically(output, client.video(job.id))
+        typer.echo(f"wrote {output} ({final.frames_done} frames, seed {final.seed})")
 
 
 def _run(server: str | None, api_key: str | None, action: Callable[[Client, str], None]) -> None:

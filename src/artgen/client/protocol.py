@@ -21,8 +21,8 @@ STREAM_READ_TIMEOUT_S = 60.0
 RETRY_STATUSES = (429, 503)
 TERMINAL_STATUSES = ("succeeded", "failed", "canceled")
 
-# An image to upload: its bytes, or a file to read.
-ImageInput = bytes | str | Path
+# A file to upload (an image, a restyle's video): its bytes, or a path to read.
+FileInput = bytes | str | Path
 
 
 @dataclass(frozen=True)
@@ -67,32 +67,31 @@ def job_create(
         raise local_validation_error(error) from None
 
 
-def _read_image(image: ImageInput) -> tuple[str, bytes]:
-    if isinstance(image, bytes):
-        return "image", image
-    path = Path(image)
-    return path.name, path.read_bytes()
+def _read_file(upload: FileInput, default_name: str) -> tuple[str, bytes, str]:
+    if isinstance(upload, bytes):
+        return default_name, upload, "application/octet-stream"
+    path = Path(upload)
+    return path.name, path.read_bytes(), "application/octet-stream"
 
 
 def submit_request(
     request: JobCreate,
-    init_image: ImageInput | None = None,
-    image_prompts: Sequence[ImageInput] = (),
+    init_image: FileInput | None = None,
+    image_prompts: Sequence[FileInput] = (),
     idempotency_key: str | None = None,
+    source_video: FileInput | None = None,
 ) -> dict[str, Any]:
-    """httpx.request keyword arguments for POST /v1/jobs: JSON, or multipart with images."""
+    """httpx.request keyword arguments for POST /v1/jobs: JSON, or multipart with files."""
     # Only what was given: the server fills in its defaults (the same schema, so the same ones).
     body = request.model_dump(mode="json", exclude_unset=True)
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-    if init_image is None and not image_prompts:
-        return {"json": body, "headers": headers}
-    files: list[tuple[str, tuple[str, bytes, str]]] = []
+    files = [("image_prompts", _read_file(image, "image")) for image in image_prompts]
     if init_image is not None:
-        name, data = _read_image(init_image)
-        files.append(("init_image", (name, data, "application/octet-stream")))
-    for image in image_prompts:
-        name, data = _read_image(image)
-        files.append(("image_prompts", (name, data, "application/octet-stream")))
+        files.insert(0, ("init_image", _read_file(init_image, "image")))
+    if source_video is not None:
+        files.append(("source_video", _read_file(source_video, "video")))
+    if not files:
+        return {"json": body, "headers": headers}
     return {"data": {"params": json.dumps(body)}, "files": files, "headers": headers}
 
 

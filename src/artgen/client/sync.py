@@ -16,7 +16,7 @@ from PIL import Image
 from artgen.client.errors import ArtgenConnectionError, JobFailed, NotFound
 from artgen.client.protocol import (
     DEFAULT_TIMEOUT_S,
-    ImageInput,
+    FileInput,
     RetryPolicy,
     check,
     client_headers,
@@ -89,14 +89,18 @@ class Client:
         self,
         request: JobCreate | Mapping[str, Any] | None = None,
         *,
-        init_image: ImageInput | None = None,
-        image_prompts: Sequence[ImageInput] = (),
+        init_image: FileInput | None = None,
+        image_prompts: Sequence[FileInput] = (),
+        source_video: FileInput | None = None,
         idempotency_key: str | None = None,
         **fields: Any,
     ) -> JobPublic:
-        """Queue a job: `submit(prompt="a castle", width=64, height=64)` or a JobCreate."""
+        """Queue a job: `submit(prompt="a castle", width=64, height=64)` or a JobCreate.
+
+        Images (and a restyle's `source_video`) go as bytes or paths; the server checks them.
+        """
         kwargs = submit_request(
-            job_create(request, fields), init_image, image_prompts, idempotency_key
+            job_create(request, fields), init_image, image_prompts, idempotency_key, source_video
         )
         return JobPublic.model_validate_json(self._request("POST", "/v1/jobs", **kwargs).content)
 
@@ -176,8 +180,8 @@ class Client:
         prompt: str | builtins.list[str],
         *,
         on_event: Callable[[ServerEvent], None] | None = None,
-        init_image: ImageInput | None = None,
-        image_prompts: Sequence[ImageInput] = (),
+        init_image: FileInput | None = None,
+        image_prompts: Sequence[FileInput] = (),
         **fields: Any,
     ) -> Image.Image:
         """Submit, follow and fetch: the finished picture (its PNG metadata in `.info`).
