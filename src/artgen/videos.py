@@ -219,6 +219,8 @@ class SequentialFrames:
         self._next = 0  # index of the frame the process gives next
         self._last: Image.Image | None = None
         self._last_index = -1
+        self._frame_size = (0, 0)  # (width, height) of the decoded frames, known once started
+        self._frame_bytes = 0
 
     def __enter__(self) -> SequentialFrames:
         return self
