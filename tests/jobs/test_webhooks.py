@@ -334,6 +334,33 @@ def test_redirects_are_not_followed_and_a_delivery_is_given_up_after_max_attempt
         store.close()
 
 
+def test_a_slow_receiver_holds_up_only_its_own_jobs_deliveries(settings, receiver):
+    store = JobStore(settings.data_dir)
+    deliverer = Deliverer(settings, store)
+    release = threading.Event()
+
+    def answer(path: str) -> tuple[int, dict[str, str]]:
+        if path == "/slow":
+            release.wait(60)
+        return 200, {}
+
+    receiver.answer = answer
+    try:
+        slow = stored_job(store, receiver.url.replace("/hook", "/slow"), ["completed"])
+        finish(store, slow)
+        finish(store, stored_job(store, receiver.url, ["completed"]))
+        deliverer.start()
+        wait_for(lambda: deliverer.counts["delivered"] == 1, timeout=60)
+        assert [r["path"] for r in receiver.received()] == ["/hook"]
+        assert [d.job_id for d in store.outbox.pending()] == [slow.id]  # still being answered
+        release.set()
+        wait_for(lambda: deliverer.counts["delivered"] == 2, timeout=60)
+    finally:
+        release.set()
+        deliverer.stop()
+        store.close()
+
+
 def test_the_policy_is_checked_again_at_delivery(tmp_path, receiver):
     submitted = webhook_settings(tmp_path)
     store = JobStore(submitted.data_dir)
@@ -341,7 +368,7 @@ def test_the_policy_is_checked_again_at_delivery(tmp_path, receiver):
     deliverer = Deliverer(submitted.model_copy(update={"webhook_allow_private": False}), store)
     try:
         finish(store, stored_job(store, receiver.url, ["completed"]))
-        assert deliverer.run_once() == 1
+        assert deliverer.run_once(wait_all=True) == 1
         assert deliverer.counts["refused"] == 1
         assert receiver.received() == []
         assert store.outbox.pending() == []

@@ -18,7 +18,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -204,7 +204,8 @@ class Deliverer:
     """Sends the outbox's due deliveries from a background thread, retrying with backoff.
 
     Each job's deliveries go in order (a failing one holds back the later ones of its job);
-    up to `webhook_concurrency` jobs are served at once. Progress deliveries of a job are sent
+    up to `webhook_concurrency` attempts (of different jobs) run at once, each in a pool thread,
+    so a slow receiver holds up only its own job's deliveries. Progress deliveries of a job are sent
     at most once per `webhook_progress_seconds`.
     """
 
@@ -220,6 +221,8 @@ class Deliverer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
+        # job id -> (its delivery being attempted, the attempt): one per job, in order.
+        self._in_flight: dict[str, tuple[Delivery, Future[Outcome]]] = {}
 
     def start(self) -> None:
         """Deliver in a daemon thread until stop()."""
@@ -240,31 +243,60 @@ class Deliverer:
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                sent = self.run_once()
+                self.run_once()
             except Exception:
                 logger.exception("webhooks: delivery pass failed (retrying)")
-                sent = 0
-            if not sent:
+            if self._in_flight:
+                futures = [future for _, future in self._in_flight.values()]
+                wait(futures, timeout=POLL_INTERVAL_S, return_when=FIRST_COMPLETED)
+            else:
                 self._stop.wait(POLL_INTERVAL_S)
+        self.run_once(wait_all=True, start_new=False)
 
-    def run_once(self, now: float | None = None) -> int:
-        """Attempt every due delivery (one per job) once; how many were attempted."""
-        now = time.time() if now is None else now
+    def run_once(
+        self, now: float | None = None, *, wait_all: bool = False, start_new: bool = True
+    ) -> int:
+        """Record the attempts that finished, then start the due deliveries (the oldest of each
+        job without one in flight) in the free slots; how many were started. wait_all: also
+        wait for every attempt under way and record it."""
+        self._record_finished()
+        started = self._start_due(time.time() if now is None else now) if start_new else 0
+        if wait_all:
+            wait([future for _, future in self._in_flight.values()])
+            self._record_finished()
+        return started
+
+    def _start_due(self, now: float) -> int:
+        free = self.settings.webhook_concurrency - len(self._in_flight)
+        if free <= 0:
+            return 0
         interval = self.settings.webhook_progress_seconds
         self._progress_sent = {
             job: at for job, at in self._progress_sent.items() if now - at < interval
         }
         due = [
             delivery
-            for delivery in self.outbox.due(now, limit=self.settings.webhook_concurrency)
-            if delivery.event != "progress" or delivery.job_id not in self._progress_sent
-        ]
+            for delivery in self.outbox.due(now, limit=free + len(self._in_flight))
+            if delivery.job_id not in self._in_flight
+            and (delivery.event != "progress" or delivery.job_id not in self._progress_sent)
+        ][:free]
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.settings.webhook_concurrency, "artgen-webhook")
-        outcomes = list(self._pool.map(self.attempt, due))
-        for delivery, outcome in zip(due, outcomes, strict=True):
-            self._settle(delivery, outcome, time.time())
+        for delivery in due:
+            self._in_flight[delivery.job_id] = (delivery, self._pool.submit(self.attempt, delivery))
         return len(due)
+
+    def _record_finished(self) -> None:
+        for job_id, (delivery, future) in list(self._in_flight.items()):
+            if not future.done():
+                continue
+            del self._in_flight[job_id]
+            try:
+                outcome = future.result()
+            except Exception as exc:  # a bug, not the receiver: retried like a failure
+                logger.exception("webhook %s: attempt failed", delivery.delivery_id)
+                outcome = Outcome(False, f"internal error: {type(exc).__name__}")
+            self._settle(delivery, outcome, time.time())
 
     def attempt(self, delivery: Delivery) -> Outcome:
         """One POST of the delivery, its URL checked again first (DNS may have changed)."""
