@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 import subprocess
 from pathlib import Path
@@ -43,6 +44,20 @@ def clip_with_audio(tmp_path: Path) -> Path:
         "-shortest", str(path),
     )  # fmt: skip
     return path
+
+
+def child_processes() -> list[int]:
+    """Ids of this process's live children (zombies too), from /proc."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # ended meanwhile
+            if int(fields[1]) == os.getpid():
+                children.append(int(entry.name))
+    return children
 
 
 def refused(path: Path, limits: VideoLimits = LIMITS) -> VideoError:
@@ -176,5 +191,17 @@ def test_limits_on_bytes_duration_and_frames(tmp_path, clip_with_audio):
 
 
 def test_decode_timeout_kills_the_decoder(clip_with_audio):
+    before = child_processes()
     error = refused(clip_with_audio, VideoLimits(decode_timeout_s=0.001))
     assert error.code == "video_timeout" and "longer than" in str(error)
+    assert child_processes() == before  # the ffmpeg child was killed and reaped
+
+
+def test_closing_sequential_frames_leaves_no_decoder(clip_with_audio):
+    before = child_processes()
+    frames = SequentialFrames(clip_with_audio, LIMITS)
+    frames.frame(2)
+    assert len(child_processes()) == len(before) + 1
+    frames.close()
+    frames.close()
+    assert child_processes() == before
