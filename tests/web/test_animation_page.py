@@ -6,7 +6,10 @@ import re
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
+
+from artgen.videos import write_mp4
 
 pytestmark = pytest.mark.browser
 
@@ -102,15 +105,36 @@ def test_a_bad_schedule_is_shown_at_its_field(page) -> None:
     assert page.locator("#job-view").is_hidden()
 
 
-def test_restyle_asks_for_a_video_before_sending(page) -> None:
+def test_a_restyle_asks_for_its_video_then_restyles_it(page, server: str, tmp_path: Path) -> None:
+    source = tmp_path / "clip.mp4"
+    ramp = np.linspace(0, 255, 32, dtype=np.uint8)
+    moving = (np.stack([np.roll(ramp, 4 * k)[None, :].repeat(32, 0)] * 3, -1) for k in range(3))
+    write_mp4(moving, source, 6)
     page.goto("/")
+    page.wait_for_selector("#model option[value='tiny']", state="attached")
     page.click("label[for=kind-restyle]")
     assert page.locator("#restyle-fields").is_visible()
     assert page.locator("#init-block").is_hidden()  # a restyle starts from the video's frames
     assert page.locator("#animation-fields").is_hidden()
     page.fill("#prompts", "an oil painting")
+    for name, value in {"width": 32, "height": 32, "iterations": 2}.items():
+        page.fill(f"#{name}", str(value))
+    page.fill("#iterations_per_frame", "2")
+    page.fill("#coherence", "0.4")
+    page.click("#advanced > summary")
+    page.fill("#cutn", "4")
     page.click("#submit")
     error = page.locator("#error-source_video")
     error.wait_for(state="visible")
     assert error.inner_text() == "Choose the video to restyle."
     assert page.locator("#job-view").is_hidden()
+
+    page.set_input_files("#source_video", str(source))
+    page.click("#submit")
+    page.wait_for_selector('#job-status[data-status="succeeded"]', timeout=JOB_TIMEOUT_MS)
+    job_id = page.get_attribute("#job-view", "data-job-id")
+    job = httpx.get(f"{server}/v1/jobs/{job_id}", timeout=10).json()
+    assert (job["kind"], job["frames"], job["params"]["fps"]) == ("restyle", 3, 6)
+    assert job["params"]["coherence"] == 0.4
+    page.locator("#final-video").wait_for(state="visible")
+    assert "3 frames at 6 fps" in page.inner_text("#image-caption")
