@@ -24,6 +24,13 @@ from artgen.cli_common import (
     resolve_device,
     user_errors,
 )
+from artgen.cli_remote import (
+    ApiKeyOption,
+    ServerOption,
+    local_only_options,
+    remote_fields,
+    video_remote,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -190,8 +197,12 @@ def render(
         frames_dir.mkdir(parents=True, exist_ok=True)
     with AnimationProgress(label, animation.iterations, animation.frames) as progress:
         stream = FrameStream(animation, progress, frames_dir)
-        with user_errors():
+        try:
             written = write_mp4(stream, output, fps, audio_from=audio_from)
+        except VideoError:
+            raise  # the source video's: the caller names the file
+        except user_error_types() as error:
+            fail(describe_error(error))
     summary = f"{output} ({written} frames at {fps:g} fps, seed {animation.seed})"
     if stream.interrupted:
         typer.echo(f"interrupted: wrote {summary}; {animation.frames} were asked for", err=True)
@@ -270,26 +281,34 @@ def animate(
     fast: FastOption = None,
     device: DeviceOption = None,
     frames_dir: FramesDirOption = None,
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
 ) -> None:
     """Make a zoom/pan/rotate video: frame 0 is a picture, each next frame the previous one moved
     by the keyframed motion and repainted toward the prompts."""
     check_output(output)
-    run = prepare(model, clip_model, device)
     params = generation_params(prompts, size, iterations, seed, step_size, cutn)
     if not params.prompts.strip():
         fail("give a text prompt (PROMPTS)")
-    motion = build_animation(
-        {
-            "frames": frames,
-            "fps": fps,
-            "iterations_per_frame": iterations_per_frame,
-            "zoom": zoom,
-            "angle": angle,
-            "translation_x": translation_x,
-            "translation_y": translation_y,
-            "prompt_schedule": [parse_prompt_at(item) for item in prompt_at or []] or None,
-        }
-    )
+    motion_values = {
+        "frames": frames,
+        "fps": fps,
+        "iterations_per_frame": iterations_per_frame,
+        "zoom": zoom,
+        "angle": angle,
+        "translation_x": translation_x,
+        "translation_y": translation_y,
+        "prompt_schedule": [parse_prompt_at(item) for item in prompt_at or []] or None,
+    }
+    motion = build_animation(motion_values)
+    if server is not None:
+        local_only = local_only_options(device, fast, frames_dir)
+        fields = remote_fields("animation", params, motion_values, model, clip_model)
+        video_remote(
+            server, api_key, fields, local_only=local_only, output=output, init_image=init_image
+        )
+        return
+    run = prepare(model, clip_model, device)
     animation = new_animation(run, params, motion, fast, init_image=init_image)
     render(animation, "animating", output, motion.fps, frames_dir)
 
@@ -325,6 +344,8 @@ def restyle(
     fast: FastOption = None,
     device: DeviceOption = None,
     frames_dir: FramesDirOption = None,
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
 ) -> None:
     """Repaint every frame of a video toward the prompts; the output keeps the source's fps and
     its audio track."""
@@ -333,6 +354,26 @@ def restyle(
     check_output(output)
     if not source.is_file():
         fail(f"VIDEO {str(source)!r} does not exist")
+    if server is not None:
+        local_only = local_only_options(device, fast, frames_dir)
+        local_only["--frames"] = frames is not None  # the server restyles every frame
+        if size is None:  # the video's size, as a local run takes it
+            try:
+                info = probe(source, build_settings().video_limits())
+            except VideoError as error:
+                fail(f"VIDEO {str(source)!r}: {describe_error(error)}")
+            size = (info.width, info.height)
+        params = generation_params(prompts, size, iterations, seed, step_size, cutn)
+        style_values = {
+            "iterations_per_frame": iterations_per_frame,
+            "coherence": coherence,
+            "prompt_schedule": [parse_prompt_at(item) for item in prompt_at or []] or None,
+        }
+        fields = remote_fields("restyle", params, style_values, model, clip_model)
+        video_remote(
+            server, api_key, fields, local_only=local_only, output=output, source_video=source
+        )
+        return
     run = prepare(model, clip_model, device)
     limits = run.settings.video_limits()  # the service's upload limits (ARTGEN_VIDEO_*)
     try:
@@ -355,7 +396,7 @@ def restyle(
             "prompt_schedule": [parse_prompt_at(item) for item in prompt_at or []] or None,
         }
     )
-    try:
+    try:  # a decoding problem met while restyling is named like one found by probe
         with SequentialFrames(source, limits) as source_frames:
             animation = new_animation(run, params, style, fast, source=source_frames)
             render(animation, "restyling", output, info.fps, frames_dir, audio_from=source)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -28,6 +28,9 @@ from artgen.client import (
     ServerEvent,
 )
 from artgen.jobs.animation_fields import JobKind
+
+if TYPE_CHECKING:
+    from artgen.engine.params import GenerationParams
 
 # Exit codes: the job failed or was canceled (1), Ctrl-C (130, as a shell reports SIGINT).
 EXIT_JOB_FAILED = 1
@@ -217,6 +220,36 @@ def generate_remote(
         if final.status != JobStatus.succeeded:
             raise JobFailed(final)
         save_results(client, final, output, video)
+
+
+def local_only_options(
+    device: str | None, fast: bool | None, frames_dir: Path | None
+) -> dict[str, bool]:
+    """Which of the video commands' options that mean nothing on a server were given."""
+    return {
+        "--device": device is not None,
+        "--fast/--reference": fast is not None,
+        "--frames-dir": frames_dir is not None,
+    }
+
+
+def remote_fields(
+    kind: str,
+    params: GenerationParams,
+    animation_values: dict[str, Any],
+    model: str | None,
+    clip_models: Sequence[str] | None,
+) -> dict[str, Any]:
+    """The JobCreate fields of an animation or restyle: only what was given (the server's
+    defaults for the rest), the animation's fields flat beside the frame parameters."""
+    fields = params.model_dump(mode="json", exclude_unset=True)
+    fields.update((name, value) for name, value in animation_values.items() if value is not None)
+    fields["kind"] = kind
+    if model:
+        fields["model"] = model
+    if clip_models:
+        fields["clip_models"] = list(clip_models)
+    return fields
 
 
 def video_remote(

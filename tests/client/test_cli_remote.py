@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
@@ -15,6 +16,7 @@ from artgen.cli import app
 from artgen.client import Client, JobStatus
 from artgen.client.sync import Client as SyncClient
 from artgen.media import read_parameters
+from artgen.videos import VideoLimits, probe, write_mp4
 from support import small_job, wait_for
 
 pytestmark = pytest.mark.timeout(240)
@@ -198,3 +200,53 @@ def test_jobs_commands(runner, server, client, tmp_path) -> None:
     assert result.exit_code == 0 and f"deleted {job.id}" in result.stdout
     result = runner.invoke(app, ["jobs", "show", job.id, *remote])
     assert result.exit_code == 2 and "404 not_found" in result.stderr
+
+
+VIDEO_QUICK = ["--size", "32", "32", "--cutn", "4", "--iterations", "2"]
+VIDEO_QUICK += ["--iterations-per-frame", "2", "--seed", "3"]
+
+
+def _source_video(path: Path, frames: int, fps: float) -> Path:
+    """A small moving gradient as an MP4."""
+    ramp = np.linspace(0, 255, 32, dtype=np.uint8)
+    images = (np.stack([np.roll(ramp, 4 * k)[None, :].repeat(32, 0)] * 3, axis=-1)
+              for k in range(frames))  # fmt: skip
+    write_mp4(images, path, fps)
+    return path
+
+
+def test_animate_on_the_server_writes_its_mp4(
+    runner, server, client, tmp_path, no_local_models
+) -> None:
+    output = tmp_path / "city.mp4"
+    args = ["animate", "a city at night", "-o", str(output), *VIDEO_QUICK, "--frames", "3"]
+    args += ["--fps", "5", "--zoom", "0:(1.05), 2:(1.0)", "--prompt-at", "2:a stormy sea"]
+    result = runner.invoke(app, [*args, *_remote(server)])
+    assert result.exit_code == 0, result.output
+    job = client.get(_newest_job(client))
+    assert job.kind.value == "animation" and job.params["zoom"] == "0:(1.05), 2:(1.0)"
+    assert f"submitted animation job {job.id}" in result.stderr and "frame" in result.stderr
+    assert f"wrote {output} (3 frames, seed 3)" in result.stdout
+    assert output.read_bytes() == client.video(job.id)
+    info = probe(output, VideoLimits())
+    assert (info.frames, info.fps, info.width, info.height) == (3, 5.0, 32, 32)
+
+    refused = runner.invoke(app, [*args, "--frames-dir", "frames", *_remote(server)])
+    assert refused.exit_code == 2 and "--frames-dir applies to a local run" in refused.stderr
+
+
+def test_restyle_on_the_server_uploads_the_source(
+    runner, server, client, tmp_path, no_local_models
+) -> None:
+    source = _source_video(tmp_path / "in.mp4", frames=3, fps=6)
+    output = tmp_path / "out.mp4"
+    args = ["restyle", str(source), "an oil painting", "-o", str(output), "--cutn", "4"]
+    args += ["--iterations", "2", "--iterations-per-frame", "2", "--coherence", "0.4"]
+    result = runner.invoke(app, [*args, *_remote(server)])
+    assert result.exit_code == 0, result.output
+    job = client.get(_newest_job(client))
+    assert job.kind.value == "restyle" and job.params["coherence"] == 0.4
+    # No --size: the video's own, as a local restyle takes it.
+    assert (job.params["width"], job.params["height"]) == (32, 32)
+    info = probe(output, VideoLimits())
+    assert (info.frames, info.fps, info.width, info.height) == (3, 6.0, 32, 32)
