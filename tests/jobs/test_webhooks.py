@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -29,6 +31,7 @@ from artgen.jobs.webhooks import (
     Deliverer,
     HostPolicy,
     WebhookRefused,
+    post,
     sign,
     verify_signature,
 )
@@ -41,7 +44,7 @@ LOOPBACK = "127.0.0.1"
 class Receiver:
     """A loopback HTTP server that records every POST and answers with `answer(path)`."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.requests: list[dict[str, Any]] = []
         self.answer: Callable[[str], tuple[int, dict[str, str]]] = lambda path: (200, {})
         self._lock = threading.Lock()
@@ -67,6 +70,8 @@ class Receiver:
                 pass
 
         self.server = ThreadingHTTPServer((LOOPBACK, 0), Handler)
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
@@ -206,6 +211,62 @@ def test_the_policy_allows_listed_hosts_and_public_addresses_only():
     assert [str(a) for a in everywhere.check("https://8.8.8.8/hook")] == ["8.8.8.8"]
     private_ok = HostPolicy((LOOPBACK,), allow_private=True)
     assert [str(a) for a in private_ok.check("http://127.0.0.1:9/hook")] == [LOOPBACK]
+
+
+def _self_signed(directory: Path, host: str) -> tuple[Path, Path]:
+    """A certificate for host (its own CA) and its key, as PEM files."""
+    pytest.importorskip("cryptography")  # not a dependency of artgen: skipped without it
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = utcnow()
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now.replace(year=now.year + 1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+def test_https_goes_to_the_checked_address_and_verifies_the_urls_host_name(tmp_path):
+    cert_file, key_file = _self_signed(tmp_path, "hooks.test")
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(cert_file, key_file)
+    receiver = Receiver(tls=server_tls)
+    trust = ssl.create_default_context(cafile=str(cert_file))
+    port = receiver.server.server_address[1]
+    loopback = ipaddress.ip_address(LOOPBACK)
+    try:
+        # hooks.test resolves nowhere: the request reaches the server only through the address.
+        url = f"https://hooks.test:{port}/hook"
+        assert post(url, loopback, {}, b"{}", timeout=10, verify=trust) == 200
+        assert receiver.received()[0]["headers"]["Host"] == f"hooks.test:{port}"
+        # The same address under another name: the certificate does not match, nothing is sent.
+        with pytest.raises(httpx.ConnectError):
+            post(f"https://other.test:{port}/hook", loopback, {}, b"{}", timeout=10, verify=trust)
+        assert len(receiver.received()) == 1
+    finally:
+        receiver.close()
 
 
 def test_webhooks_need_a_secret_when_hosts_are_allowed(tmp_path):

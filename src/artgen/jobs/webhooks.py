@@ -15,6 +15,7 @@ import hmac
 import ipaddress
 import logging
 import socket
+import ssl
 import threading
 import time
 from collections import Counter
@@ -166,16 +167,26 @@ def resolve(host: str, port: int) -> list[Address]:
 # One delivery
 
 
-def post(url: str, address: Address, headers: dict[str, str], body: bytes, timeout: float) -> int:
+def post(
+    url: str,
+    address: Address,
+    headers: dict[str, str],
+    body: bytes,
+    timeout: float,
+    verify: ssl.SSLContext | bool = True,
+) -> int:
     """POST body to url at the checked address (no new lookup: DNS cannot swap it), without
-    following redirects or a proxy; the status code. httpx errors propagate."""
+    following redirects or a proxy; the status code. httpx errors propagate. verify: how TLS
+    certificates are checked (httpx's default CA bundle)."""
     target = httpx.URL(url)
     pinned = target.copy_with(host=str(address))
     # TLS is still checked against the URL's host name (SNI and certificate).
     extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
     headers = {**headers, "Host": target.netloc.decode("ascii")}
     limits = httpx.Timeout(timeout)
-    with httpx.Client(timeout=limits, follow_redirects=False, trust_env=False) as client:
+    with httpx.Client(
+        timeout=limits, follow_redirects=False, trust_env=False, verify=verify
+    ) as client:
         request = client.build_request(
             "POST", pinned, content=body, headers=headers, extensions=extensions
         )
