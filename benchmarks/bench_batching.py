@@ -38,10 +38,10 @@ def run_jobs(
     timeout: float = 600.0,
 ) -> dict[str, Any]:
     """POST `jobs` jobs to a fresh app (worker batching up to `batch_jobs`); time until all done."""
+    from bench_api import post_job, service_settings, wait_jobs, wait_service_ready
     from fastapi.testclient import TestClient
 
     from artgen.api.app import create_app
-    from artgen.bench import post_job, service_settings, wait_jobs, wait_service_ready
 
     settings = service_settings(
         data_dir, model, device, batch_jobs=batch_jobs, queue_limit=max(100, jobs)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import signal
 import sys
 import tempfile
@@ -19,40 +18,22 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from bench_agreement import agreement_line, agreement_summary, check_agreement
+from bench_api import api_end_to_end
+from bench_profile import profile_steps
+from gpu_targets import COMPILED_PATHS, SEED_NOTE, TARGETS, case_errors, print_summary, summary
 
 from artgen.bench import (
     BenchConfig,
-    api_end_to_end,
     build_models,
-    check_agreement,
     device_label,
     device_name,
-    profile_steps,
     render_table,
     run_benchmark,
     use_case_layout,
     write_json,
     write_result,
 )
-
-GIB = 2**30
-SEED_NOTE = "seed loop figures quoted from issue 6 (one H200), not measured in this run"
-COMPILED_PATHS = ("compiled", "cudagraphs")
-
-# Issue 6 targets (same GPU, cutn 64, real shapes, random weights): (target, seed loop's figure).
-TARGETS: dict[str, tuple[str, float | None]] = {
-    "fast ms/it at 64x64": ("<= 3", 76.0),
-    "fast ms/it at 512x512": ("<= 8", 130.0),
-    "compiled ms/it at 64x64": ("<= 3", 76.0),
-    "compiled ms/it at 512x512": ("<= 8", 130.0),
-    "cudagraphs ms/it at 64x64": ("<= 3", 76.0),
-    "cudagraphs ms/it at 512x512": ("<= 8", 130.0),
-    "fast peak GiB at 512x512": ("<= 4", 8.8),
-    "fast peak GiB at 1024x1024": ("<= 16", None),
-    "batched jobs: aggregate it/s / one job": (">= 4", None),
-    "API POST to final image, s": ("<= 2", 27.0),
-    "API batched jobs: aggregate it/s / one at a time": (">= 4", None),
-}
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -186,119 +167,6 @@ def use_layout(models: Any, device: torch.device, path: str) -> None:
     algorithm, so each case sets the layout it wants (artgen bench does the same per case).
     """
     use_case_layout(models, device, fast=path != "reference")
-
-
-def agreement_summary(data: dict | None) -> dict | None:
-    """The agreement check's verdict and figures, without the per-step losses."""
-    if data is None:
-        return None
-    keys = (
-        "ok", "size", "cutn", "iterations", "tolerance", "first_step_relative_difference",
-        "mean_relative_difference", "max_relative_difference", "final_image_psnr_db",
-        "z_gradient_draws", "z_gradient_cosine_threshold", "z_gradient_cosine_mean",
-        "z_gradient_cosine_min", "z_gradient_relative_difference_threshold",
-        "z_gradient_relative_difference_max", "z_gradient_cosine_bf16_mean",
-    )  # fmt: skip
-    # Identical images give an infinite PSNR, which strict JSON readers refuse: write it as text.
-    return {
-        key: "inf" if isinstance(data[key], float) and math.isinf(data[key]) else data[key]
-        for key in keys
-    }
-
-
-def agreement_line(data: dict) -> str:
-    """The agreement check in one line: losses, final image, z gradients, verdict."""
-    bf16 = data["z_gradient_cosine_bf16_mean"]
-    return (
-        f"first-step loss difference {data['first_step_relative_difference']:.4f}, "
-        f"mean {data['mean_relative_difference']:.4f}, final image PSNR "
-        f"{data['final_image_psnr_db']:.1f} dB; z gradient fast fp32 vs reference: cosine "
-        f"{data['z_gradient_cosine_mean']:.4f} (min {data['z_gradient_cosine_min']:.4f}, "
-        f">= {data['z_gradient_cosine_threshold']} needed), relative difference max "
-        f"{data['z_gradient_relative_difference_max']:.3f} "
-        f"(<= {data['z_gradient_relative_difference_threshold']})"
-        + (f", bf16 cosine {bf16:.4f}" if bf16 is not None else "")
-        + f": {'ok' if data['ok'] else 'NOT OK'}"
-    )
-
-
-def case_value(result: Any, path: str, size: int, field: str) -> float | None:
-    """A field of the single-job case (path, size) of a BenchResult, if measured."""
-    if result is None:
-        return None
-    for case in result.cases:
-        if case.path == path and case.size == size and case.jobs == 1 and case.error is None:
-            # A compile that fell back to eager measured the fast path, not the compiled one.
-            if path in COMPILED_PATHS and case.note and "eagerly" in case.note:
-                return None
-            return getattr(case, field)
-    return None
-
-
-def summary(
-    table: Any,
-    memory: Any,
-    api: dict | None,
-    job_size: int,
-    compiled: Any = None,
-    api_batching: dict | None = None,
-) -> dict[str, Any]:
-    """The measured figure for each TARGETS entry (None where not measured)."""
-    peak_512 = case_value(table, "fast", 512, "peak_memory_bytes")
-    peak_1024 = case_value(memory, "fast", 1024, "peak_memory_bytes")
-    single = case_value(table, "fast", job_size, "iterations_per_second")
-    batch = None
-    if table is not None:
-        batch = next(
-            (c.iterations_per_second for c in table.cases if c.path == "batch" and not c.error),
-            None,
-        )
-    return {
-        "fast ms/it at 64x64": case_value(table, "fast", 64, "ms_per_iteration"),
-        "fast ms/it at 512x512": case_value(table, "fast", 512, "ms_per_iteration"),
-        "compiled ms/it at 64x64": case_value(compiled, "compiled", 64, "ms_per_iteration"),
-        "compiled ms/it at 512x512": case_value(compiled, "compiled", 512, "ms_per_iteration"),
-        "cudagraphs ms/it at 64x64": case_value(compiled, "cudagraphs", 64, "ms_per_iteration"),
-        "cudagraphs ms/it at 512x512": case_value(compiled, "cudagraphs", 512, "ms_per_iteration"),
-        "fast peak GiB at 512x512": peak_512 / GIB if peak_512 else None,
-        "fast peak GiB at 1024x1024": peak_1024 / GIB if peak_1024 else None,
-        "batched jobs: aggregate it/s / one job": batch / single if batch and single else None,
-        "API POST to final image, s": api["post_to_image_seconds"] if api else None,
-        "API batched jobs: aggregate it/s / one at a time": (
-            api_batching["speedup"] if api_batching else None
-        ),
-    }
-
-
-def case_errors(*results: Any) -> list[str]:
-    """'path size x jobs: error' for each case of the required parts that could not be measured."""
-    return [
-        f"{case.path} {case.size}px x{case.jobs}: {case.error}"
-        for result in results
-        if result is not None
-        for case in result.cases
-        if case.error is not None
-    ]
-
-
-def print_summary(measured: dict[str, Any], table: Any) -> None:
-    """Targets next to the seed loop's figure, our reference path and the fast path."""
-    reference = {
-        "fast ms/it at 64x64": case_value(table, "reference", 64, "ms_per_iteration"),
-        "fast ms/it at 512x512": case_value(table, "reference", 512, "ms_per_iteration"),
-        "compiled ms/it at 64x64": case_value(table, "reference", 64, "ms_per_iteration"),
-        "compiled ms/it at 512x512": case_value(table, "reference", 512, "ms_per_iteration"),
-        "cudagraphs ms/it at 64x64": case_value(table, "reference", 64, "ms_per_iteration"),
-        "cudagraphs ms/it at 512x512": case_value(table, "reference", 512, "ms_per_iteration"),
-        "fast peak GiB at 512x512": (case_value(table, "reference", 512, "peak_memory_bytes")
-                                     or 0) / GIB or None,
-    }  # fmt: skip
-    print(f"\n{SEED_NOTE}; reference: this run's plain fp32 path")
-    print(f"{'figure':<50} {'target':>7} {'seed':>7} {'reference':>10} {'measured':>9}")
-    for name, value in measured.items():
-        target, seed = TARGETS[name]
-        cells = [f"{x:.2f}" if x is not None else "-" for x in (seed, reference.get(name), value)]
-        print(f"{name:<50} {target:>7} {cells[0]:>7} {cells[1]:>10} {cells[2]:>9}")
 
 
 def main(argv: list[str]) -> int:
