@@ -253,6 +253,7 @@ class Collector:
                 current.frame = progress.get("frame", current.frame)
                 current.frame_iteration = progress.get("frame_iteration")
                 current.frame_iterations = progress.get("frame_iterations")
+                current.start_frame = progress.get("start_frame")
                 if progress.get("seed") is not None:
                     current.seed = int(progress["seed"])
                 events.append(progress_event(current))
@@ -283,6 +284,8 @@ class Collector:
         checkpoint = self.queue.pop(Keys.checkpoint(job.id, job.attempt))
         if not isinstance(checkpoint, dict) or checkpoint.get("attempt") != job.attempt:
             return
+        if checkpoint.get("frame") is not None and not self._has_frames(job, checkpoint["frame"]):
+            return  # the previous checkpoint stays the one to resume from
         try:
             self.store.write_file(job.id, CHECKPOINT, checkpoint["state"])
         except OSError as exc:
@@ -331,6 +334,18 @@ class Collector:
         if final_status == JobStatus.failed and error is None:
             error = JobError(code="internal_error", message=f"unknown result status {status!r}")
         self.finish(job.id, job.attempt, final_status, error, result, files)
+
+    def _has_frames(self, job: Job, frames: int) -> bool:
+        """Whether frames 0..frames-1 are on disk; the frames a newer checkpoint counts were sent
+        before it, so they are collected now (a checkpoint may only count frames on disk)."""
+        current = self.store.get(job.id)
+        if current is None or current.attempt != job.attempt:
+            return False
+        if current.frames_done < frames:
+            current = collect_frames(self.queue, self.store, current)
+        if current.frames_done < frames:
+            logger.warning("job %s: a checkpoint at frame %s before its frames", job.id, frames)
+        return current.frames_done >= frames
 
     def _animation_video(self, job_id: str) -> dict[str, str]:
         """The MP4 of an animation's frames so far (all of them, or a canceled one's partial)."""
@@ -455,7 +470,7 @@ class Collector:
             if current.kind.animated:
                 # It remakes the frames after its checkpoint's (their files are overwritten).
                 current.frames_done = min(current.frames_done, current.checkpoint_frame or 0)
-                current.frame = current.frames_done
+                current.frame, current.start_frame = current.frames_done, None
             return status_events(current)
 
         job = self.store.update(job_id, mutate)

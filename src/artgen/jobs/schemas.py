@@ -225,6 +225,8 @@ class Job(BaseModel):
     frame_iteration: int | None = None
     frame_iterations: int | None = None
     checkpoint_frame: int | None = None
+    # The frame the current attempt started at (above 0 when it resumed).
+    start_frame: int | None = None
     # Restyle: the uploaded source video, and its frame rate (the MP4 keeps it).
     source_video_file: str | None = None
     source_fps: float | None = None

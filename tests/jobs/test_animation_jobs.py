@@ -1,0 +1,103 @@
+"""Animation jobs in the job system: frames reach disk in order, a SIGKILL resumes at the last
+finished frame (not frame 0), animations never join a picture's batch."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from artgen.jobs.frames import collect_frames
+from artgen.jobs.queue import Keys
+from artgen.jobs.schemas import JobCreate, JobKind, JobStatus
+from artgen.jobs.service import JobService
+from artgen.jobs.store import JobStore, frame_file_name
+from artgen.videos import VideoLimits, probe
+from support import image_bytes, wait_for
+
+HERE = Path(__file__).parent
+FRAMES = 16
+
+
+def animation_request(**overrides: object) -> JobCreate:
+    """A 32x32 animation on the tiny models."""
+    fields = {"kind": "animation", "prompt": "a lighthouse", "width": 32, "height": 32}
+    fields.update({"iterations": 2, "iterations_per_frame": 2, "frames": 3, "cutn": 4})
+    fields.update(overrides)
+    return JobCreate.model_validate(fields)
+
+
+def test_the_record_counts_every_frames_iterations(service: JobService) -> None:
+    job, _ = service.submit(animation_request(iterations=5, frames=4, iterations_per_frame=3))
+    assert job.kind == JobKind.animation and job.frames == 4
+    assert job.iterations == 5 + 3 * 3
+    assert job.params["kind"] == "animation" and job.params["zoom"] == "0:(1.0)"
+
+
+def test_frames_are_written_in_order_and_a_gap_waits(service: JobService) -> None:
+    job, _ = service.submit(animation_request(frames=5))
+    png = image_bytes(size=(32, 32))
+    for index in (0, 1, 3):  # frame 2 has not arrived: 3 must wait for it
+        service.queue.put(Keys.frame(job.id, 1, index), {"attempt": 1, "index": index, "png": png})
+    job = collect_frames(service.queue, service.store, service.get(job.id))
+    assert job.frames_done == 2
+    assert service.queue.peek(Keys.frame(job.id, 1, 0)) is None  # collected frames leave
+    assert service.queue.peek(Keys.frame(job.id, 1, 3)) is not None
+    service.queue.put(Keys.frame(job.id, 1, 2), {"attempt": 1, "index": 2, "png": png})
+    job = collect_frames(service.queue, service.store, service.get(job.id))
+    assert job.frames_done == 4 and job.preview_file is not None
+    for index in range(4):
+        assert service.store.file_path(job.id, frame_file_name(index)).read_bytes() == png
+    frames = [e.data["frame"] for e in service.events(job.id) if e.type == "frame"]
+    assert frames == [0, 1, 2, 3]
+
+
+def test_a_stale_attempts_frames_are_ignored(service: JobService) -> None:
+    job, _ = service.submit(animation_request())
+    png = image_bytes(size=(32, 32))
+    service.queue.put(Keys.frame(job.id, 1, 0), {"attempt": 2, "index": 0, "png": png})
+    assert collect_frames(service.queue, service.store, service.get(job.id)).frames_done == 0
+
+
+def test_sigkill_mid_animation_resumes_at_the_last_finished_frame(
+    tmp_path: Path, models_home: Path
+) -> None:
+    data_dir = tmp_path / "data"
+    command = [sys.executable, str(HERE / "serve_animation.py"), str(data_dir), str(models_home)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
+    first = subprocess.Popen(
+        [*command, "--submit", str(FRAMES)], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        job_id = first.stdout.readline().strip()
+        store = JobStore(data_dir)
+        wait_for(lambda: (store.get(job_id).checkpoint_frame or 0) >= 2, 120)
+        first.send_signal(signal.SIGKILL)
+        first.wait(30)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    killed = store.get(job_id)
+    assert killed.status == JobStatus.running and killed.frames_done < FRAMES
+    checkpoint_frame = killed.checkpoint_frame
+    assert killed.frames_done >= checkpoint_frame >= 2
+
+    second = subprocess.run(command, env=env, timeout=300, capture_output=True, text=True)
+    assert second.returncode == 0, second.stderr[-3000:]
+
+    resumed = store.get(job_id)
+    assert resumed.status == JobStatus.succeeded and resumed.attempt == 2
+    # The second attempt started at the checkpoint's frame (or the one after, when a newer
+    # checkpoint reached the queue just before the kill), not at frame 0.
+    assert resumed.start_frame is not None and resumed.start_frame >= checkpoint_frame
+    events = store.events(job_id)
+    requeue = [e.id for e in events if e.type == "status" and e.data["status"] == "queued"][1]
+    after = [e.data["frame"] for e in events if e.type == "progress" and e.id > requeue]
+    assert min(frame for frame in after if frame is not None) >= checkpoint_frame
+    assert resumed.frames_done == FRAMES
+    info = probe(store.file_path(job_id, resumed.video_file), VideoLimits())
+    assert info.frames == FRAMES and round(info.fps) == 8
+    assert store.active() == []
+    assert store.recover() == []
