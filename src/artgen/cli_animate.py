@@ -22,6 +22,7 @@ from artgen.cli_common import (
     fail,
     read_image,
     resolve_device,
+    user_error_types,
     user_errors,
 )
 from artgen.cli_remote import (
@@ -190,7 +191,7 @@ def render(
     audio_from: Path | None = None,
 ) -> None:
     """Make every frame, stream them to `output` and say what was written."""
-    from artgen.videos import write_mp4
+    from artgen.videos import VideoError, write_mp4
 
     output.parent.mkdir(parents=True, exist_ok=True)
     if frames_dir is not None:
