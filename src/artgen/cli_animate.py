@@ -14,6 +14,25 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from artgen.cli_animate_options import (
+    AngleOption,
+    ClipOption,
+    CutnOption,
+    DeviceOption,
+    FastOption,
+    FramesDirOption,
+    IterationsOption,
+    ModelOption,
+    OutputOption,
+    PerFrameOption,
+    PromptAtOption,
+    SeedOption,
+    SizeOption,
+    StepSizeOption,
+    TranslationXOption,
+    TranslationYOption,
+    ZoomOption,
+)
 from artgen.cli_common import (
     AnimationProgress,
     build_params,
@@ -44,57 +63,6 @@ if TYPE_CHECKING:
 
 # AnimationParams fields whose CLI spelling is not --field-name.
 ANIMATION_OPTIONS = {"prompt_schedule": "--prompt-at"}
-
-# Options shared by both commands.
-OutputOption = Annotated[Path, typer.Option("--output", "-o", help="MP4 file to write.")]
-SizeOption = Annotated[
-    tuple[int, int] | None, typer.Option(metavar="W H", help="Width and height in pixels.")
-]
-IterationsOption = Annotated[
-    int | None, typer.Option(help="Optimisation steps of frame 0 (default 100).")
-]
-PerFrameOption = Annotated[
-    int | None, typer.Option(help="Optimisation steps of every later frame (default 10).")
-]
-SeedOption = Annotated[int | None, typer.Option(help="Random seed; random when left out.")]
-PromptAtOption = Annotated[
-    list[str] | None,
-    typer.Option(
-        metavar="FRAME:PROMPTS",
-        help='From frame FRAME on, the prompts become PROMPTS, e.g. "40:a stormy sea" '
-        "(repeatable).",
-    ),
-]
-ModelOption = Annotated[str | None, typer.Option(help="VQGAN model name (see `models list`).")]
-ClipOption = Annotated[
-    list[str] | None,
-    typer.Option(metavar="NAME", help="CLIP model name (repeatable; losses are summed)."),
-]
-StepSizeOption = Annotated[float | None, typer.Option(help="Learning rate (default 0.1).")]
-CutnOption = Annotated[int | None, typer.Option(help="Cutouts per iteration (default 64).")]
-FastOption = Annotated[
-    bool | None,
-    typer.Option(
-        "--fast/--reference", help="Engine path (default fast on CUDA, reference on CPU)."
-    ),
-]
-DeviceOption = Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N (default auto).")]
-FramesDirOption = Annotated[
-    Path | None, typer.Option(help="Also write every frame as DIR/frame-00000.png.")
-]
-
-
-def _schedule(what: str) -> Any:
-    """A keyframe schedule option: Deforum's syntax, shown in the help."""
-    return typer.Option(help=f'{what}, keyframed: "0:(1.02), 60:(1.0)" (linear in between).')
-
-
-ZoomOption = Annotated[str | None, _schedule("Zoom per frame (above 1 zooms in; default 1)")]
-AngleOption = Annotated[
-    str | None, _schedule("Rotation per frame in degrees, counter-clockwise (default 0)")
-]
-TranslationXOption = Annotated[str | None, _schedule("Shift right per frame in pixels (default 0)")]
-TranslationYOption = Annotated[str | None, _schedule("Shift down per frame in pixels (default 0)")]
 
 
 @dataclass(frozen=True)
