@@ -15,7 +15,9 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+from artgen.api import server
 from artgen.cli import app
+from artgen.jobs import hosting
 from artgen.models.catalog import tiny_vqgan
 
 TINY = ["--model", "tiny", "--size", "32", "32", "--cutn", "4", "--device", "cpu"]
@@ -320,7 +322,6 @@ def test_bench_rejects_bad_options(runner: CliRunner) -> None:
 def test_serve_flags_override_environment(
     runner: CliRunner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    server = pytest.importorskip("artgen.api.server")
     seen = []
     monkeypatch.setattr(server, "serve", seen.append)
     monkeypatch.setenv("ARTGEN_PORT", "9000")
@@ -340,9 +341,8 @@ def test_serve_flags_override_environment(
 def test_worker_builds_settings_and_passes_the_exit_code(
     runner: CliRunner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    worker = pytest.importorskip("artgen.jobs.hosting")
     seen = []
-    monkeypatch.setattr(worker, "run_worker", lambda settings: seen.append(settings) or 3)
+    monkeypatch.setattr(hosting, "run_worker", lambda settings: seen.append(settings) or 3)
     args = ["worker", "--queue", "redis://gpu-queue:6379/1", "--device", "cpu", "--model", "tiny"]
     args += ["--batch-jobs", "4"]
     result = runner.invoke(app, args)

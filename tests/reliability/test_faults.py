@@ -282,13 +282,13 @@ def test_a_failing_generation_fails_alone_and_the_next_job_succeeds(
     _fault_by_prompt(monkeypatch, faults)
     client = app_factory(worker=True, job_timeout_seconds=HANG_TIMEOUT_S)
     _ready(client)
-    started = time.monotonic()
     failed = _run(client, prompts=f"{word} a castle", iterations=30)
     assert failed["status"] == "failed", failed
     assert failed["error"]["code"] == code, failed
     assert failed["error"]["message"] and "secret internal detail" not in json.dumps(failed)
     if word == "hang":
-        assert time.monotonic() - started < 15
+        # Stopped at an iteration boundary once past its timeout, long before its 30 slow steps.
+        assert 0 < failed["iteration"] < 30, failed
     # The worker recovered: the next job on the same server succeeds.
     follower = _run(client, prompts="a calm lake")
     assert follower["status"] == "succeeded", follower
