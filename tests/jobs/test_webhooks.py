@@ -157,6 +157,13 @@ def finish(store: JobStore, job: Job) -> None:
     store.update(job.id, mutate)
 
 
+def sent(receiver: Receiver) -> list[tuple[str, str]]:
+    """(job id, event) of every request the receiver got, in order."""
+    return [
+        (json.loads(r["body"])["id"], r["headers"]["Artgen-Event"]) for r in receiver.received()
+    ]
+
+
 # Signing
 
 
@@ -418,6 +425,37 @@ def test_a_slow_receiver_holds_up_only_its_own_jobs_deliveries(settings, receive
         wait_for(lambda: deliverer.counts["delivered"] == 2, timeout=60)
     finally:
         release.set()
+        deliverer.stop()
+        store.close()
+
+
+def test_progress_is_sent_at_most_once_per_interval_without_holding_up_other_jobs(
+    tmp_path, receiver
+):
+    settings = webhook_settings(tmp_path, webhook_progress_seconds=3600, webhook_concurrency=1)
+    store = JobStore(settings.data_dir)
+    deliverer = Deliverer(settings, store)
+
+    def progress(current: Job) -> list:
+        current.status, current.iteration = JobStatus.running, current.iteration + 1
+        return [("progress", {"iteration": current.iteration})]
+
+    try:
+        busy = stored_job(store, receiver.url, ["progress", "completed"])
+        store.update(busy.id, progress)
+        assert deliverer.run_once(wait_all=True) == 1
+        store.update(busy.id, progress)  # within the interval: waits, and holds up no other job
+        done = stored_job(store, receiver.url, ["completed"])
+        finish(store, done)
+        assert deliverer.run_once(wait_all=True) == 1
+        assert deliverer.run_once(wait_all=True) == 0
+        assert sent(receiver) == [(busy.id, "progress"), (done.id, "completed")]
+        # The completion replaces the progress still waiting and goes at once.
+        finish(store, busy)
+        assert deliverer.run_once(wait_all=True) == 1
+        assert sent(receiver)[2:] == [(busy.id, "completed")]
+        assert store.outbox.pending() == []
+    finally:
         deliverer.stop()
         store.close()
 

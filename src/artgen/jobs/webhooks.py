@@ -285,9 +285,11 @@ class Deliverer:
         self._progress_sent = {
             job: at for job, at in self._progress_sent.items() if now - at < interval
         }
+        # Enough rows that the heads of jobs in flight or throttled cannot crowd out the others.
+        limit = free + len(self._in_flight) + len(self._progress_sent)
         due = [
             delivery
-            for delivery in self.outbox.due(now, limit=free + len(self._in_flight))
+            for delivery in self.outbox.due(now, limit=limit)
             if delivery.job_id not in self._in_flight
             and (delivery.event != "progress" or delivery.job_id not in self._progress_sent)
         ][:free]
