@@ -183,6 +183,15 @@ def test_a_signature_verifies_and_a_tampered_body_an_old_one_or_another_secret_d
         assert not verify_signature(SECRET, broken, body)
 
 
+def test_a_receiver_can_verify_without_torch():
+    code = (
+        "import sys; sys.modules['torch'] = None\n"  # `import torch` now raises ImportError
+        "from artgen.jobs.webhooks import sign, verify_signature\n"
+        "assert verify_signature('s', sign('s', 1000, b'{}'), b'{}', now=1000)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
 # The host policy
 
 
