@@ -35,9 +35,9 @@ from reltools import (
 import artgen.engine.generate as engine_generate
 from artgen.jobs import store as job_store
 
-CRASHES = 6
+CRASHES = 4
 CRASH_SEED = 20261127
-CRASH_JOBS = 4
+CRASH_JOBS = 3
 # Long enough for a normal tiny job on a busy 2-core machine, short enough for a test.
 HANG_TIMEOUT_S = 5.0
 FILE_FIELDS = ("init_image_file", "preview_file", "image_file", "video_file", "checkpoint_file")
@@ -70,7 +70,7 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path: Path) -> None:
     try:
         server.start()
         for _ in range(CRASH_JOBS):
-            body = small_job(iterations=40, cutn=4, preview_every=3)
+            body = small_job(iterations=30, cutn=4, preview_every=3)
             accepted.append(load.submit(server.base_url, body)["id"])
         for crash in range(CRASHES):
             stop = threading.Event()
@@ -287,8 +287,7 @@ def test_a_failing_generation_fails_alone_and_the_next_job_succeeds(
     assert failed["error"]["code"] == code, failed
     assert failed["error"]["message"] and "secret internal detail" not in json.dumps(failed)
     if word == "hang":
-        # Stopped at an iteration boundary once past its timeout, long before its 30 slow steps.
-        assert 0 < failed["iteration"] < 30, failed
+        assert 0 < failed["iteration"] < 30, failed  # stopped past its timeout, before step 30
     # The worker recovered: the next job on the same server succeeds.
     follower = _run(client, prompts="a calm lake")
     assert follower["status"] == "succeeded", follower

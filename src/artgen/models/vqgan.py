@@ -233,9 +233,8 @@ class Decoder(nn.Module):
         self.conv_out = nn.Conv2d(channels, config.out_ch, 3, padding=1)
 
     def forward(self, z: Tensor, checkpoint: bool = False) -> Tensor:
-        """Decode; with `checkpoint`, each block's activations are recomputed in backward instead
-        of kept (less memory for large images, one more forward pass per block)."""
-        block = _recomputed if checkpoint else _called
+        """Decode; `checkpoint`: each block's activations are recomputed in backward, not kept."""
+        block = _recomputed if checkpoint else nn.Module.__call__
         h = self.conv_in(z)  # (B, C_top, h, w)
         h = block(self.mid.block_2, block(self.mid.attn_1, block(self.mid.block_1, h)))
         for stage in reversed(self.up):
@@ -246,10 +245,6 @@ class Decoder(nn.Module):
             if hasattr(stage, "upsample"):
                 h = block(stage.upsample, h)
         return self.conv_out(swish(self.norm_out(h)))  # (B, out_ch, h*f, w*f)
-
-
-def _called(module: nn.Module, h: Tensor) -> Tensor:
-    return module(h)
 
 
 def _recomputed(module: nn.Module, h: Tensor) -> Tensor:
@@ -273,11 +268,8 @@ def nearest_codes(z: Tensor, codebook: Tensor) -> Tensor:
 
 
 def snap_to_codebook(z: Tensor, codebook: Tensor) -> Tensor:
-    """Nearest codebook vectors for z (B, D, h, w), with a straight-through gradient to z.
-
-    The one quantizer of the project (the engine's too): the value is exactly the codebook
-    vectors, the gradient reaches z unchanged, as if snapping were the identity.
-    """
+    """Nearest codebook vectors for z (B, D, h, w), exactly, with a straight-through gradient to z
+    (as if snapping were the identity): the one quantizer of the project, the engine's too."""
     indices = nearest_codes(z, codebook)  # (B, h, w)
     z_q = F.embedding(indices, codebook).permute(0, 3, 1, 2).to(z.dtype)  # (B, D, h, w)
     # z - z.detach() is exactly 0 and carries z's gradient: the sum is z_q to the last bit.
