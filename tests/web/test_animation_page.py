@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from fakes import fake_job, serve_fake_jobs
 
 from artgen.videos import write_mp4
 
@@ -138,3 +139,26 @@ def test_a_restyle_asks_for_its_video_then_restyles_it(page, server: str, tmp_pa
     assert job["params"]["coherence"] == 0.4
     page.locator("#final-video").wait_for(state="visible")
     assert "3 frames at 6 fps" in page.inner_text("#image-caption")
+
+
+def test_a_canceled_animation_plays_the_frames_made_so_far(page) -> None:
+    """A canceled animation (a record served to the page: no worker needed) shows its partial
+    video and says how many frames it holds."""
+    job_id = "00000000-0000-4000-8000-000000000015"
+    base = f"/v1/jobs/{job_id}"
+    job = fake_job("canceled", id=job_id, prompts="a slow zoom", kind="animation", frames=5)
+    job["params"].update(frames=5, iterations_per_frame=4, fps=12)
+    job.update(frame=2, frames_done=2, iteration=14, iterations=26)
+    job["urls"].update(preview=f"{base}/preview", video=f"{base}/video", frames=f"{base}/frames")
+    serve_fake_jobs(page, [job])
+    page.goto("/")
+    page.locator(f'#gallery-list li[data-job-id="{job_id}"] .card-open').click()
+    page.wait_for_selector('#job-status[data-status="canceled"]')
+    note = page.inner_text("#job-note")
+    assert note == "Canceled after 2 of 5 frames: the video holds the frames made so far."
+    video = page.locator("#final-video")
+    assert video.is_visible() and video.get_attribute("src") == f"{base}/video"
+    assert video.get_attribute("poster") == f"{base}/preview"  # no last frame image: the preview
+    assert page.get_attribute("#download-video", "href") == f"{base}/video"
+    assert page.locator("#download-png").is_hidden()
+    assert page.inner_text("#progress-text").startswith("Frame 3 of 5 · iteration 0 / 4")
