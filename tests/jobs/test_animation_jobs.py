@@ -7,13 +7,18 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
+from artgen.config import Settings
 from artgen.jobs.frames import collect_frames
-from artgen.jobs.queue import Keys
+from artgen.jobs.queue import Keys, QueuedTask
 from artgen.jobs.schemas import JobCreate, JobKind, JobStatus
 from artgen.jobs.service import JobService
 from artgen.jobs.store import JobStore, frame_file_name
+from artgen.jobs.worker import Worker
 from artgen.videos import VideoLimits, probe
 from support import image_bytes, wait_for
 
@@ -101,3 +106,23 @@ def test_sigkill_mid_animation_resumes_at_the_last_finished_frame(
     assert info.frames == FRAMES and round(info.fps) == 8
     assert store.active() == []
     assert store.recover() == []
+
+
+def test_animations_never_join_a_batch(
+    settings: Settings, service: JobService, models_loader: Callable[..., Any]
+) -> None:
+    worker = Worker(settings.model_copy(update={"batch_jobs": 4}), service.queue, models_loader)
+    picture = JobCreate.model_validate({"prompt": "x", "width": 32, "height": 32})
+    animated = animation_request()
+
+    def running(request: JobCreate) -> SimpleNamespace:
+        models = models_loader("tiny", ["tiny"], worker.device)
+        generation = SimpleNamespace(models=models, width=32, height=32)
+        return SimpleNamespace(request=request, generation=generation, pixels=32 * 32)
+
+    def task(request: JobCreate) -> QueuedTask:
+        return QueuedTask("t", "j", 1, {"params": request.stored_params()})
+
+    assert worker._fits(task(picture), [running(picture)])  # same size pictures do batch
+    assert not worker._fits(task(animated), [running(picture)])
+    assert not worker._fits(task(picture), [running(animated)])

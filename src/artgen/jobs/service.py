@@ -478,6 +478,8 @@ class JobService:
             try:
                 self.queue.set_control(removed.id, removed.attempt, cancel=True, deleted=True)
                 self.queue.clear_job(removed.id, removed.attempt, keep_control=True)
+                if removed.kind.animated:
+                    self.queue.clear_frames(removed.id, removed.attempt, removed.frames_done)
             except Exception:
                 logger.warning("job %s: worker not told yet (queue unreachable)", removed.id)
         return True
