@@ -357,19 +357,18 @@ def render_table(result: BenchResult) -> Any:
     errors = []
     for case in result.cases:
         cells = [case.path, str(case.size), str(case.cutn), str(case.jobs)]
-        if case.error is not None:
+        ms, per_second = case.ms_per_iteration, case.iterations_per_second
+        if case.error is not None or ms is None or per_second is None:
             errors.append(f"{case.path} {case.size}px x{case.jobs}: {case.error}")
             table.add_row(*cells, f"error {len(errors)}", "-", "-", "")
             continue
         ratio = None
         if case.path != "reference" and case.jobs == 1 and case.size in reference_ms:
-            ratio = reference_ms[case.size] / case.ms_per_iteration
+            ratio = reference_ms[case.size] / ms
         table.add_row(
             *cells,
-            f"{case.ms_per_iteration:.2f}"
-            if case.ms_per_iteration < 10
-            else f"{case.ms_per_iteration:.1f}",
-            f"{case.iterations_per_second:.2f}",
+            f"{ms:.2f}" if ms < 10 else f"{ms:.1f}",
+            f"{per_second:.2f}",
             format_bytes(case.peak_memory_bytes),
             f"{ratio:.2f}x" if ratio is not None else "",
         )
