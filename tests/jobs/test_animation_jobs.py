@@ -12,6 +12,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from jobtools import BOTH_QUEUES
+
 from artgen.config import Settings
 from artgen.jobs.frames import collect_frames
 from artgen.jobs.queue import Keys, QueuedTask
@@ -41,6 +43,7 @@ def test_the_record_counts_every_frames_iterations(service: JobService) -> None:
     assert job.params["kind"] == "animation" and job.params["zoom"] == "0:(1.0)"
 
 
+@BOTH_QUEUES
 def test_frames_are_written_in_order_and_a_gap_waits(service: JobService) -> None:
     job, _ = service.submit(animation_request(frames=5))
     png = image_bytes(size=(32, 32))
@@ -59,6 +62,7 @@ def test_frames_are_written_in_order_and_a_gap_waits(service: JobService) -> Non
     assert frames == [0, 1, 2, 3]
 
 
+@BOTH_QUEUES
 def test_a_stale_attempts_frames_are_ignored(service: JobService) -> None:
     job, _ = service.submit(animation_request())
     png = image_bytes(size=(32, 32))
@@ -126,3 +130,24 @@ def test_animations_never_join_a_batch(
     assert worker._fits(task(picture), [running(picture)])  # same size pictures do batch
     assert not worker._fits(task(animated), [running(picture)])
     assert not worker._fits(task(picture), [running(animated)])
+
+
+@BOTH_QUEUES
+def test_a_checkpoint_waits_for_the_frames_it_counts(settings: Settings) -> None:
+    service = JobService.from_settings(settings)  # its collector driven by hand
+    try:
+        job, _ = service.submit(animation_request(frames=5))
+        png = image_bytes(size=(32, 32))
+        checkpoint = {"attempt": 1, "iteration": 4, "frame": 2, "state": b"state"}
+        service.queue.put(Keys.checkpoint(job.id, 1), checkpoint)
+        service.collector.poll()
+        assert service.get(job.id).checkpoint_file is None  # frames 0 and 1 never arrived
+        for index in (0, 1):
+            frame = {"attempt": 1, "index": index, "png": png}
+            service.queue.put(Keys.frame(job.id, 1, index), frame)
+        service.queue.put(Keys.checkpoint(job.id, 1), checkpoint)
+        service.collector.poll()
+        job = service.get(job.id)
+        assert job.frames_done == 2 and job.checkpoint_frame == 2 and job.checkpoint_file
+    finally:
+        service.close()
