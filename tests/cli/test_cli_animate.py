@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
+import imageio_ffmpeg
 import numpy as np
 import pytest
 from PIL import Image
@@ -12,7 +14,7 @@ from typer.testing import CliRunner
 from artgen.cli import app
 from artgen.engine.animation import Animation
 from artgen.engine.generate import StepResult
-from artgen.videos import VideoLimits, probe, write_mp4
+from artgen.videos import VideoLimits, probe
 
 # 32x32, 2 iterations of frame 0 and of every later frame: a few seconds per command.
 TINY = ["--model", "tiny", "--size", "32", "32", "--cutn", "4", "--device", "cpu"]
@@ -57,18 +59,22 @@ def test_a_bad_schedule_names_the_option_and_the_position(
     assert not_mp4.exit_code == 2 and "must end in .mp4" in not_mp4.output
 
 
-def source_video(path: Path, frames: int, fps: float) -> Path:
-    """A small moving gradient as an MP4."""
-    ramp = np.linspace(0, 255, 32, dtype=np.uint8)
-    images = (
-        np.stack([np.roll(ramp, 4 * k)[None, :].repeat(32, 0)] * 3, axis=-1) for k in range(frames)
-    )
-    write_mp4(images, path, fps)
+def source_video(path: Path, frames: int, fps: int) -> Path:
+    """A small test-pattern MP4 with a sine-wave audio track, made with imageio-ffmpeg's ffmpeg."""
+    seconds = frames / fps
+    subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i",
+         f"testsrc=size=32x32:rate={fps}", "-f", "lavfi", "-i", f"sine=duration={seconds}",
+         "-frames:v", str(frames), "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac",
+         str(path)],
+        check=True,
+    )  # fmt: skip
     return path
 
 
-def test_restyle_keeps_the_source_frame_count_and_fps(runner: CliRunner, tmp_path: Path) -> None:
+def test_restyle_keeps_the_frame_count_fps_and_audio(runner: CliRunner, tmp_path: Path) -> None:
     source = source_video(tmp_path / "in.mp4", frames=3, fps=6)
+    assert probe(source, VideoLimits()).has_audio
     output = tmp_path / "out.mp4"
     args = ["restyle", str(source), "an oil painting", "-o", str(output), *QUICK]
     result = runner.invoke(app, [*args, "--coherence", "0.4"])
@@ -76,6 +82,7 @@ def test_restyle_keeps_the_source_frame_count_and_fps(runner: CliRunner, tmp_pat
 
     info = probe(output, VideoLimits())
     assert (info.frames, info.fps, info.width, info.height) == (3, 6.0, 32, 32)
+    assert info.has_audio
 
 
 def test_restyle_refuses_a_file_that_is_not_a_video(runner: CliRunner, tmp_path: Path) -> None:
