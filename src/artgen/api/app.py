@@ -273,8 +273,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     install_error_handlers(app)
     app.state.metrics = install_metrics(app)
-    routers = (jobs.router, frames.router, events.router, legacy.router, models.router)
-    routers += (prompts.router,)
+    routers = [jobs.router, frames.router, events.router, legacy.router, models.router]
+    routers.append(prompts.router)
     for router in (*routers, health.router):
         app.include_router(router)
     app.openapi = lambda: _custom_openapi(app)  # type: ignore[method-assign]

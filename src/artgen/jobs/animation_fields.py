@@ -38,7 +38,7 @@ REFUSED_FIELDS = {
     "restyle": ("frames", "fps", *KEYFRAME_FIELDS),
 }
 
-ANIMATION_EXAMPLE = {
+ANIMATION_EXAMPLE: dict[str, Any] = {
     "kind": "animation",
     "prompt": "a city at night",
     "width": 64,
@@ -53,7 +53,7 @@ ANIMATION_EXAMPLE = {
     "prompt_schedule": [{"frame": 12, "prompt": "a stormy sea"}],
 }
 # Sent as the multipart `params` field next to the `source_video` file.
-RESTYLE_EXAMPLE = {
+RESTYLE_EXAMPLE: dict[str, Any] = {
     "kind": "restyle",
     "prompt": "an oil painting",
     "width": 64,

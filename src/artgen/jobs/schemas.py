@@ -40,13 +40,15 @@ _PROMPT_SCHEMA = {
     "image or noise prompts. `prompts` is accepted as an alias.",
     "examples": ["a castle in the clouds:1 | fog:-0.5", ["a castle in the clouds", "fog:-0.5"]],
 }
-JOB_CREATE_EXAMPLE = {
+JOB_CREATE_EXAMPLE: dict[str, Any] = {
     "prompt": "a castle in the clouds:1 | fog:-0.5",
     "width": 128,
     "height": 128,
     "iterations": 50,
     "seed": 7,
 }
+
+
 class _BothPromptNames:
     """Stands in for `prompt` when a request gave both names, so the field's error names it."""
 
@@ -160,7 +162,6 @@ class JobCreate(GenerationParams, AnimationFields, WebhookFields):
             params["kind"] = self.kind.value
             params.update(self.animation_params().model_dump(mode="json"))
         return params
-
 
 
 class JobError(BaseModel):
