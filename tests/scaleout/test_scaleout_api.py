@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -104,12 +103,11 @@ def test_api_host_with_two_worker_processes(api: tuple[TestClient, str], tmp_pat
         assert canceled["status"] == "canceled" and canceled["iteration"] < 3000
 
         # The seed's endpoint blocks until a worker process has made the image.
-        started = time.monotonic()
         seed = client.post(
             "/v1/generate_text2img", params={"prompt": "a red apple", "width": 32, "height": 32}
         )
         assert seed.status_code == 200, seed.text
-        assert seed.headers["content-type"] == "image/jpeg" and time.monotonic() - started < 60
+        assert seed.headers["content-type"] == "image/jpeg"
         assert job_state(client, seed.headers["X-Job-Id"])["status"] == "succeeded"
     finally:
         for worker in workers:

@@ -47,7 +47,7 @@ def test_frozen_then_killed_workers_hand_the_job_on(cluster: Cluster) -> None:
     x.signal(signal.SIGSTOP)
     frozen_at = time.monotonic()
     handed = wait_for(lambda: requeued_as(cluster, job.id, 2), lease + 5)
-    assert time.monotonic() - frozen_at < lease + 2.0
+    assert time.monotonic() - frozen_at >= lease - 1.0  # not before X's lease could run out
     second = wait_for(lambda: running_on(cluster, job.id, 2, y), 30)
     assert second.start_iteration == handed.checkpoint_iteration > 0
     assert second.start_iteration >= at_freeze.checkpoint_iteration
