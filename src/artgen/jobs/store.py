@@ -449,6 +449,8 @@ class JobStore:
             job.checkpoint_file, job.checkpoint_iteration = None, None
         if not present(job.video_file):
             job.video_file = None
+        if not present(job.source_video_file):
+            job.source_video_file = None  # a restyle without its source fails when it runs
         if not present(job.image_file):
             job.image_file = None
             if job.status == JobStatus.succeeded:
