@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from artgen.engine.cutouts import CutoutParams
+from artgen.engine.cutout_params import CutoutParams
 from artgen.engine.ops import replace_grad
 
 

@@ -91,7 +91,7 @@ def test_resample_keeps_constant_and_lanczos_sums_to_one():
 
 
 def test_perspective_maps_send_moved_corners_back_to_the_corners():
-    from artgen.engine.cutouts import _corners, _perspective_maps
+    from artgen.engine.cutout_params import _corners, _perspective_maps
 
     corners = _corners(torch.device("cpu"))
     moves = torch.rand(6, 4, 2, generator=torch.Generator().manual_seed(0)) * 0.2
@@ -108,7 +108,7 @@ def test_augmentations_are_drawn_from_the_seeds_distributions():
     # up to 30 degrees about the centre, translation up to 0.1 of the side and perspective corners
     # moved inward by up to 0.2 of the half side (pixels of the S-pixel cutout), hue +-0.01 turn,
     # saturation 1 +- 0.01, noise scale up to 0.1.
-    from artgen.engine.cutouts import _corners
+    from artgen.engine.cutout_params import _corners
 
     n, side = 4000, 32
     params = ReferenceCutouts(side, n).sample((64, 64), torch.Generator().manual_seed(0))

@@ -17,13 +17,9 @@ from PIL import Image
 from seed_notebook import SeedMakeCutouts, SeedPrompt
 from torch import Tensor
 
-from artgen.engine import cutouts as cutouts_module
-from artgen.engine.cutouts import (
-    CutoutParams,
-    FastCutouts,
-    ReferenceCutouts,
-    sample_cutout_params,
-)
+from artgen.engine import cutout_params as cutout_params_module
+from artgen.engine.cutout_params import CutoutParams, sample_cutout_params
+from artgen.engine.cutouts import FastCutouts, ReferenceCutouts
 from artgen.engine.generate import Generation
 from artgen.engine.images import fit_area
 from artgen.engine.options import EngineOptions
@@ -121,7 +117,7 @@ def test_reference_objective_is_the_seeds(tiny_models, p):
 def every_augmentation(monkeypatch) -> None:
     """Our sampler with every augmentation on every cutout."""
     for name in ("FLIP_P", "SHARPNESS_P", "AFFINE_P", "PERSPECTIVE_P", "JITTER_P"):
-        monkeypatch.setattr(cutouts_module, name, 1.0)
+        monkeypatch.setattr(cutout_params_module, name, 1.0)
 
 
 @pytest.mark.parametrize("forced", [False, True], ids=["seed-probabilities", "every-augmentation"])

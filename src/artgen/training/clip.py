@@ -115,7 +115,7 @@ def augment(images: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]
     """The engine's cutout augmentations drawn from its own distributions, one per picture:
     flips, rotation/shift (edges repeated), perspective (black wedges) and noise, batched.
     Returns the pictures (B, 3, S, S) and which were flipped (B,)."""
-    from artgen.engine.cutouts import sample_cutout_params
+    from artgen.engine.cutout_params import sample_cutout_params
 
     count, _, size, _ = images.shape
     params = sample_cutout_params((size, size), count, size, 1.0, True, generator)
