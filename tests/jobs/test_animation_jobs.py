@@ -18,7 +18,7 @@ from artgen.config import Settings
 from artgen.jobs.frames import collect_frames
 from artgen.jobs.queue import Keys, QueuedTask
 from artgen.jobs.schemas import JobCreate, JobKind, JobStatus
-from artgen.jobs.service import JobService
+from artgen.jobs.service import JobService, SourceVideo
 from artgen.jobs.store import JobStore, frame_file_name
 from artgen.jobs.worker import Worker
 from artgen.videos import VideoLimits, probe
@@ -151,3 +151,40 @@ def test_a_checkpoint_waits_for_the_frames_it_counts(settings: Settings) -> None
         assert job.frames_done == 2 and job.checkpoint_frame == 2 and job.checkpoint_file
     finally:
         service.close()
+
+
+def test_a_restyle_handed_back_resumes_at_its_frame_and_ends_the_same(
+    tmp_path: Path, service: JobService, start_worker: Callable[[], Any]
+) -> None:
+    import imageio_ffmpeg
+
+    source = tmp_path / "in.mp4"
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "lavfi"]
+    command += ["-i", "testsrc=size=32x32:rate=8:duration=1.5", "-pix_fmt", "yuv420p", str(source)]
+    subprocess.run(command, check=True, timeout=60)
+    info = probe(source, VideoLimits())
+    video = SourceVideo(data=source.read_bytes(), container="mp4", frames=info.frames, fps=info.fps)
+    request = JobCreate.model_validate(
+        {"kind": "restyle", "prompt": "an oil painting", "width": 32, "height": 32, "cutn": 4}
+        | {"iterations": 2, "iterations_per_frame": 2, "coherence": 0.3, "seed": 5}
+    )
+
+    first = start_worker()
+    job, _ = service.submit(request, source_video=video)
+    wait_for(lambda: service.get(job.id).frames_done >= 3, 120)
+    first.stop()  # like SIGTERM: checkpoint, hand the job back
+    requeued = wait_for(lambda: (j := service.get(job.id)).attempt == 2 and j, 60)
+    resumed_at = requeued.checkpoint_frame
+    assert resumed_at is not None and resumed_at >= 3 and requeued.frames_done == resumed_at
+
+    start_worker()
+    done = wait_for(lambda: (j := service.get(job.id)).status.terminal and j, 120)
+    assert done.status == JobStatus.succeeded, done.error
+    assert done.start_frame == resumed_at and done.frames_done == info.frames == 12
+    output = probe(service.video_file(job.id), VideoLimits())
+    assert output.frames == 12 and round(output.fps) == 8
+
+    # The same restyle, never interrupted, makes the same last frame.
+    reference, _ = service.submit(request, source_video=video)
+    wait_for(lambda: service.get(reference.id).status.terminal, 120)
+    assert service.image_file(job.id).read_bytes() == service.image_file(reference.id).read_bytes()
