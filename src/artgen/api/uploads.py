@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import tempfile
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from artgen.api.errors import ApiError, PayloadTooLarge, error_response
 
 if TYPE_CHECKING:
+    from artgen.jobs.service import SourceVideo
     from artgen.videos import VideoInfo, VideoLimits
 
 # Room for the `params` JSON text and multipart boundaries on top of the file bytes.
@@ -277,3 +279,26 @@ async def read_video_upload(
     data = await read_upload(upload, field, limits.max_bytes)
     container, info = await run_in_threadpool(check_video, data, field, limits)
     return data, container, info
+
+
+async def read_source_video(
+    values: Sequence[object], kind: str, limits: VideoLimits
+) -> SourceVideo | None:
+    """A restyle's `source_video` form field (at most one file, only for kind restyle), read and
+    probed under `limits`; None when absent."""
+    from artgen.jobs.service import SourceVideo
+
+    if not values:
+        return None
+    field = "source_video"
+    if len(values) > 1:
+        raise ApiError(422, "validation_error", f"{field}: at most one file", field=field)
+    upload = values[0]
+    if not isinstance(upload, UploadFile):
+        raise ApiError(422, "validation_error", f"{field}: must be a file", field=field)
+    if kind != "restyle":
+        message = f'{field}: only a restyle job takes a video ("kind": "restyle")'
+        raise ApiError(422, "validation_error", message, field=field)
+    data, container, info = await read_video_upload(upload, field, limits)
+    frames = min(info.frames, limits.max_frames)
+    return SourceVideo(data=data, container=container, frames=frames, fps=info.fps)

@@ -37,6 +37,11 @@ REFUSED_FIELDS = {
     "animation": ("coherence",),
     "restyle": ("frames", "fps", *KEYFRAME_FIELDS),
 }
+_REFUSAL_HINTS = {
+    "picture": " (animation fields need kind animation or restyle)",
+    "animation": " (coherence is for kind restyle)",
+    "restyle": " (a restyle takes its frames, fps and motion from the source video)",
+}
 
 ANIMATION_EXAMPLE: dict[str, Any] = {
     "kind": "animation",
@@ -126,6 +131,25 @@ class AnimationFields(BaseModel):
         """The fields given that this request's kind does not take."""
         refused = REFUSED_FIELDS[self.kind.value]
         return [name for name in self.animation_fields_given() if name in refused]
+
+    def kind_problems(self, *, has_source: bool, video: bool) -> list[tuple[str, str]]:
+        """(field, message) for each field the kind refuses, a timelapse (`video`) asked of an
+        animated kind, and a source video missing from a restyle or given to another kind."""
+        kind = self.kind.value
+        problems = [
+            (name, f"not a field of a {kind} job{_REFUSAL_HINTS[kind]}")
+            for name in self.refused_fields()
+        ]
+        if self.kind.animated and video:
+            problems.append(("video", f"a {kind} job's output is a video; leave `video` out"))
+        if self.kind == JobKind.restyle and not has_source:
+            message = "a restyle job needs a video: send multipart with `params` and a"
+            problems.append(("source_video", message + " `source_video` file (MP4, WebM or GIF)"))
+        if has_source and self.kind != JobKind.restyle:
+            problems.append(
+                ("source_video", 'only a restyle job takes a video ("kind": "restyle")')
+            )
+        return problems
 
     def animation_params(self) -> AnimationParams:
         """The engine's AnimationParams (defaults where a field is unset)."""

@@ -23,7 +23,6 @@ from artgen.jobs.schemas import (
     Job,
     JobCreate,
     JobEvent,
-    JobKind,
     JobStatus,
     ServiceHealth,
     WorkerInfo,
@@ -111,7 +110,7 @@ def validate_request(
 
     A job needs something to aim at: text prompts, image prompts or noise prompts.
     """
-    problems: list[tuple[str, str]] = _kind_problems(request, has_source)
+    problems = request.kind_problems(has_source=has_source, video=request.video)
     prompts = request.prompt_field
     texts = [(prompts, request.prompts), ("noise_prompts", request.noise_prompts)]
     texts += [(f"schedule.{i}.prompts", entry.prompts) for i, entry in enumerate(request.schedule)]
@@ -153,28 +152,6 @@ def _check_webhook(settings: Settings, request: JobCreate) -> None:
         check_webhook(settings, request.webhook)
     except WebhookRefused as exc:
         raise InvalidJob("webhook", str(exc)) from None
-
-
-def _kind_problems(request: JobCreate, has_source: bool) -> list[tuple[str, str]]:
-    """Fields the job's kind does not take, and a source video where it must (not) be."""
-    kind = request.kind
-    hints = {
-        JobKind.picture: " (animation fields need kind animation or restyle)",
-        JobKind.animation: " (coherence is for kind restyle)",
-        JobKind.restyle: " (a restyle takes its frames, fps and motion from the source video)",
-    }
-    problems = [
-        (name, f"not a field of a {kind.value} job{hints[kind]}")
-        for name in request.refused_fields()
-    ]
-    if kind.animated and request.video:
-        problems.append(("video", f"a {kind.value} job's output is a video; leave `video` out"))
-    if kind == JobKind.restyle and not has_source:
-        message = "a restyle job needs a video: send multipart with `params` and a `source_video`"
-        problems.append(("source_video", message + " file (MP4, WebM or GIF)"))
-    if has_source and kind != JobKind.restyle:
-        problems.append(("source_video", 'only a restyle job takes a video ("kind": "restyle")'))
-    return problems
 
 
 def _check_models(settings: Settings, request: JobCreate) -> None:

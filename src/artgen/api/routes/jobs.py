@@ -29,7 +29,7 @@ from artgen.api.deps import (
 )
 from artgen.api.errors import ApiError, validation_error
 from artgen.api.security import check_active_jobs
-from artgen.api.uploads import read_form, read_image_upload, read_json_body, read_video_upload
+from artgen.api.uploads import read_form, read_image_upload, read_json_body, read_source_video
 from artgen.config import Settings
 from artgen.jobs.schemas import (
     Job,
@@ -303,30 +303,12 @@ async def _read_multipart(
         image_prompts = []
         for index, value in enumerate(form.getlist("image_prompts")):
             image_prompts.append(await _image_field(value, f"image_prompts.{index}", settings))
-        source_video = await _source_video(form.getlist("source_video"), job_request, settings)
+        source_video = await read_source_video(
+            form.getlist("source_video"), job_request.kind, settings.video_limits()
+        )
         return job_request, init_image, image_prompts, source_video
     finally:
         await form.close()
-
-
-async def _source_video(values: list[Any], job_request: JobCreate, settings: Settings) -> Any:
-    """A restyle's `source_video` upload, probed under the server's limits (a SourceVideo)."""
-    from artgen.jobs.service import SourceVideo
-
-    if not values:
-        return None
-    field = "source_video"
-    if len(values) > 1:
-        raise ApiError(422, "validation_error", f"{field}: at most one file", field=field)
-    if not isinstance(values[0], UploadFile):
-        raise ApiError(422, "validation_error", f"{field}: must be a file", field=field)
-    if job_request.kind != "restyle":
-        message = f'{field}: only a restyle job takes a video ("kind": "restyle")'
-        raise ApiError(422, "validation_error", message, field=field)
-    limits = settings.video_limits()
-    data, container, info = await read_video_upload(values[0], field, limits)
-    frames = min(info.frames, limits.max_frames)
-    return SourceVideo(data=data, container=container, frames=frames, fps=info.fps)
 
 
 async def _image_field(value: Any, field: str, settings: Settings) -> bytes:
