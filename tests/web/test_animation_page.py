@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from fakes import fake_job, serve_fake_jobs
+from page_helpers import fake_job, serve_fake_jobs
 
 from artgen.videos import write_mp4
 
