@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from artgen.config import Settings
-from artgen.jobs.frames import assemble_video, collect_frames
+from artgen.jobs.frames import clear_frame_keys, collect_frames, frames_on_disk, video_files
 from artgen.jobs.queue import JobQueue, Keys
 from artgen.jobs.schemas import Job, JobError, JobStatus, utcnow
 from artgen.jobs.store import CHECKPOINT, FINAL, PREVIEW, VIDEO, JobStore, QueueCleanup
@@ -284,7 +284,8 @@ class Collector:
         checkpoint = self.queue.pop(Keys.checkpoint(job.id, job.attempt))
         if not isinstance(checkpoint, dict) or checkpoint.get("attempt") != job.attempt:
             return
-        if checkpoint.get("frame") is not None and not self._has_frames(job, checkpoint["frame"]):
+        frames = checkpoint.get("frame")
+        if frames is not None and not frames_on_disk(self.queue, self.store, job, frames):
             return  # the previous checkpoint stays the one to resume from
         try:
             self.store.write_file(job.id, CHECKPOINT, checkpoint["state"])
@@ -335,30 +336,6 @@ class Collector:
             error = JobError(code="internal_error", message=f"unknown result status {status!r}")
         self.finish(job.id, job.attempt, final_status, error, result, files)
 
-    def _has_frames(self, job: Job, frames: int) -> bool:
-        """Whether frames 0..frames-1 are on disk; the frames a newer checkpoint counts were sent
-        before it, so they are collected now (a checkpoint may only count frames on disk)."""
-        current = self.store.get(job.id)
-        if current is None or current.attempt != job.attempt:
-            return False
-        if current.frames_done < frames:
-            current = collect_frames(self.queue, self.store, current)
-        if current.frames_done < frames:
-            logger.warning("job %s: a checkpoint at frame %s before its frames", job.id, frames)
-        return current.frames_done >= frames
-
-    def _animation_video(self, job_id: str) -> dict[str, str]:
-        """The MP4 of an animation's frames so far (all of them, or a canceled one's partial)."""
-        current = self.store.get(job_id)
-        if current is None or not current.kind.animated or current.status.terminal:
-            return {}
-        try:
-            if assemble_video(self.store, current, VIDEO):
-                return {"video_file": VIDEO}
-        except Exception:
-            logger.error("job %s: the video could not be assembled", job_id, exc_info=True)
-        return {}
-
     def _update_written(self, job_id: str, mutate: Any) -> None:
         """Record a file just written; if the job was deleted meanwhile, remove what we wrote."""
         if self.store.update(job_id, mutate) is None:
@@ -384,7 +361,7 @@ class Collector:
         result = result or {}
         files = dict(files or {})
         if status in (JobStatus.succeeded, JobStatus.canceled) and "video_file" not in files:
-            files.update(self._animation_video(job_id))  # an animation's frames so far
+            files.update(video_files(self.store, job_id, VIDEO))  # an animation's frames so far
         checkpoint: list[str] = []
 
         def mutate(current: Job) -> Events | None:
@@ -415,7 +392,7 @@ class Collector:
         for name in checkpoint:
             self.store.remove_file(job_id, name)
         if job is not None and job.kind.animated:
-            self._clear_frames(job_id, attempt, job.frames_done)
+            clear_frame_keys(self.queue, job_id, attempt, job.frames_done)
         try:
             self.queue.clear_job(job_id, attempt, keep_control=not reported)
             if not reported:
@@ -424,13 +401,6 @@ class Collector:
             # The store recorded the cleanup: the audit clears the keys once the queue is back.
             logger.warning("job %s: queue keys not cleared yet", job_id)
         return job
-
-    def _clear_frames(self, job_id: str, attempt: int, start: int) -> None:
-        """Drop frame keys of an attempt that no one collects any more."""
-        try:
-            self.queue.clear_frames(job_id, attempt, start)
-        except Exception:
-            logger.warning("job %s: frame keys of attempt %s not cleared", job_id, attempt)
 
     def worker_gone(self, worker_id: str) -> None:
         """A worker known to be dead (our own child): requeue its running jobs now."""
@@ -479,7 +449,7 @@ class Collector:
         # Publish the new attempt first: a late worker of the old one then stops by itself.
         enqueue_job(self.queue, self.store, job)
         if job.kind.animated:
-            self._clear_frames(job_id, attempt, job.frames_done)
+            clear_frame_keys(self.queue, job_id, attempt, job.frames_done)
         logger.info("job %s requeued as attempt %s", job_id, job.attempt)
         try:
             self.queue.delete(Keys.inputs(job_id, attempt))  # the new attempt has its own copy

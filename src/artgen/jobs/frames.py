@@ -122,3 +122,39 @@ def assemble_video(store: JobStore, job: Job, name: str) -> bool:
         audio = store.file_path(job.id, job.source_video_file)
     path = store.file_path(job.id, name)
     return write_mp4(frame_pixels(store, job), path, video_fps(job), audio_from=audio) > 0
+
+
+def frames_on_disk(queue: JobQueue, store: JobStore, job: Job, frames: int) -> bool:
+    """Whether frames 0..frames-1 of the job's attempt are on disk; the frames a fresh checkpoint
+    counts were sent before it, so they are collected now (a checkpoint may only count frames on
+    disk, or a resumed attempt would skip the missing ones)."""
+    current = store.get(job.id)
+    if current is None or current.attempt != job.attempt:
+        return False
+    if current.frames_done < frames:
+        current = collect_frames(queue, store, current)
+    if current.frames_done < frames:
+        logger.warning("job %s: a checkpoint at frame %s came before its frames", job.id, frames)
+    return current.frames_done >= frames
+
+
+def video_files(store: JobStore, job_id: str, name: str) -> dict[str, str]:
+    """{"video_file": name} once an active animation's frames so far are encoded as its MP4
+    (it is ending: succeeded or canceled); {} for a picture, or without frames."""
+    current = store.get(job_id)
+    if current is None or not current.kind.animated or current.status.terminal:
+        return {}
+    try:
+        if assemble_video(store, current, name):
+            return {"video_file": name}
+    except Exception:
+        logger.error("job %s: the video could not be assembled", job_id, exc_info=True)
+    return {}
+
+
+def clear_frame_keys(queue: JobQueue, job_id: str, attempt: int, start: int) -> None:
+    """Drop the frame keys of an attempt no one collects any more (from frame `start` on)."""
+    try:
+        queue.clear_frames(job_id, attempt, start)
+    except Exception:
+        logger.warning("job %s: frame keys of attempt %s not cleared", job_id, attempt)
