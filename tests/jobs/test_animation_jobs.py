@@ -12,7 +12,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from jobtools import BOTH_QUEUES
+from jobtools import BOTH_QUEUES, stored_keys
 
 from artgen.config import Settings
 from artgen.jobs.frames import collect_frames
@@ -153,6 +153,7 @@ def test_a_checkpoint_waits_for_the_frames_it_counts(settings: Settings) -> None
         service.close()
 
 
+@BOTH_QUEUES
 def test_a_restyle_handed_back_resumes_at_its_frame_and_ends_the_same(
     tmp_path: Path, service: JobService, start_worker: Callable[[], Any]
 ) -> None:
@@ -183,6 +184,7 @@ def test_a_restyle_handed_back_resumes_at_its_frame_and_ends_the_same(
     assert done.start_frame == resumed_at and done.frames_done == info.frames == 12
     output = probe(service.video_file(job.id), VideoLimits())
     assert output.frames == 12 and round(output.fps) == 8
+    assert [key for key in stored_keys(service.queue, job.id) if ":frame:" in key] == []
 
     # The same restyle, never interrupted, makes the same last frame.
     reference, _ = service.submit(request, source_video=video)
