@@ -1,7 +1,7 @@
 """Fast path vs reference path from the same seed: losses step by step, final image, z gradients.
 
     python3 benchmarks/bench_agreement.py --model tiny --device cpu --size 32 --iterations 4
-    python3 benchmarks/bench_agreement.py --model real --device cuda
+    python3 benchmarks/bench_agreement.py --model random-f16 --device cuda
 
 Prints the figures and the verdict and writes JSON to
 benchmarks/results/<device>-<UTC time>-agreement.json; exits 1 when the paths disagree beyond the
@@ -222,7 +222,7 @@ def print_table(data: dict[str, Any]) -> None:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=("tiny", "real"), default="tiny")
+    parser.add_argument("--model", choices=("tiny", "random-f16"), default="tiny")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--cutn", type=int, default=16)

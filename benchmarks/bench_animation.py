@@ -37,9 +37,10 @@ from artgen.engine.animation import Animation
 from artgen.engine.animation_params import AnimationParams
 from artgen.engine.images import to_pixels
 from artgen.engine.params import GenerationParams
+from artgen.media import write_mp4
 from artgen.models.catalog import Catalog
 from artgen.models.loading import Models, load_models
-from artgen.videos import VideoLimits, probe, write_mp4
+from artgen.videos import VideoLimits, probe
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PROMPT = "a yellow star on a purple background"

@@ -1,7 +1,7 @@
 """The API end to end: POST /v1/jobs to the final image through the real app and embedded worker.
 
     python3 benchmarks/bench_api.py --model tiny --device cpu --size 32 --iterations 5
-    python3 benchmarks/bench_api.py --model real --device cuda --size 512 --iterations 100
+    python3 benchmarks/bench_api.py --model random-f16 --device cuda --size 512 --iterations 100
 
 Prints the timings and writes JSON to benchmarks/results/<device>-<UTC time>-api.json. The
 helpers (service_settings, post_job, wait_jobs, wait_service_ready) serve bench_batching.py too.
@@ -28,7 +28,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def service_settings(data_dir: Path, model: str, device: str, **overrides: Any) -> Settings:
-    """Settings for an in-process service on the random "real" or "tiny" models."""
+    """Settings for an in-process service on the random "random-f16" or "tiny" models."""
     vqgan, clip_model = (TINY, TINY) if model == "tiny" else (RANDOM_VQGAN, RANDOM_CLIP)
     return Settings(
         data_dir=data_dir, model=vqgan, clip_model=clip_model, device=device, **overrides
@@ -122,7 +122,7 @@ def api_end_to_end(
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=("tiny", "real"), default="tiny")
+    parser.add_argument("--model", choices=("tiny", "random-f16"), default="tiny")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--iterations", type=int, default=100)

@@ -6,7 +6,7 @@ size at once, wait for every final image. The first run lets the worker take one
 N * iterations / wall time from the first POST to the last final image.
 
     python3 benchmarks/bench_batching.py --model tiny --device cpu --size 32 --jobs 4
-    python3 benchmarks/bench_batching.py --model real --device cuda --size 256 --jobs 8
+    python3 benchmarks/bench_batching.py --model random-f16 --device cuda --size 256 --jobs 8
 
 Prints a table and writes JSON to benchmarks/results/<device>-<UTC time>-batching.json.
 """
@@ -132,7 +132,7 @@ def print_table(result: dict[str, Any]) -> None:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=("tiny", "real"), default="tiny")
+    parser.add_argument("--model", choices=("tiny", "random-f16"), default="tiny")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--jobs", type=int, default=4)

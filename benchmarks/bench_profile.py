@@ -1,7 +1,7 @@
 """Where the fast path's time goes: torch.profiler over a few steps, the operators that take it.
 
     python3 benchmarks/bench_profile.py --model tiny --device cpu --size 32 --cutn 4
-    python3 benchmarks/bench_profile.py --model real --device cuda --size 512 --cutn 64
+    python3 benchmarks/bench_profile.py --model random-f16 --device cuda --size 512 --cutn 64
 
 Prints the profiler's table and writes JSON (the top operators) to
 benchmarks/results/<device>-<UTC time>-profile.json.
@@ -85,7 +85,7 @@ def profile_steps(
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=("tiny", "real"), default="tiny")
+    parser.add_argument("--model", choices=("tiny", "random-f16"), default="tiny")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--cutn", type=int, default=8)

@@ -79,7 +79,7 @@ def synchronize(device: torch.device) -> None:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=("tiny", "real"), default="tiny")
+    parser.add_argument("--model", choices=("tiny", "random-f16"), default="tiny")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--cutn", type=int, default=8)

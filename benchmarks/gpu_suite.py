@@ -77,7 +77,7 @@ def plan(quick: bool) -> dict[str, Any]:
             "api_batch_iterations": 5,
         }
     return {
-        "model": "real",
+        "model": "random-f16",
         "sizes": (64, 128, 256, 512),
         "memory_sizes": (1024,),
         "compile_sizes": (512, 64),  # 512 first: the budget may not reach the second

@@ -11,14 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from artgen.videos import (
-    SequentialFrames,
-    VideoError,
-    VideoLimits,
-    ffmpeg_exe,
-    probe,
-    write_mp4,
-)
+from artgen.media import write_mp4
+from artgen.videos import SequentialFrames, VideoError, VideoLimits, ffmpeg_exe, probe
 
 LIMITS = VideoLimits()
 

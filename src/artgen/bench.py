@@ -45,7 +45,7 @@ class BenchConfig:
     """What to measure."""
 
     device: torch.device
-    model: str = "real"  # "real": random-weight f16 16384 VQGAN + ViT-B-32; "tiny": the tiny models
+    model: str = "random-f16"  # a RANDOM_MODELS kind: "random-f16" (full-size shapes) or "tiny"
     sizes: tuple[int, ...] = (64,)
     cutn: int = 8
     iterations: int = 10  # timed steps per case, after the warm-up
@@ -160,7 +160,7 @@ MEMORY_MEASURES = {
 
 
 def build_models(model: str, device: torch.device) -> Models:
-    """The Models bundle to benchmark: "real" shapes with random weights, or "tiny"."""
+    """The Models bundle to benchmark: full-size shapes with random weights, or "tiny"."""
     return random_models(model, device)
 
 

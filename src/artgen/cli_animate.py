@@ -159,7 +159,8 @@ def render(
     audio_from: Path | None = None,
 ) -> None:
     """Make every frame, stream them to `output` and say what was written."""
-    from artgen.videos import VideoError, write_mp4
+    from artgen.media import write_mp4
+    from artgen.videos import VideoError
 
     output.parent.mkdir(parents=True, exist_ok=True)
     if frames_dir is not None:

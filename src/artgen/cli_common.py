@@ -1,5 +1,5 @@
 """Helpers shared by the `artgen` commands: clean error exits, settings, devices, image files,
-parameters from flags, progress bars and MP4 writing.
+parameters from flags and progress bars.
 
 They live outside cli.py so that each command module (cli.py, cli_animate.py, ...) stays small.
 """
@@ -10,17 +10,29 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
+import torch
 import typer
+from PIL import Image, UnidentifiedImageError
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
-if TYPE_CHECKING:
-    import torch
-    from PIL import Image
-
-    from artgen.config import Settings
-    from artgen.engine.animation import Animation
-    from artgen.engine.params import GenerationParams
+from artgen import devices
+from artgen.config import Settings
+from artgen.engine.animation import Animation
+from artgen.engine.params import GenerationParams
+from artgen.engine.prompts import parse_prompt
+from artgen.models.catalog import Catalog
+from artgen.models.checkpoints import CheckpointError, ModelUnavailable
 
 # Exit code for bad input (click's own usage errors use it too).
 EXIT_BAD_INPUT = 2
@@ -34,8 +46,6 @@ def fail(message: str) -> NoReturn:
 
 def describe_error(error: Exception) -> str:
     """One line for a user-caused error (pydantic errors name the field)."""
-    from pydantic import ValidationError
-
     if isinstance(error, ValidationError):
         first = error.errors()[0]
         message = str(first["msg"]).removeprefix("Value error, ")
@@ -47,8 +57,6 @@ def describe_error(error: Exception) -> str:
 
 def user_error_types() -> tuple[type[Exception], ...]:
     """Errors that mean the input is wrong (not a bug): reported in one line, exit 2."""
-    from artgen.models.checkpoints import CheckpointError, ModelUnavailable
-
     return (ValueError, OSError, ModelUnavailable, CheckpointError)
 
 
@@ -63,35 +71,21 @@ def user_errors() -> Iterator[None]:
 
 def build_settings(**overrides: Any) -> Settings:
     """Settings from ARTGEN_* env, with the CLI flags that were given taking precedence."""
-    from artgen.config import Settings
-
     given = {name: value for name, value in overrides.items() if value is not None}
     with user_errors():
         return Settings(**given)
 
 
 def resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda when available else cpu; a named CUDA device must exist."""
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """The torch device `--device name` means, or fail saying why it is not one here."""
     try:
-        device = torch.device(name)
-    except RuntimeError:
-        fail(f"--device {name!r} is not a device; use auto, cpu, cuda or cuda:N")
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            fail(f"--device {name}: CUDA is not available on this machine; use --device cpu")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            fail(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
-    return device
+        return devices.resolve_device(name)
+    except devices.DeviceError as error:
+        fail(f"--device {error}")
 
 
 def read_image(path: Path, what: str) -> Image.Image:
     """Open an image file as RGB, or fail naming the option and the file."""
-    from PIL import Image, UnidentifiedImageError
-
     if not path.is_file():
         fail(f"{what} {str(path)!r} does not exist")
     try:
@@ -104,8 +98,6 @@ def read_image(path: Path, what: str) -> Image.Image:
 def parse_image_prompt(value: str) -> tuple[Path, float, float | None]:
     """'y.png', 'y.png:0.5' or 'y.png:0.5:0.2' -> (path, weight, stop or None), the text prompts'
     syntax (as the seed parses image prompts); a non-numeric tail is part of the path."""
-    from artgen.engine.prompts import parse_prompt
-
     try:
         spec = parse_prompt(value)
     except ValueError as error:
@@ -113,49 +105,10 @@ def parse_image_prompt(value: str) -> tuple[Path, float, float | None]:
     return Path(spec.text), spec.weight, None if spec.stop == float("-inf") else spec.stop
 
 
-# Containers that take H.264 from imageio-ffmpeg.
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv")
-
-
-class VideoWriter:
-    """Append frames to an MP4 through imageio-ffmpeg (its wheel carries ffmpeg)."""
-
-    def __init__(self, path: Path, fps: int) -> None:
-        import imageio.v2 as imageio
-
-        # libx264 + yuv420p plays everywhere; sizes are multiples of the model factor (>= 8).
-        self._writer = imageio.get_writer(
-            path, format="FFMPEG", mode="I", fps=fps, codec="libx264", pixelformat="yuv420p",
-            macro_block_size=8, quality=8,
-        )  # fmt: skip
-        self.frames = 0
-
-    def append(self, image: Image.Image) -> None:
-        """Add one frame."""
-        import numpy as np
-
-        self._writer.append_data(np.asarray(image.convert("RGB")))
-        self.frames += 1
-
-    def close(self) -> None:
-        """Finish the file."""
-        self._writer.close()
-
-
 class GenerateProgress:
     """Rich progress bar with iterations, loss and ETA; reads the loss at most 4 times a second."""
 
     def __init__(self, iterations: int) -> None:
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
         self._progress = Progress(
             TextColumn("[bold]generating"),
             BarColumn(),
@@ -196,10 +149,6 @@ PARAM_OPTIONS = {"width": "--size", "height": "--size", "prompts": "PROMPTS",
 
 def build_params(recorded: dict[str, Any], values: dict[str, Any]) -> GenerationParams:
     """GenerationParams from the flags given, then `recorded` values, then library defaults."""
-    from pydantic import ValidationError
-
-    from artgen.engine.params import GenerationParams
-
     given = {
         name: value for name, value in recorded.items() if name in GenerationParams.model_fields
     }
@@ -226,10 +175,8 @@ def format_size(size_bytes: int | None) -> str:
     return f"{size_bytes} B"
 
 
-def catalog_from_env() -> Any:
+def catalog_from_env() -> Catalog:
     """The model catalog over ARTGEN_HOME."""
-    from artgen.models.catalog import Catalog
-
     return Catalog(build_settings().home)
 
 
@@ -238,15 +185,6 @@ class AnimationProgress:
     it, the loss (read at most 4 times a second) and the ETA."""
 
     def __init__(self, label: str, iterations: int, frames: int) -> None:
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
         self._progress = Progress(
             TextColumn(f"[bold]{label}"),
             BarColumn(),

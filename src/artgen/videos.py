@@ -1,4 +1,5 @@
-"""Video files in and out (MP4, WebM, animated GIF), with limits against hostile input.
+"""Video files in (MP4, WebM, animated GIF), with limits against hostile input; artgen.media
+writes them.
 
 Everything runs the ffmpeg binary that imageio-ffmpeg ships (`imageio_ffmpeg.get_ffmpeg_exe()`), as
 a child process with a time limit: a file is checked against the limits on what its header claims
@@ -13,13 +14,11 @@ import os
 import re
 import select
 import subprocess
-from collections.abc import Generator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
-import numpy as np
+import imageio_ffmpeg
 from PIL import Image
 
 # ffmpeg's header dump: "Duration: 00:00:02.00," and stream lines such as
@@ -72,8 +71,6 @@ class VideoInfo:
 
 def ffmpeg_exe() -> str:
     """The ffmpeg binary of imageio-ffmpeg."""
-    import imageio_ffmpeg
-
     return str(imageio_ffmpeg.get_ffmpeg_exe())
 
 
@@ -299,66 +296,7 @@ class SequentialFrames:
         process.wait()
 
 
-def _even(frame: np.ndarray) -> np.ndarray:
-    """Pad an (H, W, 3) frame to even sides (yuv420p needs them) by repeating the last row and
-    column; nothing is scaled."""
-    height, width = frame.shape[:2]
-    pad = ((0, height % 2), (0, width % 2), (0, 0))
-    return np.pad(frame, pad, mode="edge") if height % 2 or width % 2 else frame
-
-
-def write_mp4(
-    frames: Iterable[np.ndarray], path: Path, fps: float, *, audio_from: Path | None = None
-) -> int:
-    """Write RGB uint8 frames (H, W, 3), all one size, as an H.264 MP4 (yuv420p) at `fps`,
-    streamed one frame at a time; with `audio_from`, that file's audio track (when it has one)
-    is muxed in as AAC, cut to the video's length. Written to a temp file, then renamed onto
-    `path`. Returns the number of frames written; without frames nothing is written."""
-    import imageio_ffmpeg
-
-    path = Path(path)
-    iterator = iter(frames)
-    first = next(iterator, None)
-    if first is None:
-        return 0
-    first = _checked(first, None)
-    audio = None
-    if audio_from is not None and _has_audio(Path(audio_from)):
-        audio = str(audio_from)
-    partial = path.with_name(f".{path.name}.partial.mp4")
-    writer: Generator[Any, Any, Any] = imageio_ffmpeg.write_frames(
-        str(partial), (first.shape[1], first.shape[0]), fps=fps, codec="libx264",
-        pix_fmt_out="yuv420p", quality=8, macro_block_size=1, audio_path=audio,
-        audio_codec="aac" if audio else None,
-        output_params=["-movflags", "+faststart", *(["-shortest"] if audio else [])],
-    )  # fmt: skip
-    written = 0
-    try:
-        writer.send(None)  # start ffmpeg
-        writer.send(np.ascontiguousarray(first))
-        written = 1
-        for frame in iterator:
-            writer.send(np.ascontiguousarray(_checked(frame, first.shape)))
-            written += 1
-        writer.close()
-        os.replace(partial, path)
-    except BaseException:
-        writer.close()
-        partial.unlink(missing_ok=True)
-        raise
-    return written
-
-
-def _checked(frame: np.ndarray, shape: tuple[int, ...] | None) -> np.ndarray:
-    frame = np.asarray(frame)
-    if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
-        raise ValueError(f"frames must be RGB uint8 (H, W, 3), got {frame.dtype} {frame.shape}")
-    frame = _even(frame)
-    if shape is not None and frame.shape != shape:
-        raise ValueError(f"every frame must have the first frame's size, got {frame.shape}")
-    return frame
-
-
-def _has_audio(path: Path) -> bool:
+def has_audio(path: Path) -> bool:
+    """Whether the video file at `path` has an audio track (ffmpeg's header dump lists one)."""
     dump = _run(["-i", str(path)], _HEADER_TIMEOUT_S).stderr
     return _AUDIO_STREAM.search(dump) is not None

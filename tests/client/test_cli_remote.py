@@ -15,8 +15,8 @@ from artgen import cli_remote
 from artgen.cli import app
 from artgen.client import Client, JobStatus
 from artgen.client.sync import Client as SyncClient
-from artgen.media import read_parameters
-from artgen.videos import VideoLimits, probe, write_mp4
+from artgen.media import read_parameters, write_mp4
+from artgen.videos import VideoLimits, probe
 from support import small_job, wait_for
 
 pytestmark = pytest.mark.timeout(240)

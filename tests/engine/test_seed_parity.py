@@ -167,8 +167,8 @@ def measure(models, size: tuple[int, int], cutn: int, seeds: int) -> None:
 
 
 if __name__ == "__main__":
-    # python3 tests/engine/test_seed_parity.py [tiny|real]: the figures behind the tests; "real"
-    # is ViT-B/32 and f16-16384 shapes with random weights at 320x256, cutn 16 (the audit's).
+    # python3 tests/engine/test_seed_parity.py [tiny|random-f16]: the figures behind the tests;
+    # random-f16 is ViT-B/32 and f16-16384 shapes with random weights at 320x256, cutn 16.
     import sys
     import tempfile
 

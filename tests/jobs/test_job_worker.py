@@ -17,7 +17,8 @@ from artgen.jobs.hosting import start_embedded_worker
 from artgen.jobs.queue import JobQueue
 from artgen.jobs.schemas import JobStatus
 from artgen.jobs.service import JobService
-from artgen.jobs.worker import Worker, resolve_device
+from artgen.devices import resolve_device
+from artgen.jobs.worker import Worker
 from support import wait_for
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from page_helpers import fake_job, serve_fake_jobs
 
-from artgen.videos import write_mp4
+from artgen.media import write_mp4
 
 pytestmark = pytest.mark.browser
 

@@ -113,7 +113,7 @@ def video_fps(job: Job) -> float:
 def assemble_video(store: JobStore, job: Job, name: str) -> bool:
     """Encode the job's frames as the MP4 `name` (a restyle with its source's audio); write_mp4
     writes a temp file and renames it, so no partial video is ever served. False without frames."""
-    from artgen.videos import write_mp4
+    from artgen.media import write_mp4
 
     if job.frames_done <= 0:
         return False

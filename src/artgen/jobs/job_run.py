@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import io
 import logging
-import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, Future, wait
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -23,8 +21,8 @@ from PIL import Image
 
 from artgen.jobs.queue import Keys
 from artgen.jobs.schemas import JobCreate
+from artgen.media import Mp4Recording, png_text
 from artgen.media import encode_png as png_bytes
-from artgen.media import png_text
 
 if TYPE_CHECKING:
     from artgen.engine.generate import Generation, StepResult
@@ -90,63 +88,6 @@ def pil_image(pixels: HostCopy) -> Image.Image:
     return Image.fromarray(pixels.wait().numpy(), mode="RGB")
 
 
-class VideoFile:
-    """An H.264 MP4 written frame by frame to a temp file: imageio-ffmpeg pipes each frame to
-    ffmpeg as it comes, so memory stays flat however many frames the timelapse has."""
-
-    def __init__(self, fps: int = VIDEO_FPS) -> None:
-        self.fps = fps
-        self.frames = 0
-        self._directory: tempfile.TemporaryDirectory[str] | None = None
-        self._writer: Any = None
-
-    def append(self, frame: Any) -> None:
-        """Add one RGB uint8 frame (H, W, 3); the file and ffmpeg start with the first."""
-        if self._writer is None:
-            import imageio.v2 as imageio
-
-            self._directory = tempfile.TemporaryDirectory(prefix="artgen-video-")
-            path = Path(self._directory.name) / "video.mp4"
-            self._writer = imageio.get_writer(
-                path, format="FFMPEG", mode="I", fps=self.fps, codec="libx264", quality=8,
-                macro_block_size=16,
-            )  # fmt: skip
-        self._writer.append_data(frame)
-        self.frames += 1
-
-    def finish(self) -> bytes | None:
-        """Close the file and return its bytes (None without frames); the temp file goes."""
-        if self._writer is None:
-            return None
-        try:
-            self._writer.close()
-            self._writer = None
-            assert self._directory is not None
-            return (Path(self._directory.name) / "video.mp4").read_bytes()
-        finally:
-            self.discard()
-
-    def discard(self) -> None:
-        """Stop ffmpeg and remove the temp file (an attempt that did not succeed)."""
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            try:
-                writer.close()
-            except Exception:
-                logger.warning("timelapse writer did not close cleanly", exc_info=True)
-        if self._directory is not None:
-            self._directory.cleanup()
-            self._directory = None
-
-
-def encode_mp4(frames: list[Any], fps: int = VIDEO_FPS) -> bytes:
-    """Encode RGB uint8 frames (H, W, 3) as an H.264 MP4 with imageio-ffmpeg."""
-    video = VideoFile(fps)
-    for frame in frames:
-        video.append(frame)
-    return video.finish() or b""
-
-
 def failure(code: str, message: str) -> dict[str, Any]:
     """A failed attempt's result."""
     return {"status": "failed", "error": {"code": code, "message": message}}
@@ -188,7 +129,7 @@ class JobRun:
     started: float = field(default_factory=time.monotonic)
     last_report: float = 0.0
     # The timelapse (video: true), fed by the encoder thread; frames handed to it, oldest first.
-    video: VideoFile | None = None
+    video: Mp4Recording | None = None
     _frames: deque[Future[None]] = field(default_factory=deque)
     _video_error: BaseException | None = None
     # Where previews are encoded and published (a worker's one encoder thread); None: right here.
@@ -248,7 +189,7 @@ class JobRun:
             first_iteration=generation.iteration,
             started=started,
             encoder=encoder,
-            video=VideoFile() if request.video else None,
+            video=Mp4Recording(VIDEO_FPS) if request.video else None,
         )
         run.report_progress(None)
         return run

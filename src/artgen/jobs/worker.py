@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from artgen.config import Settings
+from artgen.devices import resolve_device
 from artgen.jobs.animation_run import AnimationRun, SoloStep
 from artgen.jobs.job_run import JobRun, failure
 from artgen.jobs.queue import InputsMissing, JobQueue, Keys, QueuedTask
@@ -107,13 +108,6 @@ class SetupStop:
         if self.reason == "shutdown":
             return {"status": "interrupted"}
         return None
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda when available, else cpu; anything else as given."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def default_models_loader(settings: Settings) -> ModelsLoader:

@@ -33,11 +33,11 @@ def load_models(vqgan: str, clips: list[str], device: torch.device, catalog: Cat
     if not clips:
         raise ValueError("load_models needs at least one CLIP model name")
     catalog.validate(vqgan, list(clips))
-    generator = catalog.build_vqgan(vqgan, device)
+    autoencoder = catalog.build_vqgan(vqgan, device)
     critics = [catalog.build_critic(name, device) for name in clips]
-    for module in (generator, *critics):
+    for module in (autoencoder, *critics):
         module.to(device).eval().requires_grad_(False)
-    models = Models(generator, critics, vqgan, list(clips))
+    models = Models(autoencoder, critics, vqgan, list(clips))
     # Once here, not per generation: the bundle is shared by every generation on the device.
     use_layout(models, channels_last=torch.device(device).type == "cuda")
     return models
@@ -52,11 +52,17 @@ def use_layout(models: Models, channels_last: bool) -> None:
     models.vqgan.to(memory_format=layout)
 
 
+# Random-weight bundles needing no files (benchmarks): kind -> (VQGAN name, CLIP name).
+RANDOM_MODELS = {
+    "random-f16": (RANDOM_VQGAN, RANDOM_CLIP),  # full-size shapes: f16 16384 VQGAN + ViT-B-32
+    "tiny": (TINY, TINY),
+}
+
+
 def random_models(kind: str, device: torch.device) -> Models:
-    """Random-weight bundles needing no files: "real" (f16 16384 + ViT-B-32) or "tiny"."""
-    names = {"real": (RANDOM_VQGAN, RANDOM_CLIP), "tiny": (TINY, TINY)}
-    if kind not in names:
-        raise ValueError(f"random models {kind!r}: use 'real' or 'tiny'")
-    vqgan, critic = names[kind]
+    """A RANDOM_MODELS bundle: "random-f16" (full-size shapes) or "tiny"."""
+    if kind not in RANDOM_MODELS:
+        raise ValueError(f"random models {kind!r}: use {' or '.join(map(repr, RANDOM_MODELS))}")
+    vqgan, critic = RANDOM_MODELS[kind]
     # No catalog files are touched for these names, so any home directory will do.
     return load_models(vqgan, [critic], device, Catalog(Path(tempfile.gettempdir())))
