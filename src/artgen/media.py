@@ -26,7 +26,7 @@ import tempfile
 from collections.abc import Generator, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, BinaryIO
 
 import imageio_ffmpeg
 import numpy as np
@@ -101,8 +101,8 @@ def read_parameters(image: Image.Image) -> dict[str, Any]:
 JPEG_QUALITY = 90
 
 
-def png_to_jpeg(png: bytes | Path, quality: int = JPEG_QUALITY) -> bytes:
-    """A stored PNG (its bytes or its file) as JPEG (what the API's ?format=jpeg answers)."""
+def png_to_jpeg(png: bytes | Path | BinaryIO, quality: int = JPEG_QUALITY) -> bytes:
+    """A stored PNG (its bytes, path or open file) as JPEG (the API's ?format=jpeg answer)."""
     source = io.BytesIO(png) if isinstance(png, bytes) else png
     with Image.open(source) as image:
         buffer = io.BytesIO()

@@ -360,3 +360,10 @@ def test_python_dash_m_artgen_runs_the_cli() -> None:
     assert result.returncode == 0, result.stderr
     for command in ("generate", "models", "serve", "worker", "bench"):
         assert command in result.stdout
+
+
+def test_a_device_that_is_not_one_is_refused_in_one_line(runner: CliRunner) -> None:
+    tiny = [arg for arg in TINY if arg != "cpu" and arg != "--device"]
+    result = runner.invoke(app, ["generate", "castle", *tiny, "--device", "toaster"])
+    assert result.exit_code == 2
+    assert "error: --device 'toaster' is not a device; use auto, cpu" in result.output

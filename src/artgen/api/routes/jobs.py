@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import io
 import json
 import os
 import re
@@ -14,7 +13,6 @@ from typing import Annotated, Any, BinaryIO, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from PIL import Image
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
@@ -38,6 +36,7 @@ from artgen.jobs.schemas import (
     JobsPublic,
     JobStatus,
 )
+from artgen.media import png_to_jpeg
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -447,10 +446,8 @@ def file_response(handle: BinaryIO, media_type: str, headers: dict[str, str]) ->
 def image_response(handle: BinaryIO, image_format: str, headers: dict[str, str]) -> Response:
     """A stored PNG as PNG (streamed from the open file) or converted to JPEG."""
     if image_format == "jpeg":
-        with handle, Image.open(handle) as image:
-            buffer = io.BytesIO()
-            image.convert("RGB").save(buffer, "JPEG", quality=90)
-        return Response(buffer.getvalue(), media_type="image/jpeg", headers=headers)
+        with handle:
+            return Response(png_to_jpeg(handle), media_type="image/jpeg", headers=headers)
     return file_response(handle, "image/png", headers)
 
 

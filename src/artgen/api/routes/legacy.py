@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Query, Request, Response, UploadFile
-from PIL import Image
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -19,6 +17,7 @@ from artgen.api.errors import ApiError, validation_error
 from artgen.api.routes.jobs import submit_job
 from artgen.api.uploads import read_image_upload
 from artgen.jobs.schemas import Job, JobCreate, JobStatus
+from artgen.media import png_to_jpeg
 
 router = APIRouter(prefix="/v1", tags=["seed (deprecated)"])
 
@@ -81,13 +80,6 @@ def _legacy_request(app_state: Any, prompt: str, width: int, height: int) -> Job
         raise validation_error(errors) from exc
 
 
-def _jpeg(path: Any) -> bytes:
-    with Image.open(path) as image:
-        buffer = io.BytesIO()
-        image.convert("RGB").save(buffer, "JPEG", quality=90)
-    return buffer.getvalue()
-
-
 async def _wait_for_image(request: Request, service: Any, job: Job, timeout: float) -> Response:
     """Poll the service (without blocking the loop) until the job ends; its image as JPEG."""
     deadline = time.monotonic() + timeout
@@ -105,7 +97,7 @@ async def _wait_for_image(request: Request, service: Any, job: Job, timeout: flo
                     f"job {job.id} succeeded but has no image",
                     headers=headers,
                 )
-            data = await run_in_threadpool(_jpeg, path)
+            data = await run_in_threadpool(png_to_jpeg, path)
             return Response(data, media_type="image/jpeg", headers=headers)
         elif current.status == JobStatus.failed:
             error = current.error
@@ -270,7 +262,7 @@ async def generate_text2img_progressimg(
             )
         path, iteration = found
         return Response(
-            _jpeg(path),
+            png_to_jpeg(path),
             media_type="image/jpeg",
             headers={"X-Job-Id": job.id, "X-Iteration": str(iteration)},
         )
