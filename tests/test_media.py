@@ -45,8 +45,9 @@ def test_png_text_then_read_parameters_round_trips_the_schema(tmp_path: Path) ->
 
 
 def test_read_parameters_takes_the_old_key_and_refuses_what_is_not_ours() -> None:
-    old = Image.open(io.BytesIO(encode_png(gradient(), {"params": json.dumps({"seed": 4})})))
-    assert read_parameters(old) == {"seed": 4}
+    old_json = json.dumps({"seed": 4, "prompt": ["a castle", "fog:-0.5"]})
+    old = Image.open(io.BytesIO(encode_png(gradient(), {"params": old_json})))
+    assert read_parameters(old) == {"seed": 4, "prompts": "a castle | fog:-0.5"}
     for text, message in (
         (None, "carries no artgen parameters"),
         ({"parameters": "{not json"}, "not valid JSON"),

@@ -64,10 +64,6 @@ def read_recorded_parameters(path: Path) -> dict[str, Any]:
         fail(f"--params-from {str(path)!r} {error}")
     except (UnidentifiedImageError, OSError) as error:
         fail(f"--params-from {str(path)!r} is not a readable image ({describe_error(error)})")
-    # The service's request calls the text prompts "prompt" (or "prompts"); the engine "prompts".
-    if "prompts" not in recorded and "prompt" in recorded:
-        prompt = recorded.pop("prompt")
-        recorded["prompts"] = prompt if isinstance(prompt, str) else " | ".join(map(str, prompt))
     return recorded
 
 

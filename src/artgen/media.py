@@ -9,7 +9,8 @@ Text chunks of an artgen PNG (the schema `artgen generate --params-from` reads b
               writer knows (the service: "video", "preview_every"; the CLI: "init_image",
               "image_prompts" paths, "loss")
   Software    "artgen <version>"
-PNGs written by the service before this schema carried the JSON under "params"; they still read.
+PNGs written by the service before this schema carried the JSON under "params" and the prompts
+as "prompt"; read_parameters gives them in this schema.
 
 MP4s are H.264 yuv420p at any fps, odd sides padded (never scaled), streamed one frame at a time
 to imageio-ffmpeg's ffmpeg (memory stays flat however long the video), written to a temporary
@@ -95,6 +96,10 @@ def read_parameters(image: Image.Image) -> dict[str, Any]:
         raise NoParameters("its artgen parameters are not valid JSON") from None
     if not isinstance(recorded, dict):
         raise NoParameters("its artgen parameters are not a JSON object")
+    # Older service PNGs name the text prompts "prompt" (the request's alias), maybe as a list.
+    if "prompts" not in recorded and "prompt" in recorded:
+        prompt = recorded.pop("prompt")
+        recorded["prompts"] = prompt if isinstance(prompt, str) else " | ".join(map(str, prompt))
     return recorded
 
 
