@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient
 from artgen.api.app import create_app
 from artgen.bench import device_label, device_name, write_json
 from artgen.config import Settings
-from artgen.models.catalog import RANDOM_CLIP, RANDOM_VQGAN, TINY
+from artgen.models.presets import RANDOM_CLIP, RANDOM_VQGAN, TINY
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from artgen.api import server
 from artgen.cli import app
 from artgen.jobs import hosting
-from artgen.models.catalog import tiny_vqgan
+from artgen.models.presets import tiny_vqgan
 
 TINY = ["--model", "tiny", "--size", "32", "32", "--cutn", "4", "--device", "cpu"]
 

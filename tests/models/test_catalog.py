@@ -14,17 +14,11 @@ import pytest
 import torch
 
 from artgen.models import clip
-from artgen.models.catalog import (
-    DEFAULT_CLIP,
-    DEFAULT_VQGAN,
-    Catalog,
-    ClipPreset,
-    UnknownModel,
-    VQGANPreset,
-    download_file,
-)
+from artgen.models.catalog import Catalog, UnknownModel
 from artgen.models.checkpoints import CheckpointError, ModelUnavailable
+from artgen.models.downloads import download_file
 from artgen.models.loading import load_models
+from artgen.models.presets import DEFAULT_CLIP, DEFAULT_VQGAN, ClipPreset, VQGANPreset
 
 PRESETS = {"wikiart_16384", "imagenet_f16_16384", "imagenet_f16_1024", "gumbel_f8_8192"}
 PRESETS |= {"sflckr", "coco"}

@@ -10,8 +10,10 @@ import torch
 
 from artgen.config import Settings
 from artgen.models import demo
-from artgen.models.catalog import DEMO, DEMO_SHA256, Catalog, sha256_file
+from artgen.models.catalog import Catalog
 from artgen.models.checkpoints import CheckpointError, load_vqgan, read_state_dict
+from artgen.models.downloads import sha256_file
+from artgen.models.presets import DEMO, DEMO_SHA256
 from artgen.models.vqgan import VQGAN
 
 FILES = (demo.VQGAN_CONFIG, demo.VQGAN_CHECKPOINT, demo.CLIP_CONFIG, demo.CLIP_WEIGHTS)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from modelfiles import official_yaml, small_config
 
-from artgen.models.catalog import packaged_config, tiny_vqgan
+from artgen.models.presets import packaged_config, tiny_vqgan
 from artgen.models.vqgan import (
     VQGAN,
     GumbelQuantizer,

@@ -1,4 +1,5 @@
-"""Named models: presets with download URLs, the cache dir, downloads, user models, tiny presets.
+"""The catalog: which named model (a preset of artgen.models.presets, or one the user registered)
+has its files where in the cache dir, downloading them, and building a model by name.
 
 Layout of the cache dir (`home`):
     vqgan/<name>.yaml, vqgan/<name>.ckpt  preset VQGANs
@@ -10,48 +11,37 @@ Layout of the cache dir (`home`):
 
 from __future__ import annotations
 
-import hashlib
-import http.client
 import json
 import os
-import re
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from importlib import resources
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 
 from artgen.models import clip, demo
 from artgen.models.checkpoints import CheckpointError, ModelUnavailable, load_vqgan
-from artgen.models.vqgan import VQGAN, VQGANConfig, random_vqgan
-
-# Progress callback: (file name, bytes done, total bytes or None when the server does not say).
-Progress = Callable[[str, int, int | None], None]
-
-TINY = "tiny"
-DEMO = "demo"  # shipped in the package: trained on drawn shapes (artgen.training.demo)
-RANDOM_VQGAN = "random_f16_16384"  # real f16 16384 shapes, random weights (benchmarks)
-RANDOM_CLIP = "random_vit_b_32"  # real ViT-B-32 shapes, random weights (benchmarks)
-DEFAULT_VQGAN = "wikiart_16384"
-DEFAULT_CLIP = "ViT-B-32/openai"
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-CHUNK_BYTES = 1 << 20
-MIRROR = "http://mirror.io.community/blob/vqgan"
-HEIBOX = "https://heibox.uni-heidelberg.de/d"
-# sha256 of the demo model files in artgen/models/demo, checked on every load.
-DEMO_SHA256 = {
-    demo.VQGAN_CONFIG: "33e0a722a079f62203d710395e964b421c47b8588fc105f1a905ada5e77d60ed",
-    demo.VQGAN_CHECKPOINT: "b734a18532073397f6a4ef704ed222df460ae17566610d47f3fc4eaa04e403a8",
-    demo.CLIP_CONFIG: "d6e3d74201bb57885db2f856d28b4c41166f193b0b64c69b96a00a1feb5f2c9c",
-    demo.CLIP_WEIGHTS: "3911def29ff2ea2eb3e8440579e847c9b5905d53dbe1621b730d6a5e484641ad",
-}
-
-
-DEMO_VQGAN_DESCRIPTION = "demo VQGAN f8, 512 codes, trained on drawn shapes (in the package)"
-DEMO_CLIP_DESCRIPTION = "demo CLIP 64 px, trained on drawn shapes and their captions"
+from artgen.models.downloads import Progress, download_file, sha256_file
+from artgen.models.presets import (
+    CLIP_PRESETS,
+    DEFAULT_CLIP,
+    DEFAULT_VQGAN,
+    DEMO,
+    DEMO_CLIP_DESCRIPTION,
+    DEMO_SHA256,
+    DEMO_VQGAN_DESCRIPTION,
+    NAME_PATTERN,
+    RANDOM_CLIP,
+    RANDOM_VQGAN,
+    TINY,
+    VQGAN_PRESETS,
+    ClipPreset,
+    ModelInfo,
+    VQGANPreset,
+    random_f16_vqgan,
+    random_vit_b_32_critic,
+    tiny_vqgan,
+)
+from artgen.models.vqgan import VQGAN
 
 
 class UnknownModel(ValueError):
@@ -65,191 +55,6 @@ def public_message(exc: BaseException) -> str:
     if isinstance(exc, UnknownModel):
         return str(exc)  # names only
     return f"{type(exc).__name__} while loading (the server's log has the details)"
-
-
-@dataclass(frozen=True)
-class VQGANPreset:
-    """A downloadable VQGAN: its YAML config and Lightning checkpoint."""
-
-    name: str
-    config_url: str
-    checkpoint_url: str
-    size_bytes: int  # approximate checkpoint size, for the user's information
-    description: str
-
-
-@dataclass(frozen=True)
-class ClipPreset:
-    """A downloadable CLIP weights file in OpenAI's format."""
-
-    name: str
-    arch: str  # open_clip architecture the weights fit
-    url: str
-    filename: str
-    size_bytes: int
-    description: str
-    sha256: str | None = None  # known digest, checked on download
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """One row of `list_models()`."""
-
-    name: str
-    kind: str  # "vqgan" or "clip"
-    available: bool  # weights on disk (or not needed: tiny and random presets)
-    default: bool
-    description: str
-    size_bytes: int | None
-
-
-VQGAN_PRESETS: dict[str, VQGANPreset] = {
-    preset.name: preset
-    for preset in (
-        VQGANPreset(
-            "wikiart_16384",
-            f"{MIRROR}/wikiart_16384.yaml",
-            f"{MIRROR}/wikiart_16384.ckpt",
-            1_000_000_000,
-            "WikiArt f16, 16384 codes (the seed's model; paintings)",
-        ),
-        VQGANPreset(
-            "imagenet_f16_16384",
-            f"{MIRROR}/vqgan_imagenet_f16_16384.yaml",
-            f"{MIRROR}/vqgan_imagenet_f16_16384.ckpt",
-            980_000_000,
-            "ImageNet f16, 16384 codes",
-        ),
-        VQGANPreset(
-            "imagenet_f16_1024",
-            f"{MIRROR}/vqgan_imagenet_f16_1024.yaml",
-            f"{MIRROR}/vqgan_imagenet_f16_1024.ckpt",
-            958_000_000,
-            "ImageNet f16, 1024 codes",
-        ),
-        VQGANPreset(
-            "gumbel_f8_8192",
-            f"{HEIBOX}/2e5662443a6b4307b470/files/?p=%2Fconfigs%2Fmodel.yaml&dl=1",
-            f"{HEIBOX}/2e5662443a6b4307b470/files/?p=%2Fckpts%2Flast.ckpt&dl=1",
-            376_000_000,
-            "OpenImages f8 Gumbel, 8192 codes (finer detail, 8 px per token)",
-        ),
-        VQGANPreset(
-            "sflckr",
-            f"{HEIBOX}/73487ab6e5314cb5adba/files/"
-            "?p=%2Fconfigs%2F2020-11-09T13-31-51-project.yaml&dl=1",
-            f"{HEIBOX}/73487ab6e5314cb5adba/files/?p=%2Fcheckpoints%2Flast.ckpt&dl=1",
-            4_100_000_000,
-            "S-FLCKR landscapes (Net2Net checkpoint; first stage used)",
-        ),
-        VQGANPreset(
-            "coco",
-            "https://dl.nmkd.de/ai/clip/coco/coco.yaml",
-            "https://dl.nmkd.de/ai/clip/coco/coco.ckpt",
-            8_400_000_000,
-            "COCO (Net2Net checkpoint; first stage used)",
-        ),
-    )
-}
-
-CLIP_PRESETS: dict[str, ClipPreset] = {
-    "ViT-B-32/openai": ClipPreset(
-        "ViT-B-32/openai",
-        "ViT-B-32-quickgelu",
-        "https://openaipublic.azureedge.net/clip/models/"
-        "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt",
-        "ViT-B-32-openai.pt",
-        354_000_000,
-        "OpenAI CLIP ViT-B/32 (the seed's critic)",
-        "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af",
-    ),
-}
-
-
-def packaged_config(name: str) -> VQGANConfig:
-    """A VQGAN config shipped in artgen/models/configs (tiny, real shapes)."""
-    text = resources.files("artgen.models").joinpath("configs", f"{name}.yaml").read_text("utf-8")
-    return VQGANConfig.from_yaml(text)
-
-
-def tiny_vqgan(device: torch.device | str = "cpu") -> VQGAN:
-    """The tiny VQGAN: ch 32, ch_mult 1,1,2,2,4, 256 codes, random weights seeded 0."""
-    return random_vqgan(packaged_config("tiny"), seed=0, device=device)
-
-
-def real_shapes_vqgan(device: torch.device | str = "cpu") -> VQGAN:
-    """The f16 16384 architecture (ImageNet/WikiArt 16384) with random weights, for benchmarks."""
-    return random_vqgan(packaged_config("f16_16384"), seed=0, device=device)
-
-
-def real_shapes_critic(device: torch.device | str = "cpu") -> clip.Critic:
-    """ViT-B-32 (quickgelu, as OpenAI's weights) with random weights, for benchmarks."""
-    return clip.random_critic("ViT-B-32-quickgelu", device=device, name=RANDOM_CLIP)
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def download_file(
-    url: str,
-    destination: Path,
-    progress: Progress | None = None,
-    timeout: float = 60.0,
-) -> Path:
-    """Fetch `url` into `<destination>.part`, resuming it with an HTTP Range; returns that path.
-
-    The caller checks the file and renames it, so `destination` only ever holds complete files.
-    """
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    partial = destination.with_name(destination.name + ".part")
-    done = partial.stat().st_size if partial.exists() else 0
-    request = urllib.request.Request(url, headers={"User-Agent": "artgen"})
-    if done:
-        request.add_header("Range", f"bytes={done}-")
-    try:
-        response = urllib.request.urlopen(request, timeout=timeout)
-    except urllib.error.HTTPError as error:
-        if error.code == 416 and done:
-            # The partial file is already complete (or longer than the remote one): start over.
-            partial.unlink()
-            return download_file(url, destination, progress, timeout)
-        message = f"download of {url} failed: HTTP {error.code} {error.reason}"
-        raise ModelUnavailable(message) from None
-    except (urllib.error.URLError, OSError) as error:
-        reason = getattr(error, "reason", error)
-        raise ModelUnavailable(f"cannot reach {url} ({reason})") from None
-    with response:
-        resumed = response.status == 206
-        if not resumed:
-            done = 0  # The server ignored the Range header: rewrite from the start.
-        length = response.headers.get("Content-Length")
-        total = done + int(length) if length is not None else None
-        with partial.open("ab" if resumed else "wb") as handle:
-            if progress is not None:
-                progress(destination.name, done, total)
-            try:
-                while chunk := response.read(CHUNK_BYTES):
-                    handle.write(chunk)
-                    done += len(chunk)
-                    if progress is not None:
-                        progress(destination.name, done, total)
-            except (OSError, http.client.HTTPException) as error:
-                raise ModelUnavailable(
-                    f"download of {url} was interrupted after {done} bytes ({error}); "
-                    f"run the same command again to resume from {partial}"
-                ) from None
-    if total is not None and done != total:
-        raise ModelUnavailable(
-            f"download of {url} stopped at {done} of {total} bytes; "
-            f"run the same command again to resume from {partial}"
-        )
-    return partial
 
 
 class Catalog:
@@ -386,7 +191,9 @@ class Catalog:
 
     # Downloads -------------------------------------------------------------------------------
 
-    def _fetch(self, url: str, destination: Path, progress: Progress | None, sha256: str | None):
+    def _fetch(
+        self, url: str, destination: Path, progress: Progress | None, sha256: str | None
+    ) -> Path:
         """Download one file, then check (or record) its sha256 before moving it into place."""
         partial = download_file(url, destination, progress)
         digest = sha256_file(partial)
@@ -473,7 +280,7 @@ class Catalog:
         if name == DEMO:
             return demo.demo_vqgan(DEMO_SHA256, device)
         if name == RANDOM_VQGAN:
-            return real_shapes_vqgan(device)
+            return random_f16_vqgan(device)
         config, checkpoint = self.vqgan_files(name)
         size = self.vqgan_presets[name].size_bytes if name in self.vqgan_presets else None
         self._missing("VQGAN", name, [config, checkpoint], size)
@@ -486,7 +293,7 @@ class Catalog:
         if name == DEMO:
             return demo.demo_critic(DEMO_SHA256, device)
         if name == RANDOM_CLIP:
-            return real_shapes_critic(device)
+            return random_vit_b_32_critic(device)
         if name in self.clip_presets:
             preset = self.clip_presets[name]
             path = self.clip_file(name)
@@ -499,17 +306,3 @@ class Catalog:
             f"unknown CLIP model {name!r}; use {', '.join(self.clip_names())} "
             "or an open_clip ARCH/TAG pair"
         )
-
-
-__all__ = [
-    "Catalog",
-    "ClipPreset",
-    "ModelInfo",
-    "ModelUnavailable",
-    "UnknownModel",
-    "VQGANPreset",
-    "download_file",
-    "real_shapes_critic",
-    "real_shapes_vqgan",
-    "tiny_vqgan",
-]

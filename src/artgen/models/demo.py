@@ -16,6 +16,7 @@ import torch
 
 from artgen.models import clip
 from artgen.models.checkpoints import CheckpointError, load_vqgan
+from artgen.models.downloads import sha256_file
 from artgen.models.vqgan import VQGAN
 
 VQGAN_CONFIG = "vqgan.yaml"
@@ -32,8 +33,6 @@ def demo_dir() -> Path:
 
 def checked_file(name: str, sha256: Mapping[str, str], directory: Path | None = None) -> Path:
     """The path of one demo file, after checking that it exists and has the catalog's sha256."""
-    from artgen.models.catalog import sha256_file
-
     path = (directory or demo_dir()) / name
     if not path.is_file():
         raise CheckpointError(

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import torch
 
-from artgen.models.catalog import RANDOM_CLIP, RANDOM_VQGAN, TINY, Catalog
+from artgen.models.catalog import Catalog
 from artgen.models.clip import Critic
+from artgen.models.presets import RANDOM_CLIP, RANDOM_VQGAN, TINY
 from artgen.models.vqgan import VQGAN
 
 
