@@ -284,19 +284,19 @@ def test_two_critics_sum_their_losses(tiny_models):
     assert loss_value(generation) == pytest.approx(2 * loss_value(single), rel=0.1)
 
 
-def test_checkpointed_generation_matches_plain(tiny_models):
+def test_recomputed_decoder_generation_matches_plain(tiny_models):
     params = GenerationParams(prompts="a", width=32, height=32, seed=0, cutn=4)
-    plain, checkpointed = (
+    plain, recomputed = (
         Generation(
             tiny_models,
             params,
             device=CPU,
-            options=EngineOptions(fast=True, checkpoint_decoder=checkpoint_decoder),
+            options=EngineOptions(fast=True, recompute_decoder=recompute_decoder),
         )
-        for checkpoint_decoder in (False, True)
+        for recompute_decoder in (False, True)
     )
-    assert checkpointed.checkpoint_decoder and not plain.checkpoint_decoder
-    assert steps(checkpointed, 3) == pytest.approx(steps(plain, 3), rel=1e-5)
+    assert recomputed.recompute_decoder and not plain.recompute_decoder
+    assert steps(recomputed, 3) == pytest.approx(steps(plain, 3), rel=1e-5)
 
 
 def test_compile_falls_back_when_unavailable(tiny_models, monkeypatch):

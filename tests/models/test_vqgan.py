@@ -237,22 +237,22 @@ def test_snap_to_codebook_distances_in_float32_under_autocast() -> None:
     assert torch.equal(snapped, grid(codebook[[1]]))
 
 
-def test_checkpointed_decode_matches_decode(tiny_models) -> None:
+def test_recomputed_decode_matches_decode(tiny_models) -> None:
     vqgan = tiny_models.vqgan
     z = torch.randn(1, vqgan.codebook.shape[1], 2, 2, generator=torch.Generator().manual_seed(0))
     plain_z = z.clone().requires_grad_(True)
-    checkpointed_z = z.clone().requires_grad_(True)
+    recomputed_z = z.clone().requires_grad_(True)
     plain = vqgan.decode(plain_z)
-    checkpointed = vqgan.decode(checkpointed_z, checkpoint=True)
-    assert torch.allclose(plain, checkpointed, atol=1e-6)
+    recomputed = vqgan.decode(recomputed_z, recompute=True)
+    assert torch.allclose(plain, recomputed, atol=1e-6)
     plain.square().sum().backward()
-    checkpointed.square().sum().backward()
-    assert torch.allclose(plain_z.grad, checkpointed_z.grad, atol=1e-5)
+    recomputed.square().sum().backward()
+    assert torch.allclose(plain_z.grad, recomputed_z.grad, atol=1e-5)
     # The blocks' activations are recomputed in backward: fewer tensors kept for backward.
-    assert saved_for_backward(vqgan, checkpoint=True) < saved_for_backward(vqgan, checkpoint=False)
+    assert saved_for_backward(vqgan, recompute=True) < saved_for_backward(vqgan, recompute=False)
 
 
-def saved_for_backward(vqgan: VQGAN, *, checkpoint: bool) -> int:
+def saved_for_backward(vqgan: VQGAN, *, recompute: bool) -> int:
     """How many tensors a decode keeps for its backward pass."""
     z = torch.randn(1, vqgan.codebook.shape[1], 2, 2, requires_grad=True)
     count = 0
@@ -263,7 +263,7 @@ def saved_for_backward(vqgan: VQGAN, *, checkpoint: bool) -> int:
         return tensor
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        vqgan.decode(z, checkpoint=checkpoint)
+        vqgan.decode(z, recompute=recompute)
     return count
 
 

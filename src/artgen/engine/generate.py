@@ -132,7 +132,7 @@ class Generation:
             for critic in models.critics
         ]
         decode: Callable[[Tensor], Tensor] = (
-            partial(vqgan.decode, checkpoint=True) if self.checkpoint_decoder else vqgan.decode
+            partial(vqgan.decode, recompute=True) if self.recompute_decoder else vqgan.decode
         )
         # compile: True for torch.compile's default mode, or a mode name ("reduce-overhead").
         compile = self.options.compile
@@ -188,9 +188,9 @@ class Generation:
         return self.params.iterations
 
     @property
-    def checkpoint_decoder(self) -> bool:
+    def recompute_decoder(self) -> bool:
         """Whether decoder blocks are recomputed in backward."""
-        return bool(self.options.checkpoint_decoder)
+        return bool(self.options.recompute_decoder)
 
     def _check_prompts(self, image_prompts: Sequence[Image.Image]) -> None:
         """Every schedule segment needs something to aim at; image weights and stops must match

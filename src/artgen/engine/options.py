@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 import torch
 
 # Above this many output pixels the fast path recomputes decoder blocks in backward to save memory.
-CHECKPOINT_PIXELS = 512 * 512
+RECOMPUTE_PIXELS = 512 * 512
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,7 @@ class EngineOptions:
 
     fast: bool | None = None  # batched cutouts (FastCutouts) instead of the seed's reference loop
     compile: bool | str = False  # torch.compile (True, or a mode name), eager fallback on failure
-    checkpoint_decoder: bool | None = None  # recompute decoder blocks in backward (saves memory)
+    recompute_decoder: bool | None = None  # recompute decoder blocks in backward (saves memory)
     bf16: bool | None = None  # bf16 autocast of decoder and critics; False keeps fast fp32
     channels_last: bool | None = None  # channels_last activations (what CUDA convolutions like)
     fused_optimizer: bool | None = None  # one kernel for the Adam/AdamW update
@@ -36,13 +36,13 @@ class EngineOptions:
             if getattr(self, name) and not fast:
                 raise ValueError(f"{name} is a fast-path option; the reference path is plain fp32")
         fast_cuda = fast and device.type == "cuda"
-        checkpoint_decoder = self.checkpoint_decoder
-        if checkpoint_decoder is None:
-            checkpoint_decoder = fast and pixels > CHECKPOINT_PIXELS
+        recompute_decoder = self.recompute_decoder
+        if recompute_decoder is None:
+            recompute_decoder = fast and pixels > RECOMPUTE_PIXELS
         return replace(
             self,
             fast=fast,
-            checkpoint_decoder=checkpoint_decoder,
+            recompute_decoder=recompute_decoder,
             bf16=fast_cuda if self.bf16 is None else self.bf16,
             channels_last=fast_cuda if self.channels_last is None else self.channels_last,
             fused_optimizer=fast_cuda if self.fused_optimizer is None else self.fused_optimizer,

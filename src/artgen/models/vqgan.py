@@ -232,9 +232,9 @@ class Decoder(nn.Module):
         self.norm_out = Normalize(channels)
         self.conv_out = nn.Conv2d(channels, config.out_ch, 3, padding=1)
 
-    def forward(self, z: Tensor, checkpoint: bool = False) -> Tensor:
-        """Decode; `checkpoint`: each block's activations are recomputed in backward, not kept."""
-        block = _recomputed if checkpoint else nn.Module.__call__
+    def forward(self, z: Tensor, recompute: bool = False) -> Tensor:
+        """Decode; `recompute`: each block's activations are recomputed in backward, not kept."""
+        block = _recomputed if recompute else nn.Module.__call__
         h = self.conv_in(z)  # (B, C_top, h, w)
         h = block(self.mid.block_2, block(self.mid.attn_1, block(self.mid.block_1, h)))
         for stage in reversed(self.up):
@@ -360,10 +360,10 @@ class VQGAN(nn.Module):
             return self.quantize(h)
         return h
 
-    def decode(self, z_q: Tensor, checkpoint: bool = False) -> Tensor:
+    def decode(self, z_q: Tensor, recompute: bool = False) -> Tensor:
         """Quantised latent (B, D, h, w) -> image (B, out_ch, h*f, w*f) in about [-1, 1];
-        `checkpoint`: recompute the decoder's blocks in backward (see Decoder.forward)."""
-        return self.decoder(self.post_quant_conv(z_q), checkpoint=checkpoint)
+        `recompute`: recompute the decoder's blocks in backward (see Decoder.forward)."""
+        return self.decoder(self.post_quant_conv(z_q), recompute=recompute)
 
     def snap(self, z: Tensor) -> Tensor:
         """Nearest codebook vectors of z with a straight-through gradient."""
