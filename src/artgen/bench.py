@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from rich.table import Table
 
 from artgen.engine.batch import BatchGeneration
 from artgen.engine.generate import Generation
@@ -345,8 +346,6 @@ def format_bytes(count: int | None) -> str:
 
 def render_table(result: BenchResult) -> Any:
     """A rich Table: one row per case, with the reference/fast speedup on each fast row."""
-    from rich.table import Table
-
     table = Table(
         title=f"artgen engine, {result.device_name} (torch {result.torch_version}, "
         f"{result.config['model']} models)"

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-if TYPE_CHECKING:
-    from artgen.videos import VideoLimits
+from artgen.videos import VideoLimits
 
 # VQGAN names whose CLIP of the same name is their default critic (no download either way).
 PAIRED_MODELS = ("tiny", "demo")
@@ -18,8 +18,6 @@ PAIRED_MODELS = ("tiny", "demo")
 
 def default_home() -> Path:
     """Model cache: $XDG_CACHE_HOME/artgen or ~/.cache/artgen."""
-    import os
-
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "artgen"
 
@@ -131,8 +129,6 @@ class Settings(BaseSettings):
 
     def video_limits(self) -> VideoLimits:
         """The limits a restyle's source video is checked and decoded under."""
-        from artgen.videos import VideoLimits
-
         return VideoLimits(
             max_bytes=self.video_max_bytes or self.max_upload_bytes,
             max_seconds=self.video_max_seconds,

@@ -12,9 +12,15 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import yaml
 from torch import Tensor
+
+try:  # numpy >= 2 (numpy.core is a deprecated alias there)
+    from numpy._core import multiarray
+except ImportError:  # numpy 1.x
+    from numpy.core import multiarray
 
 from artgen.models.vqgan import VQGAN, VQGANConfig
 
@@ -60,14 +66,6 @@ def _stub_class(full_name: str) -> type:
 
 def _numpy_global(full_name: str) -> Any | None:
     """Numpy scalar/array reconstructors that Lightning metrics may leave in a checkpoint."""
-    try:
-        import numpy as np
-    except ImportError:
-        return None
-    try:  # numpy >= 2 (numpy.core is a deprecated alias there)
-        from numpy._core import multiarray
-    except ImportError:
-        from numpy.core import multiarray
     known = {
         "numpy.core.multiarray.scalar": multiarray.scalar,
         "numpy._core.multiarray.scalar": multiarray.scalar,
@@ -86,8 +84,6 @@ def _numpy_global(full_name: str) -> Any | None:
 
 def _numpy_dtype_classes() -> list[Any]:
     """`np.dtype(...)` builds instances of these classes; unpickling a dtype needs them too."""
-    import numpy as np
-
     return [getattr(np.dtypes, name) for name in dir(np.dtypes) if name.endswith("DType")]
 
 

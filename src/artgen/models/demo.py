@@ -55,7 +55,7 @@ def config_critic(
     The config is open_clip's own format (`embed_dim`, `vision_cfg`, `text_cfg`); the tokenizer
     is the bundled BPE one at the text tower's context length.
     """
-    import open_clip
+    import open_clip  # seconds to import; the catalog imports this module to list models
 
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))

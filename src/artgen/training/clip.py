@@ -17,10 +17,12 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+import open_clip
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from artgen.engine.cutout_params import sample_cutout_params
 from artgen.models.clip import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from artgen.training import shapes
 from artgen.training.data import step_rng, to_tensor
@@ -71,8 +73,6 @@ class ClipTraining:
 
 def build_clip(config: dict[str, Any] = DEMO_CLIP_CONFIG) -> torch.nn.Module:
     """open_clip's CLIP with the given config (default initialisation)."""
-    import open_clip
-
     return open_clip.model.CLIP(
         embed_dim=config["embed_dim"],
         vision_cfg=open_clip.model.CLIPVisionCfg(**config["vision_cfg"]),
@@ -82,8 +82,6 @@ def build_clip(config: dict[str, Any] = DEMO_CLIP_CONFIG) -> torch.nn.Module:
 
 def tokenizer(config: dict[str, Any] = DEMO_CLIP_CONFIG):
     """The bundled BPE tokenizer at the config's context length."""
-    import open_clip
-
     return open_clip.get_tokenizer("ViT-B-32", context_length=config["text_cfg"]["context_length"])
 
 
@@ -115,8 +113,6 @@ def augment(images: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]
     """The engine's cutout augmentations drawn from its own distributions, one per picture:
     flips, rotation/shift (edges repeated), perspective (black wedges) and noise, batched.
     Returns the pictures (B, 3, S, S) and which were flipped (B,)."""
-    from artgen.engine.cutout_params import sample_cutout_params
-
     count, _, size, _ = images.shape
     params = sample_cutout_params((size, size), count, size, 1.0, True, generator)
     flips = params.flips.to(images.device)

@@ -125,8 +125,6 @@ def train_vqgan_stage(
 
 
 def train_clip_stage(out: Path, training: Any, device: torch.device, save_every: int) -> None:
-    from artgen.training import clip as clip_training
-
     weights = out / CLIP_WEIGHTS_FILE
     if weights.exists():
         _log(f"clip: {weights} exists, stage skipped")
