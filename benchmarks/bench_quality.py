@@ -201,7 +201,7 @@ def reconstruct(
     import random
 
     from artgen.engine import from_pil, to_pil
-    from artgen.models.vqgan import snap_to_codebook
+    from artgen.models.quantizers import snap_to_codebook
 
     vqgan = models.vqgan
     done = []

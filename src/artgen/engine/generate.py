@@ -27,7 +27,7 @@ from artgen.engine.ops import clamp_with_grad
 from artgen.engine.options import EngineOptions
 from artgen.engine.params import GenerationParams
 from artgen.engine.prompts import Prompt, noise_embedding, parse_prompts
-from artgen.models.vqgan import snap_to_codebook
+from artgen.models.quantizers import snap_to_codebook
 
 if TYPE_CHECKING:
     from artgen.models.loading import Models

@@ -1,6 +1,6 @@
 """Differentiable helpers of CLIP-guided VQGAN: replace a gradient, clamp with gradient.
 
-The straight-through quantizer is the models layer's `artgen.models.vqgan.snap_to_codebook`.
+The straight-through quantizer is the models layer's `artgen.models.quantizers.snap_to_codebook`.
 """
 
 from __future__ import annotations

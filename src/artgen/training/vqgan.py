@@ -16,7 +16,8 @@ import torch.nn.functional as F
 import yaml
 from torch import Tensor
 
-from artgen.models.vqgan import VQGAN, VQGANConfig, nearest_codes
+from artgen.models.quantizers import nearest_codes
+from artgen.models.vqgan import VQGAN, VQGANConfig
 from artgen.training.data import scene_batch, step_rng
 
 # f8: a 64x64 picture is an 8x8 grid of codes; GroupNorm(32) needs channels in multiples of 32.
