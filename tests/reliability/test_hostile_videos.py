@@ -53,8 +53,8 @@ def huge_gif_header() -> bytes:
     return b"GIF89a" + screen + image + b";"
 
 
-def post(client: TestClient, data: bytes, name: str = "in.mp4") -> object:
-    files = {"params": (None, json.dumps(PARAMS)), "source_video": (name, data, "video/mp4")}
+def post(client: TestClient, data: bytes, name: str = "in.mp4", params: dict = PARAMS) -> object:
+    files = {"params": (None, json.dumps(params)), "source_video": (name, data, "video/mp4")}
     return client.post("/v1/jobs", files=files)
 
 
@@ -122,3 +122,12 @@ def test_an_mp4_and_an_animated_gif_are_taken(
     response = post(client, videos["gif"], "in.gif")
     assert response.status_code == 202, response.text
     assert response.json()["frames"] == 3 and response.json()["params"]["fps"] == 8
+
+
+def test_a_restyle_without_a_size_takes_the_sources(
+    app_factory: Callable[..., TestClient], videos: dict[str, bytes]
+) -> None:
+    client = app_factory()
+    params = {"kind": "restyle", "prompt": "an oil painting", "height": 48}
+    job = post(client, videos["ok"], params=params).json()
+    assert (job["params"]["width"], job["params"]["height"]) == (32, 48)

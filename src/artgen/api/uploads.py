@@ -301,4 +301,4 @@ async def read_source_video(
         raise ApiError(422, "validation_error", message, field=field)
     data, container, info = await read_video_upload(upload, field, limits)
     frames = min(info.frames, limits.max_frames)
-    return SourceVideo(data=data, container=container, frames=frames, fps=info.fps)
+    return SourceVideo(data, container, frames, info.fps, width=info.width, height=info.height)

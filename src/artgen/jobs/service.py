@@ -97,6 +97,8 @@ class SourceVideo:
     container: str  # a key of store.SOURCE_VIDEO_NAMES: mp4, webm, gif
     frames: int  # the frames the restyle makes (the source's, capped by the server's limit)
     fps: float
+    width: int = 0  # the source's size: the restyle's when the job gives none (0: unknown)
+    height: int = 0
 
 
 # C0 controls other than tab/newline/CR, DEL and C1 controls: never meaningful in a prompt.
@@ -290,9 +292,7 @@ class JobService:
             "clip_models": request.clip_models or self.settings.clip_models_for(request.model),
         }
         if source_video is not None:
-            # A restyle makes the source's frames at (about) its rate; the MP4 keeps the exact one.
-            resolved["frames"] = source_video.frames
-            resolved["fps"] = min(60, max(1, round(source_video.fps)))
+            resolved.update(self._source_fields(request, source_video))
         request = request.model_copy(update=resolved)
         # The webhook URL stays in the record only: not in params, the PNG's metadata or the API.
         params = request.stored_params(exclude=set(WEBHOOK_FIELDS))
@@ -327,6 +327,15 @@ class JobService:
             self.store.remove_dir(job_id)
             raise
         return job
+
+    def _source_fields(self, request: JobCreate, source: SourceVideo) -> dict[str, int]:
+        """A restyle makes the source's frames at (about) its rate (the MP4 keeps the exact one),
+        at the source's size unless the job gives one (within the server's size limits)."""
+        fields = {"frames": source.frames, "fps": min(60, max(1, round(source.fps)))}
+        for name, size in (("width", source.width), ("height", source.height)):
+            if name not in request.model_fields_set and size > 0:
+                fields[name] = min(self.settings.max_size, max(16, size))
+        return fields
 
     def _enqueue(self, job: Job) -> None:
         try:
