@@ -13,6 +13,7 @@ from artgen.jobs.frames import clear_frame_keys, collect_frames, frames_on_disk,
 from artgen.jobs.queue import JobQueue, Keys
 from artgen.jobs.schemas import Job, JobError, JobStatus, utcnow
 from artgen.jobs.store import CHECKPOINT, FINAL, PREVIEW, VIDEO, JobStore, QueueCleanup
+from artgen.jobs.submission import enqueue_job
 
 logger = logging.getLogger("artgen.jobs.collector")
 
@@ -54,25 +55,6 @@ def status_events(job: Job) -> Events:
             done["video_url"] = f"/v1/jobs/{job.id}/video"  # a canceled animation's: partial
         events.append(("done", done))
     return events
-
-
-def build_payload(store: JobStore, job: Job) -> dict[str, Any]:
-    """Everything a worker needs for the job's current attempt (inputs and latest checkpoint)."""
-    payload: dict[str, Any] = {"params": job.params, "image_prompts": []}
-    if job.init_image_file:
-        payload["init_image"] = store.read_file(job.id, job.init_image_file)
-    payload["image_prompts"] = [store.read_file(job.id, name) for name in job.image_prompt_files]
-    if job.source_video_file:
-        payload["source_video"] = store.read_file(job.id, job.source_video_file)
-    if job.checkpoint_file:
-        payload["checkpoint"] = store.read_file(job.id, job.checkpoint_file)
-    return payload
-
-
-def enqueue_job(queue: JobQueue, store: JobStore, job: Job) -> None:
-    """Publish the job's current attempt, then queue it in creation order (requeues included)."""
-    queue.set_control(job.id, job.attempt)
-    queue.enqueue(job.id, job.attempt, build_payload(store, job), order=job.created_at.timestamp())
 
 
 class Collector:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from artgen.config import Settings
-from artgen.jobs.collector import Collector, enqueue_job, status_events
+from artgen.jobs.collector import Collector, status_events
 from artgen.jobs.queue import JobQueue
 from artgen.jobs.schemas import (
     ACTIVE_STATUSES,
@@ -36,6 +36,7 @@ from artgen.jobs.store import (
     prompt_file_name,
     validate_job_id,
 )
+from artgen.jobs.submission import enqueue_job
 from artgen.jobs.webhook_fields import WEBHOOK_FIELDS
 from artgen.jobs.webhooks import Deliverer, WebhookRefused, check_webhook, webhooks_enabled
 
