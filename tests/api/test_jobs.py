@@ -222,7 +222,7 @@ def test_a_delete_between_the_record_and_the_file_is_a_clean_404(worker_client, 
 
 
 def test_a_file_deleted_while_it_streams_is_sent_whole(worker_client, monkeypatch):
-    from artgen.api.routes import jobs as job_routes
+    from artgen.api.routes import job_files as job_routes
 
     client = worker_client
     service = client.app.state.service

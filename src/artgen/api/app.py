@@ -20,7 +20,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from artgen.api.errors import ErrorBody, install_error_handlers
 from artgen.api.metrics import install_metrics, poll_metrics_forever
-from artgen.api.routes import events, frames, health, jobs, legacy, models, prompts
+from artgen.api.routes import (
+    events,
+    frames,
+    health,
+    job_files,
+    jobs,
+    legacy,
+    models,
+    prompts,
+    submit,
+)
 from artgen.api.routes.legacy import LegacyDefaults
 from artgen.api.security import RateLimiter
 from artgen.api.uploads import BodyLimitMiddleware, body_limit
@@ -273,7 +283,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     install_error_handlers(app)
     app.state.metrics = install_metrics(app)
-    routers = [jobs.router, frames.router, events.router, legacy.router, models.router]
+    routers = [
+        submit.router,
+        jobs.router,
+        job_files.router,
+        frames.router,
+        events.router,
+        legacy.router,
+        models.router,
+    ]
     routers.append(prompts.router)
     for router in (*routers, health.router):
         app.include_router(router)

@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from artgen.api.deps import JobIdPath, OwnerDep, ServiceDep, job_or_404
 from artgen.api.errors import ApiError
-from artgen.api.routes.jobs import file_response, open_stored_file
+from artgen.api.files import file_response, open_stored_file
 from artgen.jobs.frames import frame_url
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])

@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from artgen.api.deps import OwnerDep, ServiceDep, SettingsDep, job_or_404
 from artgen.api.errors import ApiError, validation_error
-from artgen.api.routes.jobs import submit_job
+from artgen.api.routes.submit import submit_job
 from artgen.api.uploads import read_image_upload
 from artgen.jobs.schemas import Job, JobCreate, JobStatus
 from artgen.media import png_to_jpeg
