@@ -284,7 +284,7 @@ def test_image_prompt_stops_must_match_the_images(tiny_models):
     ],
 )
 def test_cli_image_prompts_take_weight_and_stop(value, expected):
-    from artgen.cli import parse_image_prompt
+    from artgen.cli_common import parse_image_prompt
 
     path, weight, stop = parse_image_prompt(value)
     assert (str(path), weight, stop) == expected

@@ -171,15 +171,15 @@ class Catalog:
         rows.append(
             ModelInfo(RANDOM_VQGAN, "vqgan", True, False, "f16 16384 shapes, random weights", None)
         )
-        for preset in self.clip_presets.values():
+        for clip_preset in self.clip_presets.values():
             rows.append(
                 ModelInfo(
-                    preset.name,
+                    clip_preset.name,
                     "clip",
-                    self.clip_file(preset.name).is_file(),
-                    preset.name == DEFAULT_CLIP,
-                    preset.description,
-                    preset.size_bytes,
+                    self.clip_file(clip_preset.name).is_file(),
+                    clip_preset.name == DEFAULT_CLIP,
+                    clip_preset.description,
+                    clip_preset.size_bytes,
                 )
             )
         rows.append(ModelInfo(TINY, "clip", True, False, "tiny random CLIP for tests", None))
@@ -262,9 +262,9 @@ class Catalog:
         listed = " and ".join(str(path) for path in missing)
         if name in self.vqgan_presets or name in self.clip_presets:
             about = f" (about {size / 1e9:.1f} GB)" if size else ""
-            files = "files" if len(missing) > 1 else "file"
+            them = "files" if len(missing) > 1 else "file"
             command = f"artgen models download {name}"
-            how = f"fetch it with `{command}`{about} or put the {files} there"
+            how = f"fetch it with `{command}`{about} or put the {them} there"
         else:
             command = f"artgen models add {name} --config F --checkpoint F"
             how = f"re-register it with `{command}`"

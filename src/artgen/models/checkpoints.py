@@ -20,7 +20,7 @@ from torch import Tensor
 try:  # numpy >= 2 (numpy.core is a deprecated alias there)
     from numpy._core import multiarray
 except ImportError:  # numpy 1.x
-    from numpy.core import multiarray
+    from numpy.core import multiarray  # type: ignore[no-redef]
 
 from artgen.models.vqgan import VQGAN, VQGANConfig
 
@@ -150,10 +150,10 @@ def read_checkpoint(path: str | Path) -> Any:
                 return torch.load(path, map_location="cpu", weights_only=True)
         except Exception as error:
             match = re.search(r"GLOBAL ([\w.]+)|got <class '([\w.]+)'>", str(error))
-            name = match and (match.group(1) or match.group(2))
-            if not name or name in allowed:
+            refused = (match.group(1) or match.group(2)) if match else None
+            if not refused or refused in allowed:
                 raise _corrupt(path, error) from None
-            allowed[name] = _allowed_globals(name, path)
+            allowed[refused] = _allowed_globals(refused, path)
     raise CheckpointError(f"{path}: too many pickled classes to stub")
 
 

@@ -10,6 +10,7 @@ import warnings
 import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -28,6 +29,10 @@ BUNDLED_TOKENIZER = "ViT-B-32"
 class Critic(nn.Module):
     """A frozen CLIP model seen through the two calls the engine needs."""
 
+    model: Any  # open_clip's CLIP: its towers' attributes are not typed
+    mean: Tensor  # (1, 3, 1, 1) buffers
+    std: Tensor
+
     def __init__(
         self,
         name: str,
@@ -42,7 +47,7 @@ class Critic(nn.Module):
         self.tokenizer = tokenizer
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
-        size = model.visual.image_size
+        size = self.model.visual.image_size
         self.cut_size = int(size[0] if isinstance(size, tuple | list) else size)
 
     @property

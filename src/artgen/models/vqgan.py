@@ -8,7 +8,7 @@ weights (minus `loss.*`).
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -155,6 +155,29 @@ class Upsample(nn.Module):
         return self.conv(x)
 
 
+class Level(nn.Module):
+    """One resolution level (taming's unnamed stage): resnet blocks, each followed by an attention
+    block at the attention resolutions, then the resampling to the next level (`downsample` in
+    the encoder, `upsample` in the decoder; None at the last level)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.block = nn.ModuleList()
+        self.attn = nn.ModuleList()
+        self.downsample: nn.Module | None = None
+        self.upsample: nn.Module | None = None
+
+
+class Middle(nn.Module):
+    """The lowest resolution's resnet, attention, resnet (taming's `mid`)."""
+
+    def __init__(self, channels: int, dropout: float) -> None:
+        super().__init__()
+        self.block_1 = ResnetBlock(channels, channels, dropout)
+        self.attn_1 = AttnBlock(channels)
+        self.block_2 = ResnetBlock(channels, channels, dropout)
+
+
 class Encoder(nn.Module):
     """Image -> z_channels feature map at 1/factor resolution (`encoder.*` keys)."""
 
@@ -167,9 +190,7 @@ class Encoder(nn.Module):
         resolution = config.resolution
         channels = config.ch
         for level in range(levels):
-            stage = nn.Module()
-            stage.block = nn.ModuleList()
-            stage.attn = nn.ModuleList()
+            stage = Level()
             channels = config.ch * in_mult[level]
             out_channels = config.ch * config.ch_mult[level]
             for _ in range(config.num_res_blocks):
@@ -181,22 +202,19 @@ class Encoder(nn.Module):
                 stage.downsample = Downsample(channels)
                 resolution //= 2
             self.down.append(stage)
-        self.mid = nn.Module()
-        self.mid.block_1 = ResnetBlock(channels, channels, config.dropout)
-        self.mid.attn_1 = AttnBlock(channels)
-        self.mid.block_2 = ResnetBlock(channels, channels, config.dropout)
+        self.mid = Middle(channels, config.dropout)
         self.norm_out = Normalize(channels)
         z_out = 2 * config.z_channels if config.double_z else config.z_channels
         self.conv_out = nn.Conv2d(channels, z_out, 3, padding=1)
 
     def forward(self, x: Tensor) -> Tensor:
         h = self.conv_in(x)  # (B, ch, H, W)
-        for stage in self.down:
+        for stage in cast("list[Level]", self.down):
             for i, block in enumerate(stage.block):
                 h = block(h)
                 if len(stage.attn) > 0:
                     h = stage.attn[i](h)
-            if hasattr(stage, "downsample"):
+            if stage.downsample is not None:
                 h = stage.downsample(h)
         h = self.mid.block_2(self.mid.attn_1(self.mid.block_1(h)))  # (B, C_top, H/f, W/f)
         return self.conv_out(swish(self.norm_out(h)))  # (B, z_channels, H/f, W/f)
@@ -211,15 +229,10 @@ class Decoder(nn.Module):
         channels = config.ch * config.ch_mult[-1]
         resolution = config.resolution // 2 ** (levels - 1)
         self.conv_in = nn.Conv2d(config.z_channels, channels, 3, padding=1)
-        self.mid = nn.Module()
-        self.mid.block_1 = ResnetBlock(channels, channels, config.dropout)
-        self.mid.attn_1 = AttnBlock(channels)
-        self.mid.block_2 = ResnetBlock(channels, channels, config.dropout)
-        stages: list[nn.Module] = []
+        self.mid = Middle(channels, config.dropout)
+        stages: list[Level] = []
         for level in reversed(range(levels)):
-            stage = nn.Module()
-            stage.block = nn.ModuleList()
-            stage.attn = nn.ModuleList()
+            stage = Level()
             out_channels = config.ch * config.ch_mult[level]
             for _ in range(config.num_res_blocks + 1):
                 stage.block.append(ResnetBlock(channels, out_channels, config.dropout))
@@ -240,12 +253,12 @@ class Decoder(nn.Module):
         block = _recomputed if recompute else nn.Module.__call__
         h = self.conv_in(z)  # (B, C_top, h, w)
         h = block(self.mid.block_2, block(self.mid.attn_1, block(self.mid.block_1, h)))
-        for stage in reversed(self.up):
+        for stage in reversed(cast("list[Level]", self.up)):
             for i, resnet in enumerate(stage.block):
                 h = block(resnet, h)
                 if len(stage.attn) > 0:
                     h = block(stage.attn[i], h)
-            if hasattr(stage, "upsample"):
+            if stage.upsample is not None:
                 h = block(stage.upsample, h)
         return self.conv_out(swish(self.norm_out(h)))  # (B, out_ch, h*f, w*f)
 
