@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -16,69 +12,11 @@ import torch
 from artgen.models import clip
 from artgen.models.catalog import Catalog, UnknownModel
 from artgen.models.checkpoints import CheckpointError, ModelUnavailable
-from artgen.models.downloads import download_file
 from artgen.models.loading import load_models
 from artgen.models.presets import DEFAULT_CLIP, DEFAULT_VQGAN, ClipPreset, VQGANPreset
 
 PRESETS = {"wikiart_16384", "imagenet_f16_16384", "imagenet_f16_1024", "gumbel_f8_8192"}
 PRESETS |= {"sflckr", "coco"}
-
-
-@dataclass
-class FileServer:
-    """A local HTTP server with Range support that records the requests it gets."""
-
-    files: dict[str, bytes]
-    honour_range: bool = True
-    cut_after: int | None = None  # close the connection after this many body bytes, once
-    ranges: list[str | None] = field(default_factory=list)
-    url: str = ""
-
-
-@pytest.fixture
-def server() -> Iterator[FileServer]:
-    state = FileServer(files={})
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
-            body = state.files.get(self.path)
-            if body is None:
-                self.send_error(404)
-                return
-            header = self.headers.get("Range")
-            state.ranges.append(header)
-            if header and state.honour_range:
-                start = int(header.removeprefix("bytes=").split("-")[0])
-                if start >= len(body):
-                    self.send_error(416)
-                    return
-                self.send_response(206)
-                self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-                body = body[start:]
-            else:
-                self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            if state.cut_after is not None:
-                body, state.cut_after = body[: state.cut_after], None
-                self.close_connection = True
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.timeout = 5
-    state.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.daemon = True
-    thread.start()
-    try:
-        yield state
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
 
 
 def test_list_models_marks_defaults_and_availability(tmp_path: Path) -> None:
@@ -146,28 +84,6 @@ def test_download_resumes_a_partial_file_and_records_sha256(tmp_path: Path, serv
     assert len(server.ranges) == requests
 
 
-def test_interrupted_download_resumes_on_the_next_call(tmp_path: Path, server) -> None:
-    body = bytes(range(256)) * 800
-    server.files = {"/f.bin": body}
-    server.cut_after = 50_000
-    destination = tmp_path / "f.bin"
-    with pytest.raises(ModelUnavailable, match="run the same command again to resume"):
-        download_file(f"{server.url}/f.bin", destination)
-    assert (tmp_path / "f.bin.part").stat().st_size == 50_000
-    assert download_file(f"{server.url}/f.bin", destination).read_bytes() == body
-    assert server.ranges == [None, "bytes=50000-"]
-
-
-def test_download_restarts_when_the_server_ignores_range(tmp_path: Path, server) -> None:
-    body = b"0123456789" * 1000
-    server.files = {"/f.bin": body}
-    server.honour_range = False
-    partial = tmp_path / "f.bin.part"
-    partial.write_bytes(b"stale bytes")
-    done = download_file(f"{server.url}/f.bin", tmp_path / "f.bin")
-    assert done == partial and partial.read_bytes() == body
-
-
 def test_sha256_mismatch_after_redownload_is_an_error(tmp_path: Path, server) -> None:
     server.files = {"/w.pt": b"first version"}
     preset = ClipPreset("w/openai", "ViT-B-32-quickgelu", f"{server.url}/w.pt", "w.pt", 13, "")
@@ -187,11 +103,6 @@ def test_known_sha256_is_checked_on_first_download(tmp_path: Path, server) -> No
     preset = ClipPreset("w/x", "ViT-B-32", f"{server.url}/w.pt", "w.pt", 7, "", digest)
     with pytest.raises(CheckpointError, match=f"expected {digest}"):
         Catalog(tmp_path, clip_presets={"w/x": preset}).download("w/x")
-
-
-def test_unreachable_server_is_model_unavailable(tmp_path: Path, server) -> None:
-    with pytest.raises(ModelUnavailable, match="HTTP 404"):
-        download_file(f"{server.url}/absent", tmp_path / "absent")
 
 
 def test_open_clip_download_failure_is_model_unavailable(tmp_path: Path, monkeypatch) -> None:
