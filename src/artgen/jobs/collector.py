@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from artgen.config import Settings
+from artgen.jobs.events import Events, progress_event, status_events
 from artgen.jobs.frames import clear_frame_keys, collect_frames, frames_on_disk, video_files
 from artgen.jobs.queue import JobQueue, Keys
 from artgen.jobs.schemas import Job, JobError, JobStatus, utcnow
@@ -18,44 +19,6 @@ from artgen.jobs.submission import enqueue_job
 logger = logging.getLogger("artgen.jobs.collector")
 
 POLL_INTERVAL_S = 0.2
-
-Events = list[tuple[str, dict[str, Any]]]
-
-
-def progress_event(job: Job) -> tuple[str, dict[str, Any]]:
-    """The SSE `progress` event of a job's current state."""
-    return (
-        "progress",
-        {
-            "iteration": job.iteration,
-            "iterations": job.iterations,
-            "progress": round(job.progress, 4),
-            "loss": job.loss,
-            "eta_seconds": job.eta_seconds,
-            # Animations: the frame being made, of how many, and the iteration within it.
-            "frame": job.frame,
-            "frames": job.frames,
-            "frame_iteration": job.frame_iteration,
-            "frame_iterations": job.frame_iterations,
-        },
-    )
-
-
-def status_events(job: Job) -> Events:
-    """`status`, plus `done` when the job is terminal."""
-    status: dict[str, Any] = {"status": job.status.value}
-    if job.error is not None:
-        status["error"] = job.error.model_dump()
-    events: Events = [("status", status)]
-    if job.status.terminal:
-        done = dict(status)
-        if job.status == JobStatus.succeeded:
-            done["image_url"] = f"/v1/jobs/{job.id}/image"
-        if job.video_file and (job.status == JobStatus.succeeded or job.kind.animated):
-            done["video_url"] = f"/v1/jobs/{job.id}/video"  # a canceled animation's: partial
-        events.append(("done", done))
-    return events
-
 
 class Collector:
     """Polls the queue storage for active jobs and applies what workers reported."""

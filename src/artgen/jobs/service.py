@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from artgen.config import Settings
-from artgen.jobs.collector import Collector, status_events
+from artgen.jobs.collector import Collector
+from artgen.jobs.events import status_events
 from artgen.jobs.queue import JobQueue
 from artgen.jobs.schemas import (
     ACTIVE_STATUSES,
