@@ -10,9 +10,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
+import numpy as np
+import torch
 import typer
+from pydantic import ValidationError
 
 from artgen.cli_animate_options import (
     AngleOption,
@@ -51,22 +54,22 @@ from artgen.cli_remote import (
     remote_fields,
     video_remote,
 )
-
-if TYPE_CHECKING:
-    import numpy as np
-    import torch
-
-    from artgen.config import Settings
-    from artgen.engine.animation import Animation, FrameSource
-    from artgen.engine.animation_params import AnimationParams
-    from artgen.engine.params import GenerationParams
+from artgen.config import Settings
+from artgen.engine.animation import Animation, FrameSource
+from artgen.engine.animation_params import AnimationParams
+from artgen.engine.images import to_pil, to_pixels
+from artgen.engine.params import GenerationParams
+from artgen.media import write_mp4
+from artgen.models.catalog import Catalog
+from artgen.models.loading import load_models
+from artgen.videos import SequentialFrames, VideoError, probe
 
 # AnimationParams fields whose CLI spelling is not --field-name.
 ANIMATION_OPTIONS = {"prompt_schedule": "--prompt-at"}
 
 
 @dataclass(frozen=True)
-class Run:
+class LocalSetup:
     """What both commands resolved before any frame is made."""
 
     settings: Settings
@@ -74,11 +77,11 @@ class Run:
     device: torch.device
 
 
-def prepare(model: str | None, clip_model: list[str] | None, device: str | None) -> Run:
+def prepare(model: str | None, clip_model: list[str] | None, device: str | None) -> LocalSetup:
     """Settings, CLIP model names and the device, as `artgen generate` resolves them."""
     settings = build_settings(model=model, device=device)
     clip_models = list(clip_model or settings.resolved_clip_models)
-    return Run(settings, clip_models, resolve_device(settings.device))
+    return LocalSetup(settings, clip_models, resolve_device(settings.device))
 
 
 def check_output(output: Path) -> None:
@@ -97,10 +100,6 @@ def parse_prompt_at(value: str) -> dict[str, Any]:
 
 def build_animation(values: dict[str, Any]) -> AnimationParams:
     """AnimationParams from the flags given (None: the default); errors name the option."""
-    from pydantic import ValidationError
-
-    from artgen.engine.animation_params import AnimationParams
-
     given = {name: value for name, value in values.items() if value is not None}
     try:
         return AnimationParams(**given)
@@ -132,8 +131,6 @@ class FrameStream:
         self.interrupted = False
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        from artgen.engine.images import to_pil, to_pixels
-
         animation = self.animation
         try:
             while animation.iteration < animation.iterations:
@@ -159,9 +156,6 @@ def render(
     audio_from: Path | None = None,
 ) -> None:
     """Make every frame, stream them to `output` and say what was written."""
-    from artgen.media import write_mp4
-    from artgen.videos import VideoError
-
     output.parent.mkdir(parents=True, exist_ok=True)
     if frames_dir is not None:
         frames_dir.mkdir(parents=True, exist_ok=True)
@@ -181,7 +175,7 @@ def render(
 
 
 def new_animation(
-    run: Run,
+    setup: LocalSetup,
     params: GenerationParams,
     animation: AnimationParams,
     fast: bool | None,
@@ -189,17 +183,13 @@ def new_animation(
     source: FrameSource | None = None,
 ) -> Animation:
     """Load the models and set up the Animation, turning user errors into clean messages."""
-    from artgen.engine.animation import Animation
-    from artgen.models.catalog import Catalog
-    from artgen.models.loading import load_models
-
     init = read_image(init_image, "--init-image") if init_image is not None else None
     with user_errors():
         models = load_models(
-            run.settings.model, run.clip_models, run.device, Catalog(run.settings.home)
+            setup.settings.model, setup.clip_models, setup.device, Catalog(setup.settings.home)
         )
         return Animation(
-            models, params, animation, device=run.device, init_image=init, source=source,
+            models, params, animation, device=setup.device, init_image=init, source=source,
             fast=fast,
         )  # fmt: skip
 
@@ -278,8 +268,8 @@ def animate(
             server, api_key, fields, local_only=local_only, output=output, init_image=init_image
         )
         return
-    run = prepare(model, clip_model, device)
-    animation = new_animation(run, params, motion, fast, init_image=init_image)
+    setup = prepare(model, clip_model, device)
+    animation = new_animation(setup, params, motion, fast, init_image=init_image)
     render(animation, "animating", output, motion.fps, frames_dir)
 
 
@@ -319,8 +309,6 @@ def restyle(
 ) -> None:
     """Repaint every frame of a video toward the prompts; the output keeps the source's fps and
     its audio track."""
-    from artgen.videos import SequentialFrames, VideoError, probe
-
     check_output(output)
     if not source.is_file():
         fail(f"VIDEO {str(source)!r} does not exist")
@@ -344,8 +332,8 @@ def restyle(
             server, api_key, fields, local_only=local_only, output=output, source_video=source
         )
         return
-    run = prepare(model, clip_model, device)
-    limits = run.settings.video_limits()  # the service's upload limits (ARTGEN_VIDEO_*)
+    setup = prepare(model, clip_model, device)
+    limits = setup.settings.video_limits()  # the service's upload limits (ARTGEN_VIDEO_*)
     try:
         info = probe(source, limits)
     except VideoError as error:
@@ -368,7 +356,7 @@ def restyle(
     )
     try:  # a decoding problem met while restyling is named like one found by probe
         with SequentialFrames(source, limits) as source_frames:
-            animation = new_animation(run, params, style, fast, source=source_frames)
+            animation = new_animation(setup, params, style, fast, source=source_frames)
             render(animation, "restyling", output, info.fps, frames_dir, audio_from=source)
     except VideoError as error:
         fail(f"VIDEO {str(source)!r}: {describe_error(error)}")

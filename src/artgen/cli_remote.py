@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
@@ -27,10 +27,8 @@ from artgen.client import (
     JobStatus,
     ServerEvent,
 )
+from artgen.engine.params import GenerationParams
 from artgen.jobs.animation_fields import JobKind
-
-if TYPE_CHECKING:
-    from artgen.engine.params import GenerationParams
 
 # Exit codes: the job failed or was canceled (1), Ctrl-C (130, as a shell reports SIGINT).
 EXIT_JOB_FAILED = 1
