@@ -37,7 +37,6 @@ from artgen.cli_animate_options import (
     ZoomOption,
 )
 from artgen.cli_common import (
-    AnimationProgress,
     build_params,
     build_settings,
     describe_error,
@@ -47,6 +46,7 @@ from artgen.cli_common import (
     user_error_types,
     user_errors,
 )
+from artgen.cli_progress import AnimationProgress
 from artgen.cli_remote import (
     ApiKeyOption,
     ServerOption,

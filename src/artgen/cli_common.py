@@ -1,13 +1,12 @@
-"""Helpers shared by the `artgen` commands: clean error exits, settings, devices, image files,
-parameters from flags and progress bars.
+"""Helpers shared by the `artgen` commands: clean error exits, settings, devices, image files and
+parameters from flags (the progress bars are in cli_progress.py).
 
 They live outside cli.py so that each command module (cli.py, cli_animate.py, ...) stays small.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
@@ -16,19 +15,9 @@ import torch
 import typer
 from PIL import Image, UnidentifiedImageError
 from pydantic import ValidationError
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from artgen import devices
 from artgen.config import Settings
-from artgen.engine.animation import Animation
 from artgen.engine.params import GenerationParams
 from artgen.engine.prompts import parse_prompt
 from artgen.models.catalog import Catalog
@@ -105,42 +94,6 @@ def parse_image_prompt(value: str) -> tuple[Path, float, float | None]:
     return Path(spec.text), spec.weight, None if spec.stop == float("-inf") else spec.stop
 
 
-class GenerateProgress:
-    """Rich progress bar with iterations, loss and ETA; reads the loss at most 4 times a second."""
-
-    def __init__(self, iterations: int) -> None:
-        self._progress = Progress(
-            TextColumn("[bold]generating"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]}"),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-        )
-        self._task = self._progress.add_task("generate", total=iterations, loss="-")
-        self._iterations = iterations
-        self._last_loss_read = 0.0
-        self.loss: float | None = None
-
-    def __enter__(self) -> GenerateProgress:
-        self._progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._progress.stop()
-
-    def update(self, iteration: int, read_loss: Any) -> None:
-        """Advance to `iteration`; `read_loss()` syncs the device, so call it sparingly."""
-        now = time.monotonic()
-        if iteration == self._iterations or now - self._last_loss_read >= 0.25:
-            self.loss = float(read_loss())
-            self._last_loss_read = now
-            self._progress.update(self._task, loss=f"{self.loss:.4f}")
-        self._progress.update(self._task, completed=iteration)
-
-
 # GenerationParams fields whose CLI spelling is not --field-name.
 PARAM_OPTIONS = {"width": "--size", "height": "--size", "prompts": "PROMPTS",
                  "image_prompt_weights": "--image-prompt",
@@ -178,45 +131,3 @@ def format_size(size_bytes: int | None) -> str:
 def catalog_from_env() -> Catalog:
     """The model catalog over ARTGEN_HOME."""
     return Catalog(build_settings().home)
-
-
-class AnimationProgress:
-    """Rich progress bar over every iteration of the video, with the frame and the iteration in
-    it, the loss (read at most 4 times a second) and the ETA."""
-
-    def __init__(self, label: str, iterations: int, frames: int) -> None:
-        self._progress = Progress(
-            TextColumn(f"[bold]{label}"),
-            BarColumn(),
-            TextColumn("frame {task.fields[frame]}/{task.fields[frames]}"),
-            TextColumn("iteration {task.fields[step]}"),
-            TextColumn("loss {task.fields[loss]}"),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-        )
-        self._task = self._progress.add_task(
-            label, total=iterations, frame=1, frames=frames, step="-", loss="-"
-        )
-        self._last_loss_read = 0.0
-
-    def __enter__(self) -> AnimationProgress:
-        self._progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._progress.stop()
-
-    def update(self, animation: Animation, read_loss: Callable[[], float]) -> None:
-        """Show where `animation` stands; `read_loss()` syncs the device, so call it sparingly."""
-        now = time.monotonic()
-        fields: dict[str, Any] = {}
-        if animation.frame_done is not None or now - self._last_loss_read >= 0.25:
-            fields["loss"] = f"{read_loss():.4f}"
-            self._last_loss_read = now
-        shown_frame = min(animation.frame, animation.frames - 1) + 1
-        step = f"{animation.frame_iteration}/{animation.frame_iterations}"
-        self._progress.update(
-            self._task, completed=animation.iteration, frame=shown_frame, step=step, **fields
-        )

@@ -13,7 +13,6 @@ import typer
 from PIL import Image, UnidentifiedImageError
 
 from artgen.cli_common import (
-    GenerateProgress,
     build_params,
     build_settings,
     describe_error,
@@ -23,6 +22,7 @@ from artgen.cli_common import (
     resolve_device,
     user_errors,
 )
+from artgen.cli_progress import GenerateProgress
 from artgen.cli_remote import ApiKeyOption, ServerOption, generate_remote
 from artgen.engine.generate import Generation
 from artgen.engine.options import EngineOptions

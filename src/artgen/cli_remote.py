@@ -17,7 +17,8 @@ from typing import Annotated, Any
 
 import typer
 
-from artgen.cli_common import EXIT_BAD_INPUT, AnimationProgress, GenerateProgress, fail
+from artgen.cli_common import EXIT_BAD_INPUT, fail
+from artgen.cli_progress import AnimationProgress, GenerateProgress
 from artgen.client import (
     ApiError,
     ArtgenConnectionError,
