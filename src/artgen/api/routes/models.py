@@ -23,7 +23,7 @@ class ModelPublic(BaseModel):
 
 
 class ModelsPublic(BaseModel):
-    """VQGAN generators and CLIP critics."""
+    """VQGAN autoencoders and CLIP critics."""
 
     vqgan: list[ModelPublic]
     clip: list[ModelPublic]
