@@ -18,8 +18,9 @@ from artgen.config import Settings
 from artgen.jobs.frames import collect_frames
 from artgen.jobs.queue import Keys, QueuedTask
 from artgen.jobs.schemas import JobCreate, JobKind, JobStatus
-from artgen.jobs.service import JobService, SourceVideo
+from artgen.jobs.service import JobService
 from artgen.jobs.store import JobStore, frame_file_name
+from artgen.jobs.submission import SourceVideo
 from artgen.jobs.worker import Worker
 from artgen.videos import VideoLimits, probe
 from support import image_bytes, wait_for
@@ -122,14 +123,17 @@ def test_animations_never_join_a_batch(
     def running(request: JobCreate) -> SimpleNamespace:
         models = models_loader("tiny", ["tiny"], worker.device)
         generation = SimpleNamespace(models=models, width=32, height=32)
-        return SimpleNamespace(request=request, generation=generation, pixels=32 * 32)
+        return SimpleNamespace(
+            job_id="r", request=request, generation=generation, pixels=32 * 32,
+            size=(32, 32), vqgan_factor=models.vqgan.factor,
+        )  # fmt: skip
 
     def task(request: JobCreate) -> QueuedTask:
         return QueuedTask("t", "j", 1, {"params": request.stored_params()})
 
-    assert worker._fits(task(picture), [running(picture)])  # same size pictures do batch
-    assert not worker._fits(task(animated), [running(picture)])
-    assert not worker._fits(task(picture), [running(animated)])
+    assert worker.batching.fits(task(picture), [running(picture)])  # same size pictures do batch
+    assert not worker.batching.fits(task(animated), [running(picture)])
+    assert not worker.batching.fits(task(picture), [running(animated)])
 
 
 @BOTH_QUEUES

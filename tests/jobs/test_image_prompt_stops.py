@@ -7,7 +7,8 @@ from jobtools import tiny_request
 from pydantic import ValidationError
 
 from artgen.jobs.schemas import JobCreate
-from artgen.jobs.service import InvalidJob, JobService
+from artgen.jobs.service import JobService
+from artgen.jobs.validation import InvalidJob
 from support import image_bytes
 
 

@@ -17,9 +17,10 @@ from jobtools import BOTH_QUEUES, tiny_request
 from artgen.config import Settings
 from artgen.jobs.queue import Keys
 from artgen.jobs.schemas import JobStatus
-from artgen.jobs.service import FORGET_WORKERS_AFTER_S, JobService
+from artgen.jobs.service import JobService
 from artgen.jobs.store import JobStore
 from artgen.jobs.worker import Worker
+from artgen.jobs.worker_health import FORGET_WORKERS_AFTER_S
 from support import image_bytes, wait_for
 
 HERE = Path(__file__).parent

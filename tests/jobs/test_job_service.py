@@ -15,13 +15,9 @@ from PIL import Image
 from artgen.config import Settings
 from artgen.jobs.queue import Keys
 from artgen.jobs.schemas import JobPublic, JobStatus
-from artgen.jobs.service import (
-    IdempotencyConflict,
-    InvalidJob,
-    JobService,
-    QueueFull,
-    ShuttingDown,
-)
+from artgen.jobs.service import JobService, ShuttingDown
+from artgen.jobs.submission import ActiveLimit, IdempotencyConflict, QueueFull
+from artgen.jobs.validation import InvalidJob
 from support import wait_for
 
 
@@ -189,8 +185,6 @@ def test_a_noise_only_job_is_accepted_like_the_route_accepts_it(service: JobServ
 
 
 def test_the_active_limit_is_checked_with_the_creation(service: JobService) -> None:
-    from artgen.jobs.service import ActiveLimit
-
     service.submit(tiny_request(), owner="alice", max_active=1)
     with pytest.raises(ActiveLimit):
         service.submit(tiny_request(seed=4), owner="alice", max_active=1)

@@ -18,9 +18,9 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from artgen.api.errors import ApiError, PayloadTooLarge, error_response
+from artgen.jobs.submission import SourceVideo
 
 if TYPE_CHECKING:
-    from artgen.jobs.service import SourceVideo
     from artgen.videos import VideoInfo, VideoLimits
 
 # Room for the `params` JSON text and multipart boundaries on top of the file bytes.
@@ -286,8 +286,6 @@ async def read_source_video(
 ) -> SourceVideo | None:
     """A restyle's `source_video` form field (at most one file, only for kind restyle), read and
     probed under `limits`; None when absent."""
-    from artgen.jobs.service import SourceVideo
-
     if not values:
         return None
     field = "source_video"

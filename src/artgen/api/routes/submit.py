@@ -18,15 +18,9 @@ from artgen.api.security import check_active_jobs
 from artgen.api.uploads import read_form, read_image_upload, read_json_body, read_source_video
 from artgen.config import Settings
 from artgen.jobs.schemas import Job, JobCreate, JobPublic
-from artgen.jobs.service import (
-    ActiveLimit,
-    IdempotencyConflict,
-    InvalidJob,
-    JobService,
-    QueueFull,
-    ShuttingDown,
-    SourceVideo,
-)
+from artgen.jobs.service import JobService, ShuttingDown
+from artgen.jobs.submission import ActiveLimit, IdempotencyConflict, QueueFull, SourceVideo
+from artgen.jobs.validation import InvalidJob
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -87,8 +81,6 @@ def submit_job(
 
     Its refusals become HTTP errors; an idempotent replay counts against no limit.
     """
-    if getattr(request.app.state, "draining", False) or getattr(service, "draining", False):
-        raise _shutting_down()
     caller = caller_id(request, owner)
     try:
         job, created = service.submit(
