@@ -16,7 +16,7 @@ from PIL import Image
 
 from artgen.config import Settings
 from artgen.engine.batch import BatchGeneration
-from artgen.jobs import worker as worker_module
+from artgen.jobs import batching as batching_module
 from artgen.jobs.queue import JobQueue
 from artgen.jobs.schemas import Job, JobStatus
 from artgen.jobs.service import JobService
@@ -227,7 +227,7 @@ def test_an_unchanged_queue_is_not_read_again(
 ) -> None:
     settings.batch_jobs = 2
     # No periodic rescan within the test: only a change of the queue or the batch reads it again.
-    monkeypatch.setattr(worker_module, "BATCH_RESCAN_S", float("inf"))
+    monkeypatch.setattr(batching_module, "BATCH_RESCAN_S", float("inf"))
     scans: list[int] = []
     real_queued_tasks = JobQueue.queued_tasks
 

@@ -22,6 +22,7 @@ from artgen.engine.images import to_pil
 from artgen.jobs import job_run
 from artgen.jobs.job_run import JobRun, host_image, pil_image
 from artgen.jobs.queue import Keys
+from artgen.jobs.reports import Sign
 
 CPU = torch.device("cpu")
 
@@ -29,8 +30,8 @@ CPU = torch.device("cpu")
 def start(models: Any, put: Any, encoder: Any = None, **fields: Any) -> JobRun:
     payload = {"params": tiny_request(**fields).model_dump()}
     return JobRun.start(
-        "job", 1, payload, models, device=CPU, put=put, stamp=dict, timeout_seconds=60,
-        checkpoint_every=1000, encoder=encoder,
+        "job", 1, payload, models, device=CPU, put=put, sign=lambda: Sign("w", 0.0),
+        timeout_seconds=60, checkpoint_every=1000, encoder=encoder,
     )  # fmt: skip
 
 
@@ -46,7 +47,7 @@ def test_a_busy_encoder_skips_previews_but_not_the_last_nor_video_frames(tiny_mo
 
     def put(key: str, value: Any) -> bool:
         if key == Keys.preview("job", 1):
-            published[value["iteration"]] = value["png"]
+            published[value.iteration] = value.png
         return True
 
     release = threading.Event()
@@ -93,10 +94,10 @@ def test_timelapse_frames_stream_to_the_encoder_and_memory_stays_flat(
         gc.collect()
         held.append(sum(ref() is not None for ref in alive))
     assert len(alive) == 8 and max(held) <= 1, held  # the writer may hold the latest
-    result = run.succeeded()
+    result = run.result()
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "video.mp4"
-        path.write_bytes(result["mp4"])
+        path.write_bytes(result.mp4)
         reader = imageio.get_reader(path, format="FFMPEG")
         try:
             assert reader.count_frames() == 8
@@ -130,7 +131,7 @@ def test_checkpoints_are_snapshots_written_off_the_loop(tiny_models: Any) -> Non
 
     def put(key: str, value: Any) -> bool:
         if key == Keys.checkpoint("job", 1):
-            written[value["iteration"]] = value["state"]
+            written[value.iteration] = value.state
         return True
 
     release = threading.Event()

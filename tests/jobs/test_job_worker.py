@@ -11,13 +11,13 @@ import torch
 from jobtools import BOTH_QUEUES, tiny_request
 
 import artgen.engine.generate as generate
-import artgen.jobs.worker as worker_module
+import artgen.jobs.control as control_module
 from artgen.config import Settings
+from artgen.devices import resolve_device
 from artgen.jobs.hosting import start_embedded_worker
 from artgen.jobs.queue import JobQueue
 from artgen.jobs.schemas import JobStatus
 from artgen.jobs.service import JobService
-from artgen.devices import resolve_device
 from artgen.jobs.worker import Worker
 from support import wait_for
 
@@ -98,7 +98,10 @@ def test_worker_that_cannot_load_its_model_takes_no_jobs(
 
     handle = start_embedded_worker(settings, service.queue, cannot_load)
     try:
-        health = wait_for(lambda: (h := service.health()).workers and h, 30)
+        # Its first heartbeat may come before the load failed: wait for the failure.
+        health = wait_for(
+            lambda: (h := service.health()).workers and h.workers[0].model_error and h, 30
+        )
         [worker] = health.workers
         # What clients see names no server detail; the log has the exception.
         assert worker.alive and not worker.ready and "FileNotFoundError" in worker.model_error
@@ -164,13 +167,14 @@ def test_workers_register_again_apart_after_queue_data_loss(settings: Settings) 
     first, second = (Worker(settings, queue, worker_id=name) for name in ("first", "second"))
     try:
         for worker in (first, second):
-            worker._slot = queue.register_worker()
-            worker._publish()
+            worker.presence.slot = queue.register_worker()
+            worker.presence.publish()
         assert sorted(info["id"] for info in queue.workers()) == ["first", "second"]
         queue.flush()
-        second._publish()  # it held slot 2 and now gets slot 1, the slot `first` still holds
-        first._publish()
-        second._publish()
+        # It held slot 2 and now gets slot 1, the slot `first` still holds.
+        second.presence.publish()
+        first.presence.publish()
+        second.presence.publish()
         assert sorted(info["id"] for info in queue.workers()) == ["first", "second"]
     finally:
         queue.flush()
@@ -192,23 +196,23 @@ def test_model_cache_is_an_lru_of_configured_size_and_loads_duplicate_clips_once
     queue = JobQueue.from_url(settings.resolved_queue_url)
     worker = Worker(settings, queue, counting)
     try:
-        default = worker._models_for("tiny", ("tiny",))
-        many = worker._models_for("tiny", ("tiny",) * 30)
+        default = worker.models.get("tiny", ("tiny",))
+        many = worker.models.get("tiny", ("tiny",) * 30)
         assert loads == [("tiny", ("tiny",)), ("tiny", ("tiny",))]  # each name loaded once
         assert len(many.critics) == 30 and len({id(critic) for critic in many.critics}) == 1
-        assert worker._models_for("tiny", ("tiny",) * 30) is many  # cached, one object
-        worker._models_for("tiny", ("a",))
-        worker._models_for("tiny", ("tiny",) * 30)  # used again: now the most recent
-        worker._models_for("tiny", ("b",))  # full: evicts ("a",), the least recently used
-        assert list(worker._models) == [
+        assert worker.models.get("tiny", ("tiny",) * 30) is many  # cached, one object
+        worker.models.get("tiny", ("a",))
+        worker.models.get("tiny", ("tiny",) * 30)  # used again: now the most recent
+        worker.models.get("tiny", ("b",))  # full: evicts ("a",), the least recently used
+        assert list(worker.models.loaded) == [
             ("tiny", ("tiny",)),
             ("tiny", ("tiny",) * 30),
             ("tiny", ("b",)),
         ]
         for name in ("c", "d", "e"):
-            worker._models_for("tiny", (name,))
-        assert len(worker._models) == 3
-        assert worker._models_for("tiny", ("tiny",)) is default  # never evicted
+            worker.models.get("tiny", (name,))
+        assert len(worker.models.loaded) == 3
+        assert worker.models.get("tiny", ("tiny",)) is default  # never evicted
     finally:
         queue.close()
 
@@ -218,7 +222,7 @@ def test_a_job_canceled_while_its_prompts_are_embedded_stops_there(
     service: JobService, start_worker: Callable[[], Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Setup (embedding a long schedule) is cancellable: the rest is never embedded."""
-    monkeypatch.setattr(worker_module, "CONTROL_INTERVAL_S", 0.0)  # look before every embedding
+    monkeypatch.setattr(control_module, "CONTROL_INTERVAL_S", 0.0)  # look before every embedding
     schedule = [{"at": index + 1, "prompts": f"scene {index}"} for index in range(40)]
     job, _ = service.submit(tiny_request(iterations=50, schedule=schedule))
     embedded: list[str] = []

@@ -21,16 +21,17 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from artgen.engine.animation import Animation
 from artgen.jobs.job_run import JobRun, Put, _decode_image, host_image, pil_image
 from artgen.jobs.queue import Keys
+from artgen.jobs.reports import Frame, Result, Sign
 from artgen.jobs.schemas import JobCreate, JobKind
 from artgen.media import encode_png
+from artgen.videos import SequentialFrames, VideoLimits
 
 if TYPE_CHECKING:
-    from artgen.engine.animation import Animation
     from artgen.engine.generate import StepResult
     from artgen.models.loading import Models
-    from artgen.videos import SequentialFrames, VideoLimits
 
 logger = logging.getLogger("artgen.jobs.worker")
 
@@ -67,8 +68,6 @@ def _source_frames(
     """A restyle's source video (bytes from the task's inputs) in a temp file, opened."""
     if not data:
         return None, None
-    from artgen.videos import SequentialFrames
-
     directory = tempfile.TemporaryDirectory(prefix="artgen-source-")
     path = Path(directory.name) / "source"
     path.write_bytes(data)
@@ -97,7 +96,7 @@ class AnimationRun(JobRun):
         *,
         device: torch.device,
         put: Put,
-        stamp: Callable[[], dict[str, Any]],
+        sign: Callable[[], Sign],
         timeout_seconds: float,
         checkpoint_every: int,
         video_limits: VideoLimits,
@@ -105,8 +104,6 @@ class AnimationRun(JobRun):
         should_stop: Callable[[], bool] | None = None,
     ) -> AnimationRun:
         """Build the Animation (resuming from the payload's checkpoint) and report progress."""
-        from artgen.engine.animation import Animation
-
         request = JobCreate.model_validate(payload["params"])
         if request.kind == JobKind.restyle and not payload.get("source_video"):
             raise ValueError(f"job {job_id}: a restyle task without its source video")
@@ -139,7 +136,7 @@ class AnimationRun(JobRun):
             request=request,
             generation=animation,  # type: ignore[arg-type]
             put=put,
-            stamp=stamp,
+            sign=sign,
             deadline=started + timeout_seconds,
             checkpoint_every=checkpoint_every,
             first_iteration=animation.iteration,
@@ -169,7 +166,7 @@ class AnimationRun(JobRun):
     def __post_init__(self) -> None:
         self._first_frame = int(self.animation.frame)
 
-    def progress_fields(self) -> dict[str, Any]:
+    def progress_fields(self) -> dict[str, int | None]:
         """The frame being made, of how many, and the iteration within it."""
         animation = self.animation
         return {
@@ -204,7 +201,7 @@ class AnimationRun(JobRun):
             logger.error("job %s: frame %s not encoded", self.job_id, index, exc_info=True)
             self._frame_error = exc
             return
-        value = {"attempt": self.attempt, "index": index, "png": png}
+        value = Frame(self.attempt, index, png)
         delay = 0.1
         for _ in range(FRAME_PUT_ATTEMPTS):
             if self.put(Keys.frame(self.job_id, self.attempt, index), value):
@@ -218,14 +215,12 @@ class AnimationRun(JobRun):
         if self._frame_error is None:
             super()._publish_checkpoint(snapshot)
 
-    def succeeded(self) -> dict[str, Any]:
+    def result(self) -> Result:
         """The last frame as the job's PNG (the collector assembles the MP4 from the frames)."""
         self.drain()  # every frame is in the queue before the result
         if self._frame_error is not None:
             raise FrameLost("a finished frame could not be written") from self._frame_error
-        result = super().succeeded()
-        result["frames"] = self.animation.frames
-        return result
+        return super().result()
 
     def close(self) -> None:
         """Publish what is pending, then close and remove the source video's temp file."""

@@ -16,16 +16,21 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from PIL import Image
 
+from artgen.engine.generate import Generation, tensors_to_cpu
+from artgen.engine.images import to_pixels
+from artgen.jobs.control import StopReason, timeout_result
 from artgen.jobs.queue import Keys
+from artgen.jobs.reports import Checkpoint, Outcome, Preview, Progress, Report, Result, Sign
 from artgen.jobs.schemas import JobCreate
 from artgen.media import Mp4Recording, png_text
 from artgen.media import encode_png as png_bytes
 
 if TYPE_CHECKING:
-    from artgen.engine.generate import Generation, StepResult
+    from artgen.engine.generate import StepResult
     from artgen.models.loading import Models
 
 logger = logging.getLogger("artgen.jobs.worker")
@@ -38,8 +43,8 @@ PREVIEW_PNG_LEVEL = 1
 # Timelapse frames waiting for the encoder thread at most; the loop waits for the oldest beyond.
 MAX_PENDING_FRAMES = 8
 
-# A lossy report: put(key, value) -> whether it reached the queue.
-Put = Callable[[str, Any], bool]
+# A lossy report: put(key, report) -> whether it reached the queue.
+Put = Callable[[str, Report], bool]
 
 
 @dataclass
@@ -78,19 +83,12 @@ class HostCopy:
 
 def host_image(image: torch.Tensor) -> HostCopy:
     """Start copying a (1, 3, H, W) image in [0, 1] to the host as (H, W, 3) uint8."""
-    from artgen.engine.images import to_pixels
-
     return HostCopy.start(to_pixels(image))
 
 
 def pil_image(pixels: HostCopy) -> Image.Image:
     """The PIL image of a host_image() copy (waits for it)."""
     return Image.fromarray(pixels.wait().numpy(), mode="RGB")
-
-
-def failure(code: str, message: str) -> dict[str, Any]:
-    """A failed attempt's result."""
-    return {"status": "failed", "error": {"code": code, "message": message}}
 
 
 def _decode_image(data: bytes) -> Image.Image:
@@ -107,9 +105,7 @@ def _done(action: Callable[[], None]) -> Future[None]:
     return future
 
 
-def _frame(image: Image.Image) -> Any:
-    import numpy as np
-
+def _frame(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
 
@@ -122,7 +118,7 @@ class JobRun:
     request: JobCreate
     generation: Generation
     put: Put
-    stamp: Callable[[], dict[str, Any]]
+    sign: Callable[[], Sign]
     deadline: float  # time.monotonic() after which the attempt fails with `timeout`
     checkpoint_every: int
     first_iteration: int = 0
@@ -150,7 +146,7 @@ class JobRun:
         *,
         device: torch.device,
         put: Put,
-        stamp: Callable[[], dict[str, Any]],
+        sign: Callable[[], Sign],
         timeout_seconds: float,
         checkpoint_every: int,
         encoder: Executor | None = None,
@@ -160,8 +156,6 @@ class JobRun:
 
         `should_stop` is asked during the setup (prompt embeddings): SetupStopped when it says so.
         """
-        from artgen.engine.generate import Generation
-
         request = JobCreate.model_validate(payload["params"])
         init_data = payload.get("init_image")
         generation = Generation(
@@ -183,7 +177,7 @@ class JobRun:
             request=request,
             generation=generation,
             put=put,
-            stamp=stamp,
+            sign=sign,
             deadline=started + timeout_seconds,
             checkpoint_every=checkpoint_every,
             first_iteration=generation.iteration,
@@ -209,27 +203,39 @@ class JobRun:
         """Output pixels: what the worker's batch budget counts."""
         return self.generation.width * self.generation.height
 
+    @property
+    def size(self) -> tuple[int, int]:
+        """Output (width, height): jobs of one size step together."""
+        return self.generation.width, self.generation.height
+
+    @property
+    def vqgan_factor(self) -> int:
+        """How much the VQGAN upsamples its latent (sizes round to a multiple of it)."""
+        return int(self.generation.models.vqgan.factor)
+
     def report_progress(self, loss: float | None) -> None:
         """Publish iteration, loss and ETA (the ETA from this attempt's own pace)."""
         iteration = self.generation.iteration
         done = iteration - self.first_iteration
         elapsed = time.monotonic() - self.started
         eta = elapsed / done * (self.iterations - iteration) if done > 0 else None
-        progress = {
-            "attempt": self.attempt,
-            "iteration": iteration,
-            "iterations": self.iterations,
-            "loss": loss,
-            "eta_seconds": eta,
-            "seed": self.generation.seed,
-            "start_iteration": self.first_iteration,
+        sign = self.sign()
+        progress = Progress(
+            attempt=self.attempt,
+            iteration=iteration,
+            worker_id=sign.worker_id,
+            time=sign.time,
+            iterations=self.iterations,
+            loss=loss,
+            eta_seconds=eta,
+            seed=self.generation.seed,
+            start_iteration=self.first_iteration,
             **self.progress_fields(),
-            **self.stamp(),
-        }
+        )
         self.put(Keys.progress(self.job_id, self.attempt), progress)
 
-    def progress_fields(self) -> dict[str, Any]:
-        """What a kind of run adds to its progress reports (an animation: its frame)."""
+    def progress_fields(self) -> dict[str, int | None]:
+        """What a kind of attempt adds to its Progress reports (an animation: its frame)."""
         return {}
 
     def after_step(self, result: StepResult) -> None:
@@ -298,7 +304,7 @@ class JobRun:
         except Exception:
             logger.warning("job %s: preview %s not encoded", self.job_id, iteration, exc_info=True)
             return
-        preview = {"attempt": self.attempt, "iteration": iteration, "png": png}
+        preview = Preview(self.attempt, iteration, png)
         self.put(Keys.preview(self.job_id, self.attempt), preview)
 
     def _submit(self, action: Callable[[], None]) -> Future[None]:
@@ -337,8 +343,6 @@ class JobRun:
         self._checkpoint = self._submit(partial(self._publish_checkpoint, snapshot))
 
     def _publish_checkpoint(self, snapshot: dict[str, Any]) -> None:
-        from artgen.engine.generate import tensors_to_cpu
-
         buffer = io.BytesIO()
         try:
             torch.save(tensors_to_cpu(snapshot), buffer)
@@ -346,40 +350,45 @@ class JobRun:
             # The previous checkpoint stays the one to resume from.
             logger.warning("job %s: checkpoint not written", self.job_id, exc_info=True)
             return
-        checkpoint = {"attempt": self.attempt, "iteration": snapshot["iteration"]}
-        if snapshot.get("frame") is not None:
-            checkpoint["frame"] = snapshot["frame"]  # an animation's frames finished at it
-        checkpoint["state"] = buffer.getvalue()
+        frame = snapshot.get("frame")  # an animation's frames finished at it
+        checkpoint = Checkpoint(
+            self.attempt,
+            int(snapshot["iteration"]),
+            buffer.getvalue(),
+            None if frame is None else int(frame),
+        )
         self.put(Keys.checkpoint(self.job_id, self.attempt), checkpoint)
 
-    def succeeded(self) -> dict[str, Any]:
+    def result(self) -> Result:
         """The final result: the PNG with its metadata, and the timelapse when asked for."""
         seed = self.generation.seed
         # The record's params name the models used (completed at submit): --params-from reruns it.
         metadata = png_text(self.request.model_dump(mode="json"), seed)
-        result: dict[str, Any] = {
-            "status": "succeeded",
-            "iteration": self.generation.iteration,
-            "seed": seed,
-            "png": png_bytes(self.generation.image(), metadata),
-        }
+        png = png_bytes(self.generation.image(), metadata)
+        mp4: bytes | None = None
         if self.video is not None:
             self.drain()  # every frame handed to the encoder thread is in the file
             if self._video_error is not None:
                 raise RuntimeError("the timelapse could not be encoded") from self._video_error
-            mp4 = self.video.finish()
-            if mp4:
-                result["mp4"] = mp4
-        return result
+            mp4 = self.video.finish() or None
+        return Result(
+            self.attempt,
+            Outcome.succeeded,
+            iteration=self.generation.iteration,
+            seed=seed,
+            png=png,
+            mp4=mp4,
+        )
 
-    def stopped(self, reason: str, timeout_seconds: float) -> dict[str, Any] | None:
+    def stopped(self, reason: StopReason, timeout_seconds: float) -> Result | None:
         """The result of an attempt stopped early; None when another attempt owns the job."""
-        if reason == "canceled":
-            return {"status": "canceled", "iteration": self.generation.iteration}
-        if reason == "timeout":
-            return failure("timeout", f"the job ran longer than {timeout_seconds:g} seconds")
-        if reason == "shutdown":
+        iteration = self.generation.iteration
+        if reason == StopReason.canceled:
+            return Result(self.attempt, Outcome.canceled, iteration=iteration)
+        if reason == StopReason.timeout:
+            return timeout_result(self.attempt, timeout_seconds)
+        if reason == StopReason.shutdown:
             # Hand the job back: the collector requeues it and it resumes from here.
             self.checkpoint()
-            return {"status": "interrupted", "iteration": self.generation.iteration}
+            return Result(self.attempt, Outcome.interrupted, iteration=iteration)
         return None  # superseded
