@@ -11,6 +11,7 @@ import pytest
 import torch
 from jobtools import REDIS_URL, redis_available
 
+from artgen.api.schemas import public_json
 from artgen.config import Settings
 from artgen.jobs.hosting import EmbeddedWorker, start_embedded_worker
 from artgen.jobs.queue import JobQueue
@@ -67,7 +68,7 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setting
 @pytest.fixture
 def service(settings: Settings) -> Iterator[JobService]:
     """A started JobService (collector running), closed after the test."""
-    service = JobService.from_settings(settings)
+    service = JobService.from_settings(settings, public_json)
     service.start()
     yield service
     service.close()

@@ -12,9 +12,10 @@ import pytest
 from jobtools import BOTH_QUEUES, tiny_request
 from PIL import Image
 
+from artgen.api.schemas import JobPublic
 from artgen.config import Settings
 from artgen.jobs.queue import Keys
-from artgen.jobs.schemas import JobPublic, JobStatus
+from artgen.jobs.schemas import JobStatus
 from artgen.jobs.service import JobService, ShuttingDown
 from artgen.jobs.submission import ActiveLimit, IdempotencyConflict, QueueFull
 from artgen.jobs.validation import InvalidJob

@@ -23,8 +23,9 @@ from fastapi.testclient import TestClient
 from jobtools import tiny_request
 
 from artgen.api.app import create_app
+from artgen.api.schemas import JobPublic, public_json
 from artgen.config import Settings
-from artgen.jobs.schemas import Job, JobPublic, JobStatus, utcnow
+from artgen.jobs.schemas import Job, JobStatus, utcnow
 from artgen.jobs.service import JobService
 from artgen.jobs.store import JobStore
 from artgen.jobs.webhooks import (
@@ -329,7 +330,7 @@ def test_a_refused_webhook_gets_a_422_naming_the_field_and_nothing_is_stored(
 
 
 def test_outbox_rows_are_written_with_the_change_that_causes_them(tmp_path):
-    store = JobStore(tmp_path / "data")
+    store = JobStore(tmp_path / "data", public_json)
     try:
         job = stored_job(store, "http://127.0.0.1:9/hook", ["start", "progress", "completed"])
         quiet = stored_job(store, "http://127.0.0.1:9/hook", ["completed"])
@@ -372,7 +373,7 @@ def test_outbox_rows_are_written_with_the_change_that_causes_them(tmp_path):
 
 
 def test_a_receiver_failing_twice_gets_the_third_try_with_the_same_delivery_id(settings, receiver):
-    store = JobStore(settings.data_dir)
+    store = JobStore(settings.data_dir, public_json)
     deliverer = Deliverer(settings, store)
     receiver.fail_first(2)
     try:
@@ -397,7 +398,7 @@ def test_redirects_are_not_followed_and_a_delivery_is_given_up_after_max_attempt
     tmp_path, receiver
 ):
     settings = webhook_settings(tmp_path, webhook_max_attempts=2)
-    store = JobStore(settings.data_dir)
+    store = JobStore(settings.data_dir, public_json)
     deliverer = Deliverer(settings, store)
     receiver.answer = lambda path: (302, {"Location": "/elsewhere"})
     try:
@@ -412,7 +413,7 @@ def test_redirects_are_not_followed_and_a_delivery_is_given_up_after_max_attempt
 
 
 def test_a_slow_receiver_holds_up_only_its_own_jobs_deliveries(settings, receiver):
-    store = JobStore(settings.data_dir)
+    store = JobStore(settings.data_dir, public_json)
     deliverer = Deliverer(settings, store)
     release = threading.Event()
 
@@ -442,7 +443,7 @@ def test_progress_is_sent_at_most_once_per_interval_without_holding_up_other_job
     tmp_path, receiver
 ):
     settings = webhook_settings(tmp_path, webhook_progress_seconds=3600, webhook_concurrency=1)
-    store = JobStore(settings.data_dir)
+    store = JobStore(settings.data_dir, public_json)
     deliverer = Deliverer(settings, store)
 
     def progress(current: Job) -> list:
@@ -471,7 +472,7 @@ def test_progress_is_sent_at_most_once_per_interval_without_holding_up_other_job
 
 def test_the_policy_is_checked_again_at_delivery(tmp_path, receiver):
     submitted = webhook_settings(tmp_path)
-    store = JobStore(submitted.data_dir)
+    store = JobStore(submitted.data_dir, public_json)
     # The server restarted without ARTGEN_WEBHOOK_ALLOW_PRIVATE: the loopback URL is refused.
     deliverer = Deliverer(submitted.model_copy(update={"webhook_allow_private": False}), store)
     try:
@@ -585,7 +586,7 @@ def test_a_delivery_pending_when_the_server_is_killed_is_delivered_after_a_resta
     failed = receiver.received("completed")
     delivery_ids = {request["headers"]["Artgen-Delivery"] for request in failed}
     assert len(delivery_ids) == 1
-    store = JobStore(tmp_path / "data")
+    store = JobStore(tmp_path / "data", public_json)
     try:
         pending = store.outbox.pending(job_id)
         assert [d.delivery_id for d in pending] == list(delivery_ids)
@@ -601,7 +602,7 @@ def test_a_delivery_pending_when_the_server_is_killed_is_delivered_after_a_resta
         assert body["id"] == job_id and body["status"] == "succeeded"
     finally:
         _stop(process)
-    store = JobStore(tmp_path / "data")
+    store = JobStore(tmp_path / "data", public_json)
     try:
         assert store.outbox.pending() == []
     finally:

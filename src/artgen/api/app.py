@@ -32,6 +32,7 @@ from artgen.api.routes import (
     submit,
 )
 from artgen.api.routes.legacy import LegacyDefaults
+from artgen.api.schemas import public_json
 from artgen.api.security import RateLimiter
 from artgen.api.uploads import BodyLimitMiddleware, body_limit
 from artgen.config import Settings, get_settings
@@ -101,7 +102,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     from artgen.jobs.service import JobService
 
     settings: Settings = app.state.settings
-    service = await run_in_threadpool(JobService.from_settings, settings)
+    service = await run_in_threadpool(JobService.from_settings, settings, public_json)
     await run_in_threadpool(service.start)
     worker = None
     if should_start_worker(settings) and settings.worker_process:

@@ -7,6 +7,8 @@
 Typed with the server's own schemas (JobCreate, JobPublic, JobsPublic); imports no torch.
 """
 
+from artgen.api.schemas import JobPublic as Job
+from artgen.api.schemas import JobsPublic
 from artgen.client.aio import AsyncClient
 from artgen.client.errors import (
     ApiError,
@@ -25,8 +27,7 @@ from artgen.client.errors import (
 from artgen.client.protocol import RetryPolicy
 from artgen.client.sse import ServerEvent
 from artgen.client.sync import Client
-from artgen.jobs.schemas import JobCreate, JobsPublic, JobStatus
-from artgen.jobs.schemas import JobPublic as Job
+from artgen.jobs.schemas import JobCreate, JobStatus
 
 __all__ = [
     "ApiError",

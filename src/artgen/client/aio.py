@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 from PIL import Image
 
+from artgen.api.schemas import JobPublic, JobsPublic
 from artgen.client.errors import ArtgenConnectionError, JobFailed, NotFound
 from artgen.client.protocol import (
     DEFAULT_TIMEOUT_S,
@@ -26,7 +27,7 @@ from artgen.client.protocol import (
     submit_request,
 )
 from artgen.client.sse import ServerEvent, StreamResume
-from artgen.jobs.schemas import JobCreate, JobPublic, JobsPublic
+from artgen.jobs.schemas import JobCreate
 
 
 class AsyncClient:

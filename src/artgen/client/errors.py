@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from artgen.jobs.schemas import JobPublic
+from artgen.api.schemas import JobPublic
 
 
 class ArtgenError(Exception):

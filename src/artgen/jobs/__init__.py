@@ -5,8 +5,6 @@ from artgen.jobs.schemas import (
     JobCreate,
     JobError,
     JobEvent,
-    JobPublic,
-    JobsPublic,
     JobStatus,
     ServiceHealth,
     WorkerInfo,
@@ -17,9 +15,7 @@ __all__ = [
     "JobCreate",
     "JobError",
     "JobEvent",
-    "JobPublic",
     "JobStatus",
-    "JobsPublic",
     "ServiceHealth",
     "WorkerInfo",
 ]

@@ -15,7 +15,11 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
-from artgen.jobs.schemas import Job, JobPublic
+from artgen.jobs.schemas import Job
+
+# The job's public JSON (what a webhook posts): given by the API layer (api.schemas.public_json),
+# so the jobs layer neither builds the API's view nor its URLs.
+PublicJson = Callable[[Job], str]
 
 OUTBOX_SCHEMA = """
 create table if not exists webhook_outbox (
@@ -87,12 +91,16 @@ def webhook_events(
 class Outbox:
     """Reads and writes webhook_outbox through the job store's transactions."""
 
-    def __init__(self, transaction: Callable[[], AbstractContextManager[sqlite3.Connection]]):
+    def __init__(
+        self,
+        transaction: Callable[[], AbstractContextManager[sqlite3.Connection]],
+        public_json: PublicJson | None = None,
+    ) -> None:
         self._transaction = transaction
+        self._public_json = public_json
 
-    @staticmethod
     def record(
-        conn: sqlite3.Connection, job: Job, events: Sequence[str], now: float | None = None
+        self, conn: sqlite3.Connection, job: Job, events: Sequence[str], now: float | None = None
     ) -> None:
         """Queue one delivery per event inside the caller's transaction.
 
@@ -101,8 +109,12 @@ class Outbox:
         """
         if not events or not job.webhook:
             return
+        if self._public_json is None:
+            raise RuntimeError(
+                f"job {job.id} has a webhook but this JobStore was made without `public_json`"
+            )
         now = time.time() if now is None else now
-        body = JobPublic.from_job(job).model_dump_json()
+        body = self._public_json(job)
         for event in events:
             if event in ("progress", "completed"):
                 conn.execute(

@@ -9,8 +9,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from artgen.config import Settings
-from artgen.jobs.collector import Collector
+from artgen.jobs.collector import ReportCollector
 from artgen.jobs.events import status_events
+from artgen.jobs.outbox import PublicJson
 from artgen.jobs.queue import JobQueue
 from artgen.jobs.schemas import (
     ACTIVE_STATUSES,
@@ -41,7 +42,7 @@ class JobService:
         self.settings = settings
         self.store = store
         self.queue = queue
-        self.collector = Collector(settings, store, queue)
+        self.collector = ReportCollector(settings, store, queue)
         self.submitter = Submitter(settings, store, queue)
         # Sends the outbox's webhook deliveries (None while webhooks are off: they wait there).
         self.webhooks = Deliverer(settings, store) if webhooks_enabled(settings) else None
@@ -51,9 +52,10 @@ class JobService:
         self._started = False
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> JobService:
-        """Store under settings.data_dir and the queue of settings.resolved_queue_url."""
-        store = JobStore(settings.data_dir)
+    def from_settings(cls, settings: Settings, public_json: PublicJson | None = None) -> JobService:
+        """Store under settings.data_dir and the queue of settings.resolved_queue_url;
+        `public_json` renders the body of webhook deliveries (the API's api.schemas.public_json)."""
+        store = JobStore(settings.data_dir, public_json)
         return cls(settings, store, JobQueue.from_url(settings.resolved_queue_url))
 
     def start(self) -> None:

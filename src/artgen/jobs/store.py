@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from artgen.jobs.outbox import OUTBOX_SCHEMA, Outbox, webhook_events
+from artgen.jobs.outbox import OUTBOX_SCHEMA, Outbox, PublicJson, webhook_events
 from artgen.jobs.schemas import ACTIVE_STATUSES, Job, JobError, JobEvent, JobStatus
 
 logger = logging.getLogger("artgen.jobs.store")
@@ -117,7 +117,8 @@ def write_file_atomic(path: Path, data: bytes) -> None:
 class JobStore:
     """Job records, events and idempotency keys in SQLite; files under data_dir/jobs/<uuid>/."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, public_json: PublicJson | None = None) -> None:
+        """`public_json`: the job's public JSON, the body of its webhook deliveries."""
         self.data_dir = Path(data_dir)
         self.jobs_dir = self.data_dir / "jobs"
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
@@ -131,7 +132,7 @@ class JobStore:
         self._conn.executescript(_SCHEMA)
         self._conn.executescript(OUTBOX_SCHEMA)
         # Webhook deliveries; written below in the transaction of the change that causes them.
-        self.outbox = Outbox(self._transaction)
+        self.outbox = Outbox(self._transaction, public_json)
 
     def close(self) -> None:
         """Close the database connection."""

@@ -9,7 +9,8 @@ from starlette.concurrency import run_in_threadpool
 
 from artgen.api.deps import JobIdPath, OwnerDep, ServiceDep, job_or_404
 from artgen.api.errors import ApiError
-from artgen.jobs.schemas import Job, JobPublic, JobsPublic, JobStatus
+from artgen.api.schemas import JobPublic, JobsPublic
+from artgen.jobs.schemas import Job, JobStatus
 from artgen.jobs.service import JobService
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])

@@ -14,10 +14,11 @@ from artgen.api.deps import OwnerDep, ServiceDep, SettingsDep, caller_id
 from artgen.api.errors import ApiError
 from artgen.api.job_body import parse_job_create
 from artgen.api.routes.jobs import to_public
+from artgen.api.schemas import JobPublic
 from artgen.api.security import check_active_jobs
 from artgen.api.uploads import read_form, read_image_upload, read_json_body, read_source_video
 from artgen.config import Settings
-from artgen.jobs.schemas import Job, JobCreate, JobPublic
+from artgen.jobs.schemas import Job, JobCreate
 from artgen.jobs.service import JobService, ShuttingDown
 from artgen.jobs.submission import ActiveLimit, IdempotencyConflict, QueueFull, SourceVideo
 from artgen.jobs.validation import InvalidJob
