@@ -16,10 +16,11 @@ from jobtools import BOTH_QUEUES, stored_keys
 
 from artgen.config import Settings
 from artgen.jobs.frames import collect_frames
+from artgen.jobs.job_files import frame_file_name
 from artgen.jobs.queue import Keys, QueuedTask
 from artgen.jobs.schemas import JobCreate, JobKind, JobStatus
 from artgen.jobs.service import JobService
-from artgen.jobs.store import JobStore, frame_file_name
+from artgen.jobs.store import JobStore
 from artgen.jobs.submission import SourceVideo
 from artgen.jobs.worker import Worker
 from artgen.videos import VideoLimits, probe

@@ -8,15 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from artgen.jobs.job_files import FINAL, PREVIEW, TEMP_SUFFIX, validate_job_id, write_file_atomic
 from artgen.jobs.schemas import Job, JobStatus
-from artgen.jobs.store import (
-    FINAL,
-    PREVIEW,
-    TEMP_SUFFIX,
-    JobStore,
-    validate_job_id,
-    write_file_atomic,
-)
+from artgen.jobs.store import JobStore
 
 
 def make_job(**fields: object) -> Job:

@@ -11,6 +11,7 @@ from pathlib import Path
 from artgen.config import Settings
 from artgen.jobs.collector import ReportCollector
 from artgen.jobs.events import status_events
+from artgen.jobs.job_files import frame_file_name, validate_job_id
 from artgen.jobs.outbox import PublicJson
 from artgen.jobs.queue import JobQueue
 from artgen.jobs.schemas import (
@@ -22,7 +23,7 @@ from artgen.jobs.schemas import (
     ServiceHealth,
     utcnow,
 )
-from artgen.jobs.store import JobStore, frame_file_name, validate_job_id
+from artgen.jobs.store import JobStore
 from artgen.jobs.submission import JobInputs, SourceVideo, Submitter
 from artgen.jobs.validation import validate_request
 from artgen.jobs.webhooks import Deliverer, webhooks_enabled

@@ -4,32 +4,34 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from artgen.jobs.job_files import (
+    CHECKPOINT,
+    FINAL,
+    PREVIEW,
+    VIDEO,
+    drop_missing_files,
+    frame_file_name,
+    sweep_job_dirs,
+    validate_job_id,
+    write_file_atomic,
+)
 from artgen.jobs.outbox import OUTBOX_SCHEMA, Outbox, PublicJson, webhook_events
-from artgen.jobs.schemas import ACTIVE_STATUSES, Job, JobError, JobEvent, JobStatus
+from artgen.jobs.schemas import ACTIVE_STATUSES, Job, JobEvent, JobStatus
 
 logger = logging.getLogger("artgen.jobs.store")
 
-# The only file names that may exist in a job directory (no client string ever reaches a path).
-INIT_IMAGE = "input.png"
-PREVIEW = "preview.png"
-FINAL = "final.png"
-VIDEO = "video.mp4"
-CHECKPOINT = "checkpoint.pt"
-TEMP_SUFFIX = ".tmp"
-# A restyle's uploaded video, named by its container (ffmpeg reads any of them).
-SOURCE_VIDEO_NAMES = {"mp4": "source.mp4", "webm": "source.webm", "gif": "source.gif"}
+# Still imported from here by the collector's modules (their home is job_files.py).
+__all__ = ["CHECKPOINT", "FINAL", "PREVIEW", "VIDEO", "JobStore", "QueueCleanup", "frame_file_name"]
 
 _SCHEMA = """
 create table if not exists jobs (
@@ -73,45 +75,6 @@ class QueueCleanup:
     attempt: int
     deleted: bool  # the record is gone: a worker drops the attempt's reports instead of sending
     since: float  # time.time() when the job ended or was deleted
-
-
-def frame_file_name(index: int) -> str:
-    """File of an animation's frame `index` (0-based)."""
-    return f"frame-{int(index):05d}.png"
-
-
-def prompt_file_name(index: int) -> str:
-    """File name of the index-th image prompt."""
-    return f"prompt_{int(index)}.png"
-
-
-def validate_job_id(job_id: str) -> str:
-    """The canonical form of a job id, or ValueError if it is not a UUID."""
-    try:
-        return str(uuid.UUID(str(job_id)))
-    except ValueError:
-        raise ValueError(f"job id {job_id!r} is not a UUID") from None
-
-
-def write_file_atomic(path: Path, data: bytes) -> None:
-    """Write to a temp file in the same dir, fsync, rename over path, fsync the dir."""
-    directory = path.parent
-    directory.mkdir(parents=True, exist_ok=True)
-    temp = directory / f".{path.name}.{uuid.uuid4().hex}{TEMP_SUFFIX}"
-    try:
-        with open(temp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 class JobStore:
@@ -409,23 +372,9 @@ class JobStore:
 
     def recover(self) -> list[str]:
         """Remove temp files and orphan dirs; drop record fields that point at missing files."""
-        notes: list[str] = []
         with self._lock:
             known = {row[0] for row in self._conn.execute("select id from jobs").fetchall()}
-        for entry in self.jobs_dir.iterdir():
-            if not entry.is_dir() or entry.name not in known:
-                # A directory written before its record was inserted (crash in between).
-                notes.append(f"removed orphan {entry.name}")
-                if entry.is_dir():
-                    shutil.rmtree(entry, ignore_errors=True)
-                else:
-                    entry.unlink(missing_ok=True)
-                continue
-            for path in entry.iterdir():
-                # Temp files: ours end in TEMP_SUFFIX; an MP4 being assembled is .video*.mp4.
-                if path.name.endswith(TEMP_SUFFIX) or path.name.startswith(".video"):
-                    notes.append(f"removed temp file {entry.name}/{path.name}")
-                    path.unlink(missing_ok=True)
+        notes = sweep_job_dirs(self.jobs_dir, known)
         for job_id in known:
             job = self.get(job_id)
             if job is not None and any(
@@ -441,20 +390,4 @@ class JobStore:
         def present(name: str | None) -> bool:
             return name is not None and self.file_path(job.id, name).is_file()
 
-        if not present(job.init_image_file):
-            job.init_image_file = None
-        job.image_prompt_files = [name for name in job.image_prompt_files if present(name)]
-        if not present(job.preview_file):
-            job.preview_file, job.preview_iteration = None, None
-        if not present(job.checkpoint_file):
-            job.checkpoint_file, job.checkpoint_iteration = None, None
-        if not present(job.video_file):
-            job.video_file = None
-        if not present(job.source_video_file):
-            job.source_video_file = None  # a restyle without its source fails when it runs
-        if not present(job.image_file):
-            job.image_file = None
-            if job.status == JobStatus.succeeded:
-                # Never claim success without the image on disk.
-                job.status = JobStatus.failed
-                job.error = JobError(code="internal_error", message="the final image was lost")
+        drop_missing_files(job, present)

@@ -17,9 +17,10 @@ from typing import Any
 
 from artgen.config import Settings
 from artgen.jobs.events import status_events
+from artgen.jobs.job_files import INIT_IMAGE, SOURCE_VIDEO_NAMES, prompt_file_name
 from artgen.jobs.queue import JobQueue
 from artgen.jobs.schemas import Job, JobCreate
-from artgen.jobs.store import INIT_IMAGE, SOURCE_VIDEO_NAMES, JobStore, prompt_file_name
+from artgen.jobs.store import JobStore
 from artgen.jobs.webhook_fields import WEBHOOK_FIELDS
 
 logger = logging.getLogger("artgen.jobs.submission")
