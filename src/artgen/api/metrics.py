@@ -8,7 +8,6 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -17,7 +16,8 @@ from prometheus_client.registry import Collector
 from prometheus_fastapi_instrumentator import Instrumentator
 from starlette.concurrency import run_in_threadpool
 
-from artgen.jobs.schemas import JobStatus
+from artgen.jobs.schemas import Job, JobStatus
+from artgen.jobs.service import JobService
 
 logger = logging.getLogger("artgen.api")
 
@@ -114,7 +114,7 @@ class JobMetrics:
             self._seen.discard(self._seen_order.popleft())
         return True
 
-    def poll(self, service: Any, now: float | None = None) -> None:
+    def poll(self, service: JobService, now: float | None = None) -> None:
         """Count newly finished jobs and refresh the iteration rate."""
         now = time.monotonic() if now is None else now
         for status in TERMINAL:
@@ -137,7 +137,7 @@ class JobMetrics:
         self._last_progress = current
         self.iterations_per_second.set(rate)
 
-    def _observe_finished(self, job: Any, status: str) -> None:
+    def _observe_finished(self, job: Job, status: str) -> None:
         self.finished.labels(status=status).inc()
         started = getattr(job, "started_at", None)
         finished = getattr(job, "finished_at", None)

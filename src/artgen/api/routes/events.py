@@ -7,7 +7,7 @@ import json
 import math
 import time
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
@@ -15,6 +15,8 @@ from starlette.concurrency import run_in_threadpool
 
 from artgen.api.deps import JobIdPath, OwnerDep, ServiceDep, job_or_404
 from artgen.api.errors import ApiError
+from artgen.jobs.schemas import JobEvent
+from artgen.jobs.service import JobService
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -25,7 +27,7 @@ EXISTS_CHECK_SECONDS = 2.0
 MAX_EVENT_ID = 2**63 - 1
 
 
-def format_event(event: Any) -> str:
+def format_event(event: JobEvent) -> str:
     """One SSE frame: id, event type and JSON data."""
     data = json.dumps(event.data, separators=(",", ":"), default=str)
     return f"id: {event.id}\nevent: {event.type}\ndata: {data}\n\n"
@@ -51,7 +53,7 @@ def _parse_last_event_id(header: str | None, query: int | None) -> int:
 
 
 async def follow_events(
-    request: Request, service: Any, job_id: str, after: int
+    request: Request, service: JobService, job_id: str, after: int
 ) -> AsyncIterator[str]:
     """Yield SSE frames for events with id > `after` until `done` or shutdown.
 
@@ -92,7 +94,7 @@ async def follow_events(
         await asyncio.sleep(POLL_SECONDS)
 
 
-def _last_done_event(service: Any, job_id: str) -> Any:
+def _last_done_event(service: JobService, job_id: str) -> JobEvent | None:
     done = [event for event in service.events(job_id, 0) if event.type == "done"]
     return done[-1] if done else None
 

@@ -16,7 +16,9 @@ from artgen.api.deps import OwnerDep, ServiceDep, SettingsDep, job_or_404
 from artgen.api.errors import ApiError, validation_error
 from artgen.api.routes.submit import submit_job
 from artgen.api.uploads import read_image_upload
+from artgen.config import Settings
 from artgen.jobs.schemas import Job, JobCreate, JobStatus
+from artgen.jobs.service import JobService
 from artgen.media import png_to_jpeg
 
 router = APIRouter(prefix="/v1", tags=["seed (deprecated)"])
@@ -80,7 +82,9 @@ def _legacy_request(app_state: Any, prompt: str, width: int, height: int) -> Job
         raise validation_error(errors) from exc
 
 
-async def _wait_for_image(request: Request, service: Any, job: Job, timeout: float) -> Response:
+async def _wait_for_image(
+    request: Request, service: JobService, job: Job, timeout: float
+) -> Response:
     """Poll the service (without blocking the loop) until the job ends; its image as JPEG."""
     deadline = time.monotonic() + timeout
     headers = {"X-Job-Id": job.id}
@@ -131,8 +135,8 @@ async def _wait_for_image(request: Request, service: Any, job: Job, timeout: flo
 
 async def _generate(
     request: Request,
-    service: Any,
-    settings: Any,
+    service: JobService,
+    settings: Settings,
     owner: str | None,
     prompt: str | None,
     width: int | None,
@@ -218,7 +222,7 @@ async def generate_textimg2img(
     )
 
 
-def _current_job(service: Any, owner: str | None, job_id: uuid.UUID | None) -> Job:
+def _current_job(service: JobService, owner: str | None, job_id: uuid.UUID | None) -> Job:
     """The named job, else the caller's current (or last) one; 404 before any generation."""
     if job_id is not None:
         return job_or_404(service, job_id, owner)
