@@ -118,11 +118,12 @@ def test_readyz_waits_for_its_own_embedded_worker_not_a_stale_registration():
     stale = WorkerInfo(id="dead-process-worker", device="cpu", model="tiny", clip_models=["tiny"])
     stale.alive, stale.ready = True, True
     service = SimpleNamespace(health=lambda: ServiceHealth(queue_ok=True, workers=[stale]))
-    loading = SimpleNamespace(alive=True, worker=SimpleNamespace(info=SimpleNamespace(ready=False)))
+    info = SimpleNamespace(ready=False)
+    loading = SimpleNamespace(alive=True, ready=lambda health: info.ready)  # a HostedWorker
     state = SimpleNamespace(draining=False, service=service, worker=loading)
     ready, body = readiness(state)
     assert not ready and "still loading" in body["reason"]
-    loading.worker.info.ready = True
+    info.ready = True
     assert readiness(state)[0]
     loading.alive = False
     ready, body = readiness(state)
@@ -164,10 +165,10 @@ def test_a_crashed_worker_thread_is_restarted_and_its_job_handed_on_at_once(
 def test_the_supervisor_survives_a_failed_restart_and_tries_again(
     client_factory: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from artgen.jobs.collector import Collector
+    from artgen.jobs.collector import ReportCollector
     from artgen.jobs.job_run import JobRun
 
-    real_after_step, real_worker_gone = JobRun.after_step, Collector.worker_gone
+    real_after_step, real_worker_gone = JobRun.after_step, ReportCollector.worker_gone
     calls = []
 
     def crash_at_iteration_3(self: JobRun, result: Any) -> None:
@@ -175,14 +176,14 @@ def test_the_supervisor_survives_a_failed_restart_and_tries_again(
             raise SystemExit("the worker thread dies here")
         real_after_step(self, result)
 
-    def queue_down_once(self: Collector, worker_id: str) -> None:
+    def queue_down_once(self: ReportCollector, worker_id: str) -> None:
         calls.append(worker_id)
         if len(calls) == 1:
             raise ConnectionError("the queue is unreachable for a moment")
         real_worker_gone(self, worker_id)
 
     monkeypatch.setattr(JobRun, "after_step", crash_at_iteration_3)
-    monkeypatch.setattr(Collector, "worker_gone", queue_down_once)
+    monkeypatch.setattr(ReportCollector, "worker_gone", queue_down_once)
     client = client_factory(worker=True, checkpoint_every=2, lease_seconds=300.0)
     wait_ready(client)
     job_id = client.post("/v1/jobs", json=small_job(iterations=8)).json()["id"]

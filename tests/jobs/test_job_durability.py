@@ -323,9 +323,9 @@ def test_the_audit_never_deserialises_upload_bytes(
 
     monkeypatch.setattr(serializer, "deserialize", measured)
     service.queue.flush()  # the queue lost everything: the audit enqueues the jobs again
-    service.collector._audit(grace=0.0)
+    service.collector.audit(grace=0.0)
     assert service.queue.queued_attempts() == {(job.id, 1) for job in jobs}
-    service.collector._audit(grace=0.0)  # all queued now: nothing to do
+    service.collector.audit(grace=0.0)  # all queued now: nothing to do
     service.collector.recover()
     assert sizes and max(sizes) < 64 * 1024, max(sizes)
     [task, *_] = service.queue.queued_tasks()

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -38,6 +38,9 @@ from artgen.api.uploads import BodyLimitMiddleware, body_limit
 from artgen.config import Settings, get_settings
 
 logger = logging.getLogger("artgen.api")
+
+if TYPE_CHECKING:
+    from artgen.jobs.hosting import HostedWorker
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -104,7 +107,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     service = await run_in_threadpool(JobService.from_settings, settings, public_json)
     await run_in_threadpool(service.start)
-    worker = None
+    worker: HostedWorker | None = None
     if should_start_worker(settings) and settings.worker_process:
         # Started on the event loop's thread, not a pool thread: the child's parent-death
         # signal fires when the thread that started it exits.
@@ -171,11 +174,11 @@ async def supervise_worker(app: FastAPI) -> None:
         started = loop.time()
 
 
-async def _restart_worker(app: FastAPI, worker: Any, delay: float) -> None:
+async def _restart_worker(app: FastAPI, worker: HostedWorker, delay: float) -> None:
     from artgen.jobs.hosting import start_embedded_worker, start_worker_process
 
     settings: Settings = app.state.settings
-    exit_code = getattr(getattr(worker, "process", None), "exitcode", None)
+    exit_code = worker.exit_code
     logger.error(
         "the embedded worker stopped on its own (exit code %s): restarting it in %g s",
         exit_code,
@@ -183,7 +186,7 @@ async def _restart_worker(app: FastAPI, worker: Any, delay: float) -> None:
     )
     service = app.state.service
     await run_in_threadpool(_stop, worker, "stopped embedded worker")  # reap, close its queue
-    await run_in_threadpool(service.collector.worker_gone, _worker_id(worker))
+    await run_in_threadpool(service.collector.worker_gone, worker.worker_id)
     await asyncio.sleep(delay)
     if getattr(app.state, "draining", False):
         return
@@ -200,11 +203,6 @@ async def _restart_worker(app: FastAPI, worker: Any, delay: float) -> None:
         # Shutting down meanwhile: keep the handle, so the lifespan stops this worker too.
         app.state.worker = await starting
         raise
-
-
-def _worker_id(worker: Any) -> str:
-    """The id a worker handle's jobs carry (a child process's, or the thread's Worker's)."""
-    return str(getattr(worker, "worker_id", None) or worker.worker.id)
 
 
 def begin_draining(app: FastAPI) -> None:

@@ -1,7 +1,12 @@
-"""Where a Worker runs: a thread of the API process, a spawned child process, or `artgen worker`."""
+"""Where a Worker runs: a thread of the API process, a spawned child process, or `artgen worker`.
+
+The API process holds its own worker (thread or child) as a HostedWorker: the one interface its
+supervisor and /readyz use, whichever kind it is.
+"""
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
 import os
@@ -11,13 +16,42 @@ import sys
 import threading
 import time
 import uuid
-from typing import Any
+from typing import Any, Protocol
 
 from artgen.config import Settings
+from artgen.jobs.model_cache import ModelsLoader
 from artgen.jobs.queue import JobQueue
-from artgen.jobs.worker import ModelsLoader, Worker
+from artgen.jobs.schemas import ServiceHealth
+from artgen.jobs.worker import Worker
 
 logger = logging.getLogger("artgen.jobs.worker")
+
+
+class HostedWorker(Protocol):
+    """The API process's own worker, as its supervisor and /readyz see it."""
+
+    @property
+    def worker_id(self) -> str:
+        """The id its jobs carry (Job.worker_id)."""
+        ...
+
+    @property
+    def alive(self) -> bool:
+        """Whether it is running."""
+        ...
+
+    @property
+    def exit_code(self) -> int | None:
+        """A child process's exit code once it ended; None for a thread or while running."""
+        ...
+
+    def ready(self, health: ServiceHealth) -> bool:
+        """Whether its models are loaded (`health`: the workers' registrations)."""
+        ...
+
+    def stop(self, timeout: float = ...) -> None:
+        """Hand the running job back and wait for it to end."""
+        ...
 
 
 class EmbeddedWorker:
@@ -52,6 +86,20 @@ class EmbeddedWorker:
     def alive(self) -> bool:
         """Whether the worker thread is running."""
         return self._thread.is_alive()
+
+    @property
+    def worker_id(self) -> str:
+        """The thread's Worker's id."""
+        return self.worker.id
+
+    @property
+    def exit_code(self) -> int | None:
+        """A thread has none."""
+        return None
+
+    def ready(self, health: ServiceHealth) -> bool:
+        """Models loaded, read from the Worker itself."""
+        return bool(self.worker.info.ready)
 
 
 def start_embedded_worker(
@@ -100,8 +148,6 @@ WORKER_STOP_TIMEOUT_S = 60.0
 def _die_with_parent(parent_pid: int) -> None:
     """SIGTERM ourselves (checkpoint, hand the job back) when the API process is gone."""
     if sys.platform.startswith("linux"):
-        import ctypes
-
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
             logger.warning("prctl(PR_SET_PDEATHSIG) failed: errno %s", ctypes.get_errno())
@@ -141,6 +187,15 @@ class WorkerProcess:
     def alive(self) -> bool:
         """Whether the child process is running."""
         return self.process.is_alive()
+
+    @property
+    def exit_code(self) -> int | None:
+        """The child's exit code once it ended."""
+        return self.process.exitcode
+
+    def ready(self, health: ServiceHealth) -> bool:
+        """Models loaded, as the child's own registration says."""
+        return any(w.id == self.worker_id and w.alive and w.ready for w in health.workers)
 
     def stop(self, timeout: float = WORKER_STOP_TIMEOUT_S) -> None:
         """SIGTERM (checkpoint, hand the job back), wait up to `timeout`, then kill."""

@@ -30,14 +30,6 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-def _embedded_ready(embedded: Any, health: Any) -> bool:
-    """Models loaded: read in the thread, or from the child process's own registration."""
-    worker_id = getattr(embedded, "worker_id", None)
-    if worker_id is None:
-        return bool(embedded.worker.info.ready)
-    return any(w.id == worker_id and w.alive and w.ready for w in health.workers)
-
-
 def readiness(app_state: Any, detailed: bool = True) -> tuple[bool, dict[str, Any]]:
     """(ready, body): ready when not draining, the queue answers and a worker has its models.
 
@@ -78,7 +70,7 @@ def readiness(app_state: Any, detailed: bool = True) -> tuple[bool, dict[str, An
     if not detailed:
         del body["workers"]
     embedded = getattr(app_state, "worker", None)
-    embedded_ready = embedded is None or (embedded.alive and _embedded_ready(embedded, health))
+    embedded_ready = embedded is None or (embedded.alive and embedded.ready(health))
     if health.ready and embedded_ready:
         return True, {"status": "ready", **body}
     if health.ready:
@@ -86,7 +78,7 @@ def readiness(app_state: Any, detailed: bool = True) -> tuple[bool, dict[str, An
         # this process is ready only once its own embedded worker has loaded its models.
         reason = (
             "the embedded worker stopped"
-            if not embedded.alive
+            if embedded is not None and not embedded.alive
             else "the embedded worker is still loading its models"
         )
         return False, {"status": "not_ready", "reason": reason, **body}
