@@ -6,7 +6,7 @@ are timed, each including its setup (warp, encode, a new optimiser) and its iter
 time and in this process's CPU time (with `--threads 1`, less moved by other work on the machine).
 
 Part 2 (memory): a `--memory-frames` animation at 64x64, 1 iteration per frame, its frames
-streamed to `videos.write_mp4` as they finish (as `artgen animate` does); the process's RSS (and
+streamed to `media.write_mp4` as they finish (as `artgen animate` does); the process's RSS (and
 the encoder's, ffmpeg) is sampled after frames 10, 100, 200 and 300. Flat RSS across the samples
 means memory does not grow with the frame count.
 

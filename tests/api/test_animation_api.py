@@ -100,7 +100,7 @@ def test_a_restyle_keeps_the_sources_frames_fps_and_audio(
     info = video_info(worker_client, job, tmp_path)
     assert round(info.fps) == 8 and info.has_audio == audio
     if not audio:
-        # With audio, videos.write_mp4 (-shortest) still drops the last frame (told to H1).
+        # With audio, media.write_mp4 (-shortest) still drops the last frame (told to H1).
         assert info.frames == 3
 
 
