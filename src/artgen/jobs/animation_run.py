@@ -17,21 +17,19 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from artgen.engine.animation import Animation
-from artgen.jobs.job_run import JobRun, Put, _decode_image, host_image, pil_image
+from artgen.engine.generate import StepResult
+from artgen.jobs.job_run import JobRun, Put, decode_image, host_image, pil_image
 from artgen.jobs.queue import Keys
 from artgen.jobs.reports import Frame, Result, Sign
 from artgen.jobs.schemas import JobCreate, JobKind
 from artgen.media import encode_png
+from artgen.models.loading import Models
 from artgen.videos import SequentialFrames, VideoLimits
-
-if TYPE_CHECKING:
-    from artgen.engine.generate import StepResult
-    from artgen.models.loading import Models
 
 logger = logging.getLogger("artgen.jobs.worker")
 
@@ -115,8 +113,8 @@ class AnimationRun(JobRun):
                 request.generation_params(),
                 request.animation_params(),
                 device=device,
-                init_image=_decode_image(init_data) if init_data else None,
-                image_prompts=[_decode_image(data) for data in payload.get("image_prompts", [])],
+                init_image=decode_image(init_data) if init_data else None,
+                image_prompts=[decode_image(data) for data in payload.get("image_prompts", [])],
                 source=source,
                 should_stop=should_stop,
             )

@@ -13,9 +13,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from PIL import Image
+
 from artgen.jobs.queue import JobQueue, Keys
+from artgen.jobs.reports import decode_frame
 from artgen.jobs.schemas import Job, JobKind
 from artgen.jobs.store import PREVIEW, JobStore, frame_file_name
+from artgen.media import write_mp4
 
 logger = logging.getLogger("artgen.jobs.collector")
 
@@ -45,16 +50,16 @@ def collect_frames(queue: JobQueue, store: JobStore, job: Job) -> Job:
         written: list[int] = []
         latest: bytes | None = None
         for index, key in enumerate(keys, start):
-            value = found.get(key)
-            if not isinstance(value, dict) or value.get("attempt") != job.attempt:
+            frame = decode_frame(found.get(key), job.attempt)
+            if frame is None:
                 break
             try:
-                store.write_file(job.id, frame_file_name(index), value["png"])
+                store.write_file(job.id, frame_file_name(index), frame.png)
             except OSError as exc:
                 logger.warning("job %s: frame %s not saved (%s)", job.id, index, exc)
                 break
             written.append(index)
-            latest = value["png"]
+            latest = frame.png
         if latest is None:
             return job
         try:
@@ -95,9 +100,6 @@ def _record_frames(store: JobStore, job: Job, written: list[int]) -> Job | None:
 
 def frame_pixels(store: JobStore, job: Job) -> Iterator[Any]:
     """The job's finished frames as RGB uint8 arrays (H, W, 3), read one at a time."""
-    import numpy as np
-    from PIL import Image
-
     for index in range(job.frames_done):
         with Image.open(store.file_path(job.id, frame_file_name(index))) as image:
             yield np.asarray(image.convert("RGB"), dtype=np.uint8)
@@ -113,8 +115,6 @@ def video_fps(job: Job) -> float:
 def assemble_video(store: JobStore, job: Job, name: str) -> bool:
     """Encode the job's frames as the MP4 `name` (a restyle with its source's audio); write_mp4
     writes a temp file and renames it, so no partial video is ever served. False without frames."""
-    from artgen.media import write_mp4
-
     if job.frames_done <= 0:
         return False
     audio: Path | None = None

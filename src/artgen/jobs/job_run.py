@@ -14,13 +14,13 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, Future, wait
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
-from artgen.engine.generate import Generation, tensors_to_cpu
+from artgen.engine.generate import Generation, StepResult, tensors_to_cpu
 from artgen.engine.images import to_pixels
 from artgen.jobs.control import StopReason, timeout_result
 from artgen.jobs.queue import Keys
@@ -28,10 +28,7 @@ from artgen.jobs.reports import Checkpoint, Outcome, Preview, Progress, Report, 
 from artgen.jobs.schemas import JobCreate
 from artgen.media import Mp4Recording, png_text
 from artgen.media import encode_png as png_bytes
-
-if TYPE_CHECKING:
-    from artgen.engine.generate import StepResult
-    from artgen.models.loading import Models
+from artgen.models.loading import Models
 
 logger = logging.getLogger("artgen.jobs.worker")
 
@@ -91,7 +88,8 @@ def pil_image(pixels: HostCopy) -> Image.Image:
     return Image.fromarray(pixels.wait().numpy(), mode="RGB")
 
 
-def _decode_image(data: bytes) -> Image.Image:
+def decode_image(data: bytes) -> Image.Image:
+    """An uploaded image (init image, image prompt) as RGB."""
     image = Image.open(io.BytesIO(data))
     image.load()
     return image.convert("RGB")
@@ -162,8 +160,8 @@ class JobRun:
             models,
             request.generation_params(),
             device=device,
-            init_image=_decode_image(init_data) if init_data else None,
-            image_prompts=[_decode_image(data) for data in payload.get("image_prompts", [])],
+            init_image=decode_image(init_data) if init_data else None,
+            image_prompts=[decode_image(data) for data in payload.get("image_prompts", [])],
             should_stop=should_stop,
         )
         checkpoint = payload.get("checkpoint")

@@ -8,22 +8,18 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 import torch
 
 from artgen.config import Settings
 from artgen.jobs.schemas import JobCreate
 from artgen.models.catalog import Catalog, public_message
-from artgen.models.loading import load_models
-
-if TYPE_CHECKING:
-    from artgen.models.loading import Models
+from artgen.models.loading import Models, load_models
 
 logger = logging.getLogger("artgen.jobs.worker")
 
 # (vqgan name, clip names, device) -> Models
-ModelsLoader = Callable[[str, list[str], torch.device], "Models"]
+ModelsLoader = Callable[[str, list[str], torch.device], Models]
 ModelsKey = tuple[str, tuple[str, ...]]
 
 

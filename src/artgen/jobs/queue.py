@@ -14,6 +14,8 @@ from huey import Huey, PriorityRedisHuey, SqliteHuey
 from huey.api import Task
 from huey.constants import EmptyData
 
+from artgen.jobs.keys import Keys
+
 logger = logging.getLogger("artgen.jobs.queue")
 
 TASK_NAME = "artgen.run_job"
@@ -25,90 +27,6 @@ INPUT_FIELDS = ("init_image", "image_prompts", "checkpoint", "source_video")
 # Frame keys past the last collected one that a cleanup deletes (a worker stops within a step of
 # being superseded or canceled, so it cannot have written many more).
 FRAME_CLEANUP_WINDOW = 64
-
-
-class Keys:
-    """Every key of the queue's key-value storage (values are pickled dicts).
-
-    Per job and attempt, so that a stale attempt can never overwrite the current one's reports:
-      claim      {worker_id, time}: put_if_empty, so each (job, attempt) runs at most once
-      heartbeat  {worker_id, time}: refreshed by the worker while it runs the attempt
-      progress   {attempt, iteration, iterations, loss, eta_seconds, seed, time, worker_id}
-      preview    {attempt, iteration, png}: the latest preview, popped by the collector
-      checkpoint {attempt, iteration, state}: torch.save bytes, popped by the collector
-      result     {attempt, status, iteration, seed, png?, mp4?, error?}: status is succeeded,
-                 failed, canceled or interrupted (worker shut down after checkpointing)
-      inputs     {init_image?, image_prompts?, checkpoint?, source_video?}: the attempt's input
-                 bytes, read by the worker that runs it (the task message carries only the params)
-      frame      {attempt, index, png}: one finished frame of an animation (one key per index,
-                 written before the checkpoint that counts it), popped by the collector in order
-    Per job:
-      control    {attempt, cancel, deleted}: the current attempt and the cancel flag; once the job
-                 ended or was deleted, a stop signal the collector's audit clears with the rest
-    Workers:
-      worker_seq counter handing out registration slots; worker:<slot> is WorkerInfo as a dict
-    """
-
-    PREFIX = "artgen"
-    WORKER_SEQ = f"{PREFIX}:worker-seq"
-    ATTEMPT_KINDS = ("claim", "heartbeat", "progress", "preview", "checkpoint", "result")
-
-    @classmethod
-    def attempt_key(cls, kind: str, job_id: str, attempt: int) -> str:
-        """Key of one per-attempt report."""
-        if kind not in cls.ATTEMPT_KINDS:
-            raise ValueError(f"unknown report kind {kind!r}")
-        return f"{cls.PREFIX}:{kind}:{job_id}:{int(attempt)}"
-
-    @classmethod
-    def claim(cls, job_id: str, attempt: int) -> str:
-        """Who runs this attempt."""
-        return cls.attempt_key("claim", job_id, attempt)
-
-    @classmethod
-    def heartbeat(cls, job_id: str, attempt: int) -> str:
-        """The attempt's liveness."""
-        return cls.attempt_key("heartbeat", job_id, attempt)
-
-    @classmethod
-    def progress(cls, job_id: str, attempt: int) -> str:
-        """Latest progress of the attempt."""
-        return cls.attempt_key("progress", job_id, attempt)
-
-    @classmethod
-    def preview(cls, job_id: str, attempt: int) -> str:
-        """Latest preview PNG of the attempt."""
-        return cls.attempt_key("preview", job_id, attempt)
-
-    @classmethod
-    def checkpoint(cls, job_id: str, attempt: int) -> str:
-        """Latest checkpoint of the attempt."""
-        return cls.attempt_key("checkpoint", job_id, attempt)
-
-    @classmethod
-    def result(cls, job_id: str, attempt: int) -> str:
-        """Final outcome of the attempt."""
-        return cls.attempt_key("result", job_id, attempt)
-
-    @classmethod
-    def inputs(cls, job_id: str, attempt: int) -> str:
-        """The attempt's input bytes (not an ATTEMPT_KINDS report: the collector never polls it)."""
-        return f"{cls.PREFIX}:inputs:{job_id}:{int(attempt)}"
-
-    @classmethod
-    def frame(cls, job_id: str, attempt: int, index: int) -> str:
-        """One finished animation frame of the attempt (not polled with ATTEMPT_KINDS)."""
-        return f"{cls.PREFIX}:frame:{job_id}:{int(attempt)}:{int(index)}"
-
-    @classmethod
-    def control(cls, job_id: str) -> str:
-        """The job's current attempt and cancel flag."""
-        return f"{cls.PREFIX}:control:{job_id}"
-
-    @classmethod
-    def worker(cls, slot: int) -> str:
-        """A worker's registration."""
-        return f"{cls.PREFIX}:worker:{int(slot)}"
 
 
 class InputsMissing(Exception):
@@ -222,7 +140,7 @@ class JobQueue:
             path.parent.mkdir(parents=True, exist_ok=True)
             huey = SqliteHuey(name, filename=str(path), results=False, timeout=30)
         elif location.startswith(("redis://", "rediss://", "unix://")):
-            from redis import ConnectionPool
+            from redis import ConnectionPool  # only the Redis backend needs the package
 
             # Timeouts so a dead Redis raises (and is retried with backoff) instead of hanging.
             pool = ConnectionPool.from_url(
