@@ -87,3 +87,12 @@ def test_resuming_at_or_past_the_end_of_a_finished_job_replays_done_and_closes(m
     for after in (7, 8, 10**9):
         frames = asyncio.run(_collect(sse.follow_events(_request(), service, "job", after)))
         assert frames[1:] == ['id: 7\nevent: done\ndata: {"status":"succeeded"}\n\n'], frames
+
+
+def test_a_done_frame_carries_the_urls_the_api_builds():
+    done = JobEvent(id=9, type="done", data={"status": "succeeded", "image": True, "video": True})
+    frame = sse.format_event(done, "job-1")
+    assert frame == (
+        'id: 9\nevent: done\ndata: {"status":"succeeded",'
+        '"image_url":"/v1/jobs/job-1/image","video_url":"/v1/jobs/job-1/video"}\n\n'
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from artgen.api.schemas import JobPublic, public_json
+from artgen.api.schemas import JobPublic, public_event_data, public_json
 from artgen.jobs.schemas import Job, JobStatus
 
 
@@ -47,3 +47,23 @@ def test_the_webhook_body_is_the_public_json_without_the_webhook() -> None:
     body = json.loads(public_json(job))
     assert body == JobPublic.from_job(job).model_dump(mode="json")
     assert "webhook" not in body and body["urls"]["self"] == f"/v1/jobs/{job.id}"
+
+
+def test_the_sse_data_gets_its_urls_from_the_api() -> None:
+    job_id = "7b0c6a3e-0000-4000-8000-000000000000"
+    base = f"/v1/jobs/{job_id}"
+    done = public_event_data(job_id, "done", {"status": "succeeded", "image": True, "video": True})
+    assert done == {
+        "status": "succeeded",
+        "image_url": f"{base}/image",
+        "video_url": f"{base}/video",
+    }
+    canceled = public_event_data(job_id, "done", {"status": "canceled"})
+    assert canceled == {"status": "canceled"}
+    assert public_event_data(job_id, "preview", {"iteration": 4}) == {
+        "iteration": 4,
+        "url": f"{base}/preview",
+    }
+    frame = public_event_data(job_id, "frame", {"frame": 2, "frames": 5})
+    assert frame["url"] == f"{base}/frames/2"
+    assert public_event_data(job_id, "progress", {"iteration": 1}) == {"iteration": 1}

@@ -13,6 +13,34 @@ from pydantic import BaseModel
 from artgen.jobs.schemas import ACTIVE_STATUSES, Job, JobError, JobKind, JobStatus
 
 
+def job_path(job_id: str) -> str:
+    """The job's URL path; its resources are under it."""
+    return f"/v1/jobs/{job_id}"
+
+
+def frame_path(job_id: str, index: int) -> str:
+    """The URL path of an animation's finished frame `index`."""
+    return f"{job_path(job_id)}/frames/{int(index)}"
+
+
+def public_event_data(job_id: str, event_type: str, data: dict[str, Any]) -> dict[str, Any]:
+    """An event's data as the SSE stream sends it, with the URLs the jobs layer leaves out: a
+    `preview`'s and a `frame`'s `url`; a `done` event's `image` / `video` flags become
+    `image_url` / `video_url`."""
+    if event_type == "preview" and "url" not in data:
+        return {**data, "url": f"{job_path(job_id)}/preview"}
+    if event_type == "frame" and "url" not in data and "frame" in data:
+        return {**data, "url": frame_path(job_id, data["frame"])}
+    if event_type != "done":
+        return data
+    public = {key: value for key, value in data.items() if key not in ("image", "video")}
+    if data.get("image"):
+        public["image_url"] = f"{job_path(job_id)}/image"
+    if data.get("video"):
+        public["video_url"] = f"{job_path(job_id)}/video"
+    return public
+
+
 class JobUrls(BaseModel):
     """Where the job's resources live; None where not (yet) available."""
 
@@ -60,7 +88,7 @@ class JobPublic(BaseModel):
     @classmethod
     def from_job(cls, job: Job, queue_position: int | None = None) -> JobPublic:
         """Build the public view of a stored job."""
-        base = f"/v1/jobs/{job.id}"
+        base = job_path(job.id)
         finished = job.status == JobStatus.succeeded
         animated = job.kind != JobKind.picture
         # An animation's video is there once it succeeded, or after a cancel (a partial video).

@@ -36,9 +36,10 @@ def status_events(job: Job) -> Events:
     events: Events = [("status", status)]
     if job.status.terminal:
         done = dict(status)
+        # What there is to fetch; the API turns these into image_url / video_url.
         if job.status == JobStatus.succeeded:
-            done["image_url"] = f"/v1/jobs/{job.id}/image"
+            done["image"] = True
         if job.video_file and (job.status == JobStatus.succeeded or job.kind.animated):
-            done["video_url"] = f"/v1/jobs/{job.id}/video"  # a canceled animation's: partial
+            done["video"] = True  # a canceled animation's: its partial video
         events.append(("done", done))
     return events

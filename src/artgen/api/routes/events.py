@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from artgen.api.deps import JobIdPath, OwnerDep, ServiceDep, job_or_404
 from artgen.api.errors import ApiError
+from artgen.api.schemas import public_event_data
 from artgen.jobs.schemas import JobEvent
 from artgen.jobs.service import JobService
 
@@ -27,9 +28,10 @@ EXISTS_CHECK_SECONDS = 2.0
 MAX_EVENT_ID = 2**63 - 1
 
 
-def format_event(event: JobEvent) -> str:
-    """One SSE frame: id, event type and JSON data."""
-    data = json.dumps(event.data, separators=(",", ":"), default=str)
+def format_event(event: JobEvent, job_id: str) -> str:
+    """One SSE frame: id, event type and JSON data (a `done` event with its URLs)."""
+    public = public_event_data(job_id, event.type, event.data)
+    data = json.dumps(public, separators=(",", ":"), default=str)
     return f"id: {event.id}\nevent: {event.type}\ndata: {data}\n\n"
 
 
@@ -68,7 +70,7 @@ async def follow_events(
         events = await run_in_threadpool(service.events, job_id, after)
         for event in events:
             after = event.id
-            yield format_event(event)
+            yield format_event(event, job_id)
             if event.type == "done":
                 return
         now = time.monotonic()
@@ -83,7 +85,7 @@ async def follow_events(
                 # Its done event is at or before `after` (written with the final status).
                 done = await run_in_threadpool(_last_done_event, service, job_id)
                 if done is not None:
-                    yield format_event(done)
+                    yield format_event(done, job_id)
                 return
         if not events and now - last_sent >= HEARTBEAT_SECONDS:
             last_sent = now
