@@ -92,6 +92,21 @@ def test_audio_from_a_source_is_kept(tmp_path, clip_with_audio):
     assert not probe(silent, LIMITS).has_audio
 
 
+@pytest.mark.parametrize("frames", [3, 5, 12])
+def test_audio_as_long_as_the_video_keeps_every_frame(tmp_path, frames):
+    """An AAC track ends a little early; the last frame used to be cut with it (-shortest)."""
+    source = tmp_path / "source.mp4"
+    ffmpeg(
+        "-f", "lavfi", "-i", f"testsrc=size=32x32:rate=8:duration={frames / 8}", "-f", "lavfi",
+        "-i", f"sine=duration={frames / 8}", "-frames:v", str(frames), "-pix_fmt", "yuv420p",
+        str(source),
+    )  # fmt: skip
+    path = tmp_path / "restyled.mp4"
+    write_mp4(grey_frames(frames), path, fps=8, audio_from=source)
+    info = probe(path, LIMITS)
+    assert info.has_audio and info.frames == frames
+
+
 def test_sequential_frames_decode_in_order_and_resize(clip_with_audio):
     with SequentialFrames(clip_with_audio, LIMITS, size=(32, 32)) as frames:
         first = frames.frame(0)

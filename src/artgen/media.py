@@ -119,6 +119,11 @@ def png_to_jpeg(png: bytes | Path | BinaryIO, quality: int = JPEG_QUALITY) -> by
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv")
 
 
+# The source's audio padded with silence and cut where the video ends: plain `-shortest` cut at the
+# AAC stream's end, a little before an equally long video's, and dropped its last frame.
+AUDIO_TO_VIDEO_LENGTH = ["-af", "apad", "-shortest"]
+
+
 class Mp4Writer:
     """An H.264 video at `path` written frame by frame: ffmpeg starts with the first frame, each
     frame is piped to it as it comes, and the file appears (renamed from a temporary one) on
@@ -173,7 +178,7 @@ class Mp4Writer:
             str(self._partial), (shape[1], shape[0]), fps=self.fps, codec="libx264",
             pix_fmt_out="yuv420p", quality=8, macro_block_size=1, audio_path=audio,
             audio_codec="aac" if audio else None,
-            output_params=[*faststart, *(["-shortest"] if audio else [])],
+            output_params=[*faststart, *(AUDIO_TO_VIDEO_LENGTH if audio else [])],
         )  # fmt: skip
         encoder.send(None)  # start ffmpeg
         return encoder
