@@ -276,6 +276,7 @@ class ReportCollector:
                 iteration=result.iteration,
                 seed=result.seed,
                 files=files,
+                animated=job.kind.animated,
             )
 
         needs_video = job.kind.animated and status in (JobStatus.succeeded, JobStatus.canceled)

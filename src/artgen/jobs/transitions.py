@@ -39,15 +39,18 @@ class JobTransitions:
         iteration: int | None = None,
         seed: int | None = None,
         files: dict[str, str] | None = None,
+        animated: bool | None = None,
     ) -> Job | None:
         """Record a terminal status, then drop the checkpoint file and the queue's keys.
 
         Without the worker's result (`reported` False: timeout, worker lost, canceled meanwhile)
         the attempt may still be running somewhere: the control key stays as a stop signal,
         which the audit removes once no worker can act on it. An animation that succeeded or was
-        canceled gets its MP4 from the frames so far (see ReportCollector: off the poll thread)."""
+        canceled gets its MP4 from the frames so far (see ReportCollector: off the poll thread);
+        `animated` False (a picture) skips looking."""
         files = dict(files or {})
-        if status in (JobStatus.succeeded, JobStatus.canceled) and "video_file" not in files:
+        ending = status in (JobStatus.succeeded, JobStatus.canceled)
+        if ending and animated is not False and "video_file" not in files:
             files.update(video_files(self.store, job_id, VIDEO))
         checkpoint: list[str] = []
 
