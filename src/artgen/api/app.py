@@ -36,6 +36,8 @@ from artgen.api.schemas import public_json
 from artgen.api.security import RateLimiter
 from artgen.api.uploads import BodyLimitMiddleware, body_limit
 from artgen.config import Settings, get_settings
+from artgen.jobs.schemas import JobCreate
+from artgen.jobs.service import JobService
 
 logger = logging.getLogger("artgen.api")
 
@@ -102,7 +104,6 @@ def _stop(component: Any, what: str) -> None:
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Start the job service (and the embedded worker); on shutdown drain and checkpoint."""
     from artgen.jobs.hosting import start_embedded_worker, start_worker_process
-    from artgen.jobs.service import JobService
 
     settings: Settings = app.state.settings
     service = await run_in_threadpool(JobService.from_settings, settings, public_json)
@@ -230,8 +231,6 @@ def _custom_openapi(app: FastAPI) -> dict[str, Any]:
     """OpenAPI with JobCreate (POST /v1/jobs parses JSON or multipart by hand) and our errors."""
     if app.openapi_schema:
         return app.openapi_schema
-    from artgen.jobs.schemas import JobCreate
-
     schema = get_openapi(
         title=app.title, version=app.version, description=app.description, routes=app.routes
     )

@@ -8,7 +8,6 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from PIL import Image, UnidentifiedImageError
 from starlette.concurrency import run_in_threadpool
@@ -19,9 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from artgen.api.errors import ApiError, PayloadTooLarge, error_response
 from artgen.jobs.submission import SourceVideo
-
-if TYPE_CHECKING:
-    from artgen.videos import VideoInfo, VideoLimits
+from artgen.videos import VideoError, VideoInfo, VideoLimits, probe
 
 # Room for the `params` JSON text and multipart boundaries on top of the file bytes.
 BODY_OVERHEAD_BYTES = 1024 * 1024
@@ -249,8 +246,6 @@ def sniff_video(data: bytes) -> str | None:
 def check_video(data: bytes, field: str, limits: VideoLimits) -> tuple[str, VideoInfo]:
     """(container, what videos.probe found) for a whole MP4/WebM/GIF within `limits`; else a
     4xx: 413 too large, 415 not a video container, 422 empty, unreadable, too long."""
-    from artgen.videos import VideoError, probe
-
     if not data:
         raise ApiError(422, "video_empty", f"{field}: the file is empty", field=field)
     container = sniff_video(data)

@@ -42,6 +42,7 @@ def _entry(info: Any, defaults: set[str]) -> ModelPublic:
 @router.get("/models", response_model=ModelsPublic, summary="List the known models")
 async def list_models(settings: SettingsDep, owner: OwnerDep) -> ModelsPublic:
     """VQGAN and CLIP names, whether their weights are here, and the server's defaults."""
+    # The catalog imports torch: loaded on the first listing, not with the API's modules.
     from artgen.models.catalog import Catalog
 
     def read() -> ModelsPublic:
