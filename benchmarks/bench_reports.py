@@ -33,6 +33,7 @@ def loop_ms(
     """(ms per iteration, ms of it spent in after_step: previews and checkpoints), after warm-up."""
     from artgen.jobs.job_run import JobRun
     from artgen.jobs.queue import JobQueue
+    from artgen.jobs.reports import Report, Sign, encode
     from artgen.jobs.schemas import JobCreate
 
     request = JobCreate(
@@ -45,14 +46,14 @@ def loop_ms(
     ):
         queue = JobQueue.from_url(f"sqlite:///{directory}/queue.sqlite3")
 
-        def put(key: str, value: Any) -> bool:
-            queue.put(key, value)
+        def put(key: str, report: Report) -> bool:
+            queue.put(key, encode(report))
             return True
 
         run = JobRun.start(
             "bench", 1, {"params": request.model_dump()}, models, device=device, put=put,
-            stamp=dict, timeout_seconds=3600, checkpoint_every=args.checkpoint_every,
-            encoder=encoder if threaded else None,
+            sign=lambda: Sign("bench", 0.0), timeout_seconds=3600,
+            checkpoint_every=args.checkpoint_every, encoder=encoder if threaded else None,
         )  # fmt: skip
         for _ in range(2):
             run.after_step(run.generation.step())
