@@ -101,14 +101,15 @@ class JobService:
         image_prompts: Sequence[bytes] = (),
         owner: str | None = None,
         idempotency_key: str | None = None,
-        max_active: int = 0,
+        max_active: int | None = None,
         admit: Callable[[], None] | None = None,
         source_video: SourceVideo | None = None,
     ) -> tuple[Job, bool]:
         """Validate, create and enqueue a job; (job, created) where created is False for a replay.
 
         A restyle job comes with its `source_video` (probed by the caller before this).
-        `admit()` (the caller's rate limit), the owner's `max_active` queued or running jobs and
+        `admit()` (the caller's rate limit), the owner's `max_active` queued or running jobs
+        (None: the server's max_active_jobs_per_key; 0: no limit) and
         the queue limit are checked atomically by the Submitter; a replay counts against none.
         """
         inputs = JobInputs(init_image, tuple(image_prompts), source_video)
@@ -118,7 +119,7 @@ class JobService:
             inputs,
             owner=owner,
             idempotency_key=idempotency_key,
-            max_active=max_active,
+            max_active=self.settings.max_active_jobs_per_key if max_active is None else max_active,
             admit=admit,
         )
 

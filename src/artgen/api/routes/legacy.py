@@ -165,7 +165,7 @@ async def _generate(
             raise ApiError(422, "validation_error", "prompt: must not be empty", field="prompt")
         job_request = _legacy_request(request.app.state, prompt, width, height)
         job, _ = await run_in_threadpool(
-            submit_job, service, settings, request, owner, job_request, init_image=init_image
+            submit_job, service, request, owner, job_request, init_image=init_image
         )
     return await _wait_for_image(
         request, service, job, settings.job_timeout_seconds + WAIT_MARGIN_SECONDS

@@ -68,7 +68,6 @@ def _shutting_down() -> ApiError:
 
 def submit_job(
     service: JobService,
-    settings: Settings,
     request: Request,
     owner: str | None,
     job_request: JobCreate,
@@ -90,7 +89,6 @@ def submit_job(
             image_prompts=image_prompts or (),
             owner=owner,
             idempotency_key=idempotency_key,
-            max_active=settings.max_active_jobs_per_key,
             admit=lambda: request.app.state.rate_limiter.check(caller),
             source_video=source_video,
         )
@@ -263,7 +261,6 @@ async def create_job(
     job, created = await run_in_threadpool(
         submit_job,
         service,
-        settings,
         request,
         owner,
         job_request,
