@@ -3,24 +3,26 @@
 Argument parsing lives only here and in the cli_* command modules (one per command or group);
 everything below the CLI takes typed values. The helpers the commands share are in
 artgen.cli_common.
+
+Importing the CLI stays light (typer, rich, the schemas, artgen.client: no torch, no FastAPI), so
+`artgen --help` and the remote commands (--server, `jobs`) start fast. What runs on this machine
+(the engine, the models, the server, the worker) is in the local_* modules (and artgen.api.server),
+imported inside the command that runs it.
 """
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from artgen.api import server
 from artgen.cli_animate import animate, restyle
 from artgen.cli_bench import bench
-from artgen.cli_common import build_settings, resolve_device
+from artgen.cli_common import build_settings
 from artgen.cli_generate import generate
 from artgen.cli_models import models_app
 from artgen.cli_remote import jobs_app
-from artgen.jobs import hosting
 
 # Plain click help: typer's rich panels label every flag (--help included) "<bool>".
 app = typer.Typer(
@@ -97,6 +99,9 @@ def serve(
         worker_process=worker_process,
         batch_jobs=batch_jobs,
     )
+    # torch loads only when a command runs locally: `artgen --help` and remote commands stay fast
+    from artgen.api import server
+
     server.serve(settings)
 
 
@@ -128,13 +133,9 @@ def worker(
         data_dir=data_dir,
         batch_jobs=batch_jobs,
     )
-    if device is not None:
-        resolve_device(device)
-    # A worker is a long-running process: its log is how an operator sees jobs come and go.
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    raise typer.Exit(hosting.run_worker(settings))
+    from artgen import local_worker  # torch loads only here (see serve)
+
+    raise typer.Exit(local_worker.run(settings, device))
 
 
 app.command()(bench)

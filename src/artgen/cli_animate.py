@@ -1,19 +1,12 @@
-"""`artgen animate` and `artgen restyle`: videos made on this machine with the engine's Animation.
-
-Frames are streamed to the MP4 as they are finished (memory stays flat however many frames); a
-Ctrl-C stops the run and keeps the frames made so far as a shorter video.
+"""`artgen animate` and `artgen restyle`: videos made with the engine's Animation, on this machine
+(local_animate.py, which imports torch) or on a server (--server).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
-import numpy as np
-import torch
 import typer
 from pydantic import ValidationError
 
@@ -36,17 +29,7 @@ from artgen.cli_animate_options import (
     TranslationYOption,
     ZoomOption,
 )
-from artgen.cli_common import (
-    build_params,
-    build_settings,
-    describe_error,
-    fail,
-    read_image,
-    resolve_device,
-    user_error_types,
-    user_errors,
-)
-from artgen.cli_progress import AnimationProgress
+from artgen.cli_common import build_params, build_settings, describe_error, fail
 from artgen.cli_remote import (
     ApiKeyOption,
     ServerOption,
@@ -54,34 +37,12 @@ from artgen.cli_remote import (
     remote_fields,
     video_remote,
 )
-from artgen.config import Settings
-from artgen.engine.animation import Animation, FrameSource
 from artgen.engine.animation_params import AnimationParams
-from artgen.engine.images import to_pil, to_pixels
 from artgen.engine.params import GenerationParams
-from artgen.media import write_mp4
-from artgen.models.catalog import Catalog
-from artgen.models.loading import load_models
-from artgen.videos import SequentialFrames, VideoError, probe
+from artgen.videos import VideoError, probe
 
 # AnimationParams fields whose CLI spelling is not --field-name.
 ANIMATION_OPTIONS = {"prompt_schedule": "--prompt-at"}
-
-
-@dataclass(frozen=True)
-class LocalSetup:
-    """What both commands resolved before any frame is made."""
-
-    settings: Settings
-    clip_models: list[str]
-    device: torch.device
-
-
-def prepare(model: str | None, clip_model: list[str] | None, device: str | None) -> LocalSetup:
-    """Settings, CLIP model names and the device, as `artgen generate` resolves them."""
-    settings = build_settings(model=model, device=device)
-    clip_models = list(clip_model or settings.resolved_clip_models)
-    return LocalSetup(settings, clip_models, resolve_device(settings.device))
 
 
 def check_output(output: Path) -> None:
@@ -116,82 +77,6 @@ def build_animation(values: dict[str, Any]) -> AnimationParams:
         if field == "prompt_schedule" and len(loc) > 1:
             option = f"--prompt-at (number {int(loc[1]) + 1})"  # loc: prompt_schedule.<index>...
         fail(f"{option}: {message}")
-
-
-class FrameStream:
-    """Runs an Animation and yields each finished frame as (H, W, 3) uint8; a Ctrl-C ends the
-    stream early (so the video written so far is kept) and sets `interrupted`."""
-
-    def __init__(
-        self, animation: Animation, progress: AnimationProgress, frames_dir: Path | None
-    ) -> None:
-        self.animation = animation
-        self.progress = progress
-        self.frames_dir = frames_dir
-        self.interrupted = False
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        animation = self.animation
-        try:
-            while animation.iteration < animation.iterations:
-                result = animation.step()
-                self.progress.update(animation, partial(float, result.loss))
-                if animation.frame_done is None:
-                    continue
-                frame = animation.frame_tensor()
-                if self.frames_dir is not None:
-                    name = f"frame-{animation.frame_done:05d}.png"
-                    to_pil(frame).save(self.frames_dir / name, format="PNG")
-                yield to_pixels(frame).cpu().numpy()
-        except KeyboardInterrupt:
-            self.interrupted = True
-
-
-def render(
-    animation: Animation,
-    label: str,
-    output: Path,
-    fps: float,
-    frames_dir: Path | None,
-    audio_from: Path | None = None,
-) -> None:
-    """Make every frame, stream them to `output` and say what was written."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    if frames_dir is not None:
-        frames_dir.mkdir(parents=True, exist_ok=True)
-    with AnimationProgress(label, animation.iterations, animation.frames) as progress:
-        stream = FrameStream(animation, progress, frames_dir)
-        try:
-            written = write_mp4(stream, output, fps, audio_from=audio_from)
-        except VideoError:
-            raise  # the source video's: the caller names the file
-        except user_error_types() as error:
-            fail(describe_error(error))
-    summary = f"{output} ({written} frames at {fps:g} fps, seed {animation.seed})"
-    if stream.interrupted:
-        typer.echo(f"interrupted: wrote {summary}; {animation.frames} were asked for", err=True)
-        raise typer.Exit(130)
-    typer.echo(f"wrote {summary}")
-
-
-def new_animation(
-    setup: LocalSetup,
-    params: GenerationParams,
-    animation: AnimationParams,
-    fast: bool | None,
-    init_image: Path | None = None,
-    source: FrameSource | None = None,
-) -> Animation:
-    """Load the models and set up the Animation, turning user errors into clean messages."""
-    init = read_image(init_image, "--init-image") if init_image is not None else None
-    with user_errors():
-        models = load_models(
-            setup.settings.model, setup.clip_models, setup.device, Catalog(setup.settings.home)
-        )
-        return Animation(
-            models, params, animation, device=setup.device, init_image=init, source=source,
-            fast=fast,
-        )  # fmt: skip
 
 
 def generation_params(
@@ -268,9 +153,13 @@ def animate(
             server, api_key, fields, local_only=local_only, output=output, init_image=init_image
         )
         return
-    setup = prepare(model, clip_model, device)
-    animation = new_animation(setup, params, motion, fast, init_image=init_image)
-    render(animation, "animating", output, motion.fps, frames_dir)
+    # torch loads only when a command runs locally: `artgen --help` and remote commands stay fast
+    from artgen import local_animate
+
+    local_animate.animate(
+        params, motion, model=model, clip_model=clip_model, device=device, fast=fast,
+        init_image=init_image, output=output, frames_dir=frames_dir,
+    )  # fmt: skip
 
 
 def restyle(
@@ -332,31 +221,11 @@ def restyle(
             server, api_key, fields, local_only=local_only, output=output, source_video=source
         )
         return
-    setup = prepare(model, clip_model, device)
-    limits = setup.settings.video_limits()  # the service's upload limits (ARTGEN_VIDEO_*)
-    try:
-        info = probe(source, limits)
-    except VideoError as error:
-        fail(f"VIDEO {str(source)!r}: {describe_error(error)}")
-    if frames is not None and frames < 1:
-        fail(f"--frames {frames}: must be at least 1")
-    params = generation_params(
-        prompts, size or (info.width, info.height), iterations, seed, step_size, cutn
-    )
-    if not params.prompts.strip():
-        fail("give a text prompt (PROMPTS)")
-    style = build_animation(
-        {
-            "frames": min(frames or info.frames, info.frames),
-            "fps": max(1, min(60, round(info.fps))),
-            "iterations_per_frame": iterations_per_frame,
-            "coherence": coherence,
-            "prompt_schedule": [parse_prompt_at(item) for item in prompt_at or []] or None,
-        }
-    )
-    try:  # a decoding problem met while restyling is named like one found by probe
-        with SequentialFrames(source, limits) as source_frames:
-            animation = new_animation(setup, params, style, fast, source=source_frames)
-            render(animation, "restyling", output, info.fps, frames_dir, audio_from=source)
-    except VideoError as error:
-        fail(f"VIDEO {str(source)!r}: {describe_error(error)}")
+    from artgen import local_animate  # torch loads only here (see animate)
+
+    local_animate.restyle(
+        source, prompts, output=output, coherence=coherence, frames=frames, prompt_at=prompt_at,
+        iterations=iterations, iterations_per_frame=iterations_per_frame, size=size, seed=seed,
+        model=model, clip_model=clip_model, step_size=step_size, cutn=cutn, fast=fast,
+        device=device, frames_dir=frames_dir,
+    )  # fmt: skip

@@ -1,4 +1,7 @@
-"""`artgen bench`: ms/iteration, iterations/s and peak memory of the engine's paths."""
+"""`artgen bench`: ms/iteration, iterations/s and peak memory of the engine's paths.
+
+The body is in local_bench.py (it needs torch).
+"""
 
 from __future__ import annotations
 
@@ -6,18 +9,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from artgen.bench import (
-    PATHS,
-    BenchConfig,
-    CaseResult,
-    render_table,
-    run_benchmark,
-    write_result,
-)
-from artgen.cli_common import fail, resolve_device
-from artgen.models.loading import RANDOM_MODELS
+from artgen.cli_common import fail
 
 
 def parse_int_list(value: str, option: str) -> tuple[int, ...]:
@@ -63,31 +56,20 @@ def bench(
     tag: Annotated[str | None, typer.Option(help="Suffix for the JSON file name.")] = None,
 ) -> None:
     """Measure ms/iteration, iterations/s and peak memory: reference vs fast path."""
-    if model not in RANDOM_MODELS:
-        fail(f"--model {model!r}: choose {' or '.join(RANDOM_MODELS)}")
-    chosen_paths = tuple(item.strip() for item in paths.split(",") if item.strip())
-    for path in chosen_paths:
-        if path not in PATHS:
-            fail(f"--paths: unknown path {path!r}; choose from {', '.join(PATHS)}")
-    # --quick changes only the defaults; explicit flags still win.
-    config = BenchConfig(
-        device=resolve_device(device),
+    # torch loads only when a command runs locally: `artgen --help` and remote commands stay fast
+    from artgen import local_bench
+
+    local_bench.run(
         model=model,
-        sizes=parse_int_list(sizes or "64", "--sizes"),
-        cutn=cutn or (4 if quick else 8),
-        iterations=iterations or (3 if quick else 10),
-        warmup=warmup if warmup is not None else (1 if quick else 2),
-        paths=chosen_paths,
+        sizes=sizes,
+        cutn=cutn,
+        iterations=iterations,
+        warmup=warmup,
+        paths=paths,
         batch_jobs=batch_jobs,
         batch_size=batch_size,
+        device=device,
+        quick=quick,
+        output_dir=output_dir,
+        tag=tag,
     )
-    console = Console()
-
-    def report(case: CaseResult) -> None:
-        timing = f"error: {case.error}" if case.error else f"{case.ms_per_iteration:.1f} ms/it"
-        console.print(f"{case.path:>9} {case.size:>5}px x{case.jobs}: {timing}")
-
-    result = run_benchmark(config, report)
-    console.print(render_table(result))
-    written = write_result(result, output_dir, tag)
-    console.print(f"wrote {written}")

@@ -1,7 +1,9 @@
-"""Helpers shared by the `artgen` commands: clean error exits, settings, devices, image files and
+"""Helpers shared by the `artgen` commands: clean error exits, settings, image files and
 parameters from flags (the progress bars are in cli_progress.py).
 
 They live outside cli.py so that each command module (cli.py, cli_animate.py, ...) stays small.
+Torch-free, like every cli_* module: what needs torch (the device, the models) is in the local_*
+modules, imported only when a command runs on this machine.
 """
 
 from __future__ import annotations
@@ -11,17 +13,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
-import torch
 import typer
 from PIL import Image, UnidentifiedImageError
 from pydantic import ValidationError
 
-from artgen import devices
 from artgen.config import Settings
 from artgen.engine.params import GenerationParams
-from artgen.engine.prompts import parse_prompt
-from artgen.models.catalog import Catalog
-from artgen.models.checkpoints import CheckpointError, ModelUnavailable
+from artgen.engine.prompt_syntax import parse_prompt
+from artgen.models.errors import CheckpointError, ModelUnavailable
 
 # Exit code for bad input (click's own usage errors use it too).
 EXIT_BAD_INPUT = 2
@@ -63,14 +62,6 @@ def build_settings(**overrides: Any) -> Settings:
     given = {name: value for name, value in overrides.items() if value is not None}
     with user_errors():
         return Settings(**given)
-
-
-def resolve_device(name: str) -> torch.device:
-    """The torch device `--device name` means, or fail saying why it is not one here."""
-    try:
-        return devices.resolve_device(name)
-    except devices.DeviceError as error:
-        fail(f"--device {error}")
 
 
 def read_image(path: Path, what: str) -> Image.Image:
@@ -126,8 +117,3 @@ def format_size(size_bytes: int | None) -> str:
         if size_bytes >= scale:
             return f"{size_bytes / scale:.1f} {unit}"
     return f"{size_bytes} B"
-
-
-def catalog_from_env() -> Catalog:
-    """The model catalog over ARTGEN_HOME."""
-    return Catalog(build_settings().home)

@@ -1,7 +1,8 @@
 """`artgen generate`: one image from text (and image) prompts, here or on a server (--server).
 
 The flags (and `--params-from` an artgen PNG) become GenerationParams; the engine runs with a
-progress bar; the PNG carries artgen.media's metadata, so `--params-from` reruns it.
+progress bar (local_generate.py, which imports torch); the PNG carries artgen.media's metadata,
+so `--params-from` reruns it.
 """
 
 from __future__ import annotations
@@ -14,30 +15,13 @@ from PIL import Image, UnidentifiedImageError
 
 from artgen.cli_common import (
     build_params,
-    build_settings,
     describe_error,
     fail,
     parse_image_prompt,
     read_image,
-    resolve_device,
-    user_errors,
 )
-from artgen.cli_progress import GenerateProgress
 from artgen.cli_remote import ApiKeyOption, ServerOption, generate_remote
-from artgen.engine.generate import Generation
-from artgen.engine.options import EngineOptions
-from artgen.engine.params import GenerationParams
-from artgen.engine.stepping import StepInfo, run
-from artgen.media import (
-    VIDEO_SUFFIXES,
-    Mp4Writer,
-    NoParameters,
-    png_text,
-    read_parameters,
-    write_png,
-)
-from artgen.models.catalog import Catalog
-from artgen.models.loading import load_models
+from artgen.media import VIDEO_SUFFIXES, NoParameters, read_parameters
 
 
 def parse_schedule_item(value: str) -> dict[str, Any]:
@@ -46,11 +30,6 @@ def parse_schedule_item(value: str) -> dict[str, Any]:
     if not sep or not at.strip().isdigit():
         fail(f'--schedule {value!r} must look like "50=new prompts" (iteration=prompts)')
     return {"at": int(at), "prompts": prompts}
-
-
-def snapshot_path(output: Path, iteration: int) -> Path:
-    """castle.png, 10 -> castle-0010.png beside it."""
-    return output.with_name(f"{output.stem}-{iteration:04d}{output.suffix}")
 
 
 def read_recorded_parameters(path: Path) -> dict[str, Any]:
@@ -65,16 +44,6 @@ def read_recorded_parameters(path: Path) -> dict[str, Any]:
     except (UnidentifiedImageError, OSError) as error:
         fail(f"--params-from {str(path)!r} is not a readable image ({describe_error(error)})")
     return recorded
-
-
-def output_metadata(
-    params: GenerationParams, generation: Generation, extra: dict[str, Any]
-) -> dict[str, str]:
-    """PNG text chunks (artgen.media): prompt, the seed actually used, every parameter as JSON."""
-    recorded = params.model_dump(mode="json")
-    recorded.update(width=generation.width, height=generation.height)
-    recorded.update(extra)
-    return png_text(recorded, generation.seed)
 
 
 def generate(
@@ -251,61 +220,24 @@ def generate(
             video=video,
         )
         return
-    settings = build_settings(model=model or recorded.get("model"), device=device)
-    clip_models = list(clip_model or recorded.get("clip_models") or settings.resolved_clip_models)
-    torch_device = resolve_device(settings.device)
+    # torch loads only when a command runs locally: `artgen --help` and remote commands stay fast
+    from artgen import local_generate
 
-    with user_errors():
-        models = load_models(settings.model, clip_models, torch_device, Catalog(settings.home))
-        generation = Generation(
-            models,
-            params,
-            device=torch_device,
-            init_image=init,
-            image_prompts=prompt_images,
-            options=EngineOptions(fast=fast, compile=use_compile),
-        )
-        output.parent.mkdir(parents=True, exist_ok=True)
-        writer = None
-        if video is not None:
-            video.parent.mkdir(parents=True, exist_ok=True)
-            writer = Mp4Writer(video, fps)
-
-    try:
-        if writer is not None:
-            writer.append(generation.image())
-        with GenerateProgress(params.iterations) as progress:
-
-            def on_step(info: StepInfo) -> None:
-                progress.update(info.iteration, info.loss)
-                snapshot = save_every is not None and info.iteration % save_every == 0
-                frame = writer is not None and (
-                    info.iteration % video_every == 0 or info.iteration == info.iterations
-                )
-                if not (snapshot or frame):
-                    return
-                image = info.image()
-                if writer is not None and frame:
-                    writer.append(image)
-                if snapshot:
-                    image.save(snapshot_path(output, info.iteration), format="PNG")
-
-            final = run(generation, on_step)
-    except KeyboardInterrupt:
-        typer.echo("interrupted: no image written", err=True)
-        raise typer.Exit(130) from None
-    finally:
-        if writer is not None:
-            writer.close()
-
-    extra = {
-        "model": settings.model,
-        "clip_models": clip_models,
-        "init_image": str(init_image) if init_image is not None else None,
-        "image_prompts": [str(path) for path, *_ in image_prompts],
-        "loss": progress.loss,
-    }
-    write_png(final, output, output_metadata(params, generation, extra))
-    typer.echo(f"wrote {output} (seed {generation.seed})")
-    if video is not None:
-        typer.echo(f"wrote {video} ({writer.frames if writer else 0} frames)")
+    local_generate.run(
+        params,
+        recorded,
+        model=model,
+        clip_model=clip_model,
+        device=device,
+        fast=fast,
+        use_compile=use_compile,
+        init_image=init_image,
+        init=init,
+        image_prompts=image_prompts,
+        prompt_images=prompt_images,
+        output=output,
+        save_every=save_every,
+        video=video,
+        video_every=video_every,
+        fps=fps,
+    )

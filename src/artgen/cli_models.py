@@ -1,57 +1,29 @@
-"""`artgen models list | download | add`: the model catalog from the command line."""
+"""`artgen models list | download | add`: the model catalog from the command line.
+
+The bodies are in local_models.py (the catalog imports torch).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich import box
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
-from rich.table import Table
 
-from artgen.cli_common import catalog_from_env, fail, format_size, user_errors
+from artgen.cli_common import fail
 
 models_app = typer.Typer(
     help="List, download and register models.", no_args_is_help=True, rich_markup_mode=None
 )
 
 
-# `artgen models list` fits a 100-column terminal.
-MODELS_LIST_WIDTH = 100
-
-
 @models_app.command("list")
 def models_list() -> None:
     """Show every model: name, kind, whether its weights are here, default, size."""
-    catalog = catalog_from_env()
-    with user_errors():
-        rows = catalog.list_models()
-    # Fits 100 columns: short headers, descriptions wrap, the cache path goes below.
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
-    for column in ("name", "kind", "here", "default", "size"):
-        table.add_column(column, justify="right" if column == "size" else "left", no_wrap=True)
-    table.add_column("description", overflow="fold")
-    for row in rows:
-        table.add_row(
-            row.name,
-            row.kind,
-            "yes" if row.available else "no",
-            "yes" if row.default else "",
-            format_size(row.size_bytes),
-            row.description,
-        )
-    console = Console(width=MODELS_LIST_WIDTH)
-    console.print(table)
-    console.print(f"weights cache: {catalog.home} (ARTGEN_HOME)", soft_wrap=True)
+    # torch loads only when a command runs locally: `artgen --help` and remote commands stay fast
+    from artgen import local_models
+
+    local_models.list_models()
 
 
 @models_app.command("download")
@@ -59,28 +31,9 @@ def models_download(
     name: Annotated[str, typer.Argument(help="Model name from `artgen models list`.")],
 ) -> None:
     """Download a model's weights into the cache (resumes a partial download)."""
-    catalog = catalog_from_env()
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns) as progress:
-        tasks: dict[str, Any] = {}
+    from artgen import local_models  # torch loads only here (see models_list)
 
-        def on_progress(file_name: str, done: int, total: int | None) -> None:
-            if file_name not in tasks:
-                tasks[file_name] = progress.add_task(file_name, total=total)
-            progress.update(tasks[file_name], completed=done, total=total)
-
-        with user_errors():
-            paths = catalog.download(name, progress=on_progress)
-    if not paths:
-        typer.echo(f"{name} needs no download")
-    for path in paths:
-        typer.echo(f"ready: {path}")
+    local_models.download(name)
 
 
 @models_app.command("add")
@@ -93,7 +46,6 @@ def models_add(
     for option, path in (("--config", config), ("--checkpoint", checkpoint)):
         if not path.is_file():
             fail(f"{option} {str(path)!r} does not exist")
-    catalog = catalog_from_env()
-    with user_errors():
-        info = catalog.add(name, config, checkpoint)
-    typer.echo(f"added {info.name}: use --model {info.name}")
+    from artgen import local_models  # torch loads only here (see models_list)
+
+    local_models.add(name, config, checkpoint)

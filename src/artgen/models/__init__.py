@@ -11,8 +11,8 @@ from typing import Any
 _EXPORTS = {
     "VQGAN": "artgen.models.vqgan",
     "VQGANConfig": "artgen.models.vqgan",
-    "CheckpointError": "artgen.models.checkpoints",
-    "ModelUnavailable": "artgen.models.checkpoints",
+    "CheckpointError": "artgen.models.errors",
+    "ModelUnavailable": "artgen.models.errors",
     "load_vqgan": "artgen.models.checkpoints",
     "read_state_dict": "artgen.models.checkpoints",
     "Critic": "artgen.models.clip",

@@ -22,27 +22,15 @@ try:  # numpy >= 2 (numpy.core is a deprecated alias there)
 except ImportError:  # numpy 1.x
     from numpy.core import multiarray  # type: ignore[no-redef]
 
+# Raised here, defined torch-free (the CLI catches them); importers may take them from here.
+from artgen.models.errors import CheckpointError
+from artgen.models.errors import ModelUnavailable as ModelUnavailable
 from artgen.models.vqgan import VQGAN, VQGANConfig
 
 # Training-time classes that real taming checkpoints pickle; stubbing them loses nothing we use.
 STUBBED_MODULE_PREFIXES = ("pytorch_lightning.", "lightning.", "lightning_fabric.")
 FIRST_STAGE_PREFIX = "first_stage_model."
 MAX_LISTED = 5
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint or config file that cannot be used; the message names the file and why."""
-
-
-class ModelUnavailable(RuntimeError):
-    """A model whose files are missing or cannot be fetched; the message says how to get them.
-
-    `public_message` says the same for a service's clients: the model and the command, no path.
-    """
-
-    def __init__(self, message: str, *, public_message: str | None = None) -> None:
-        super().__init__(message)
-        self.public_message = public_message
 
 
 class _PickledStub:
