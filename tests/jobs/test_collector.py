@@ -12,7 +12,7 @@ from jobtools import tiny_request
 import artgen.jobs.transitions as transitions_module
 from artgen.config import Settings
 from artgen.jobs.queue import Keys
-from artgen.jobs.reports import Outcome, Progress, Result, encode
+from artgen.jobs.reports import Outcome, Preview, Progress, Result, encode
 from artgen.jobs.schemas import JobCreate, JobStatus
 from artgen.jobs.service import JobService
 from support import image_bytes, wait_for
@@ -42,6 +42,11 @@ def test_reports_are_applied_by_type(idle_service: JobService) -> None:
     assert running.status == JobStatus.running and running.iteration == 4
     assert running.loss == 0.5 and running.seed == 9 and running.worker_id == "w"
     png = image_bytes(size=(32, 32))
+    service.queue.put(Keys.preview(job.id, 1), encode(Preview(1, 4, png)))
+    service.collector.poll()
+    assert service.get(job.id).preview_iteration == 4
+    [preview] = [event for event in service.events(job.id) if event.type == "preview"]
+    assert preview.data == {"iteration": 4}  # the jobs layer builds no URL: the API adds it
     result = Result(1, Outcome.succeeded, iteration=10, seed=9, png=png)
     service.queue.put(Keys.result(job.id, 1), encode(result))
     service.collector.poll()

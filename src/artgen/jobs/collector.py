@@ -225,8 +225,7 @@ class ReportCollector:
             if current.attempt != job.attempt:
                 return None
             current.preview_file, current.preview_iteration = PREVIEW, preview.iteration
-            url = f"/v1/jobs/{job.id}/preview"
-            return [("preview", {"iteration": preview.iteration, "url": url})]
+            return [("preview", {"iteration": preview.iteration})]  # the API adds its URL
 
         self._update_written(job.id, mutate)
 

@@ -30,11 +30,6 @@ FRAME_BATCH = 16
 Events = list[tuple[str, dict[str, Any]]]
 
 
-def frame_url(job_id: str, index: int) -> str:
-    """Where the API serves frame `index` of a job."""
-    return f"/v1/jobs/{job_id}/frames/{index}"
-
-
 def collect_frames(queue: JobQueue, store: JobStore, job: Job) -> Job:
     """Write the attempt's finished frames that wait in the queue, in order from frames_done,
     record them (with a `frame` event each, and the latest as the preview), then drop their keys.
@@ -87,12 +82,9 @@ def _record_frames(store: JobStore, job: Job, written: list[int]) -> Job | None:
         current.preview_file = PREVIEW
         current.preview_iteration = current.iteration
         events: Events = [
-            ("frame", {"frame": index, "frames": current.frames, "url": frame_url(job.id, index)})
-            for index in written
+            ("frame", {"frame": index, "frames": current.frames}) for index in written
         ]
-        events.append(
-            ("preview", {"iteration": current.iteration, "url": f"/v1/jobs/{job.id}/preview"})
-        )
+        events.append(("preview", {"iteration": current.iteration}))
         return events
 
     return store.update(job.id, mutate)

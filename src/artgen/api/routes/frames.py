@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from artgen.api.deps import JobIdPath, OwnerDep, ServiceDep, job_or_404
 from artgen.api.errors import ApiError
 from artgen.api.files import file_response, open_stored_file
-from artgen.jobs.frames import frame_url
+from artgen.api.schemas import frame_path
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -28,7 +28,7 @@ async def list_frames(job_id: JobIdPath, service: ServiceDep, owner: OwnerDep) -
         job = job_or_404(service, job_id, owner)
         if not job.kind.animated:
             raise ApiError(404, "not_found", f"job {job_id} is a picture; it has no frames")
-        return [frame_url(job.id, index) for index in range(job.frames_done)]
+        return [frame_path(job.id, index) for index in range(job.frames_done)]
 
     return await run_in_threadpool(read)
 
