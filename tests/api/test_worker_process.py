@@ -16,6 +16,7 @@ import pytest
 from apitools import small_job
 
 from artgen.api.routes.health import readiness
+from artgen.jobs.hosting import WorkerProcess
 from artgen.jobs.schemas import ServiceHealth, WorkerInfo
 from artgen.jobs.store import JobStore
 from support import free_port
@@ -109,7 +110,8 @@ def _stop(process: subprocess.Popen) -> None:
 def test_readiness_waits_for_the_child_workers_own_registration():
     other = WorkerInfo(id="other", device="cpu", ready=True, alive=True)
     health = ServiceHealth(queue_ok=True, workers=[other], workers_alive=1)
-    handle = SimpleNamespace(alive=True, worker_id="child")
+    process = SimpleNamespace(is_alive=lambda: True, exitcode=None, pid=None)
+    handle = WorkerProcess(process, "child")  # type: ignore[arg-type]
     service = SimpleNamespace(health=lambda: health, draining=False)
     state = SimpleNamespace(draining=False, service=service, worker=handle)
     # A stale registration (another, SIGKILLed process's) does not make this server ready.
@@ -119,7 +121,7 @@ def test_readiness_waits_for_the_child_workers_own_registration():
     assert not readiness(state)[0]
     health.workers[-1].ready = True
     assert readiness(state)[0]
-    handle.alive = False
+    process.is_alive = lambda: False
     ready, body = readiness(state)
     assert not ready and "stopped" in body["reason"]
 
