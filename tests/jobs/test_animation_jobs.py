@@ -20,8 +20,8 @@ from artgen.jobs.job_files import frame_file_name
 from artgen.jobs.queue import Keys, QueuedTask
 from artgen.jobs.schemas import JobCreate, JobKind, JobStatus
 from artgen.jobs.service import JobService
+from artgen.jobs.source_video import VideoUpload
 from artgen.jobs.store import JobStore
-from artgen.jobs.submission import SourceVideo
 from artgen.jobs.worker import Worker
 from artgen.videos import VideoLimits, probe
 from support import image_bytes, wait_for
@@ -169,7 +169,7 @@ def test_a_restyle_handed_back_resumes_at_its_frame_and_ends_the_same(
     command += ["-i", "testsrc=size=32x32:rate=8:duration=1.5", "-pix_fmt", "yuv420p", str(source)]
     subprocess.run(command, check=True, timeout=60)
     info = probe(source, VideoLimits())
-    video = SourceVideo(data=source.read_bytes(), container="mp4", frames=info.frames, fps=info.fps)
+    video = VideoUpload(data=source.read_bytes(), container="mp4")
     request = JobCreate.model_validate(
         {"kind": "restyle", "prompt": "an oil painting", "width": 32, "height": 32, "cutn": 4}
         | {"iterations": 2, "iterations_per_frame": 2, "coherence": 0.3, "seed": 5}

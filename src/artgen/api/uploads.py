@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import io
-import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 from starlette.concurrency import run_in_threadpool
@@ -17,8 +15,8 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from artgen.api.errors import ApiError, PayloadTooLarge, error_response
-from artgen.jobs.submission import SourceVideo
-from artgen.videos import VideoError, VideoInfo, VideoLimits, probe
+from artgen.jobs.source_video import VideoUpload
+from artgen.videos import VideoLimits
 
 # Room for the `params` JSON text and multipart boundaries on top of the file bytes.
 BODY_OVERHEAD_BYTES = 1024 * 1024
@@ -243,9 +241,9 @@ def sniff_video(data: bytes) -> str | None:
     return None
 
 
-def check_video(data: bytes, field: str, limits: VideoLimits) -> tuple[str, VideoInfo]:
-    """(container, what videos.probe found) for a whole MP4/WebM/GIF within `limits`; else a
-    4xx: 413 too large, 415 not a video container, 422 empty, unreadable, too long."""
+def check_video(data: bytes, field: str) -> VideoUpload:
+    """A whole upload that is an MP4/WebM/GIF by its content; else 422 empty, 415 not a video
+    container. What it holds is probed by the service's validation (413 too large, 422 long)."""
     if not data:
         raise ApiError(422, "video_empty", f"{field}: the file is empty", field=field)
     container = sniff_video(data)
@@ -256,31 +254,14 @@ def check_video(data: bytes, field: str, limits: VideoLimits) -> tuple[str, Vide
             f"{field}: not an MP4, WebM or GIF video (judged by its content, not its name)",
             field=field,
         )
-    with tempfile.TemporaryDirectory(prefix="artgen-upload-") as directory:
-        path = Path(directory) / f"source.{container}"
-        path.write_bytes(data)
-        try:
-            info = probe(path, limits)
-        except VideoError as exc:
-            status = 413 if exc.code == "video_too_large" else 422
-            raise ApiError(status, exc.code, f"{field}: {exc}", field=field) from exc
-    return container, info
-
-
-async def read_video_upload(
-    upload: UploadFile, field: str, limits: VideoLimits
-) -> tuple[bytes, str, VideoInfo]:
-    """Read, bound and probe one uploaded video (bytes, container, info); off the event loop."""
-    data = await read_upload(upload, field, limits.max_bytes)
-    container, info = await run_in_threadpool(check_video, data, field, limits)
-    return data, container, info
+    return VideoUpload(data, container)
 
 
 async def read_source_video(
     values: Sequence[object], kind: str, limits: VideoLimits
-) -> SourceVideo | None:
-    """A restyle's `source_video` form field (at most one file, only for kind restyle), read and
-    probed under `limits`; None when absent."""
+) -> VideoUpload | None:
+    """A restyle's `source_video` form field (at most one file, only for kind restyle), read
+    under `limits.max_bytes`; None when absent."""
     if not values:
         return None
     field = "source_video"
@@ -292,6 +273,5 @@ async def read_source_video(
     if kind != "restyle":
         message = f'{field}: only a restyle job takes a video ("kind": "restyle")'
         raise ApiError(422, "validation_error", message, field=field)
-    data, container, info = await read_video_upload(upload, field, limits)
-    frames = min(info.frames, limits.max_frames)
-    return SourceVideo(data, container, frames, info.fps, width=info.width, height=info.height)
+    data = await read_upload(upload, field, limits.max_bytes)
+    return check_video(data, field)

@@ -23,6 +23,7 @@ from artgen.jobs.schemas import (
     ServiceHealth,
     utcnow,
 )
+from artgen.jobs.source_video import VideoUpload, probe_upload
 from artgen.jobs.store import JobStore
 from artgen.jobs.submission import JobInputs, SourceVideo, Submitter
 from artgen.jobs.validation import validate_request
@@ -85,13 +86,16 @@ class JobService:
 
     # Submitting
 
-    def validate(self, request: JobCreate, inputs: JobInputs) -> None:
+    def validate(
+        self, request: JobCreate, image_prompt_count: int = 0, source: VideoUpload | None = None
+    ) -> SourceVideo | None:
         """Every server-side check of a submission, once: draining, the request's fields against
-        this server's limits, its models and its webhook (InvalidJob lists each problem)."""
+        this server's limits, its models and its webhook (InvalidJob lists each problem), then
+        a restyle's source video probed (InvalidVideo); the probed source, if any."""
         if self.draining:
             raise ShuttingDown("the server is shutting down; retry on another instance")
-        has_source = inputs.source_video is not None
-        validate_request(self.settings, request, len(inputs.image_prompts), has_source)
+        validate_request(self.settings, request, image_prompt_count, source is not None)
+        return probe_upload(source, self.settings.video_limits()) if source is not None else None
 
     def submit(
         self,
@@ -103,17 +107,17 @@ class JobService:
         idempotency_key: str | None = None,
         max_active: int | None = None,
         admit: Callable[[], None] | None = None,
-        source_video: SourceVideo | None = None,
+        source_video: VideoUpload | None = None,
     ) -> tuple[Job, bool]:
         """Validate, create and enqueue a job; (job, created) where created is False for a replay.
 
-        A restyle job comes with its `source_video` (probed by the caller before this).
+        A restyle job comes with its `source_video` (probed here, by validate()).
         `admit()` (the caller's rate limit), the owner's `max_active` queued or running jobs
         (None: the server's max_active_jobs_per_key; 0: no limit) and
         the queue limit are checked atomically by the Submitter; a replay counts against none.
         """
-        inputs = JobInputs(init_image, tuple(image_prompts), source_video)
-        self.validate(request, inputs)
+        source = self.validate(request, len(image_prompts), source_video)
+        inputs = JobInputs(init_image, tuple(image_prompts), source)
         return self.submitter.submit(
             request,
             inputs,

@@ -20,7 +20,8 @@ from artgen.api.uploads import read_form, read_image_upload, read_json_body, rea
 from artgen.config import Settings
 from artgen.jobs.schemas import Job, JobCreate
 from artgen.jobs.service import JobService, ShuttingDown
-from artgen.jobs.submission import ActiveLimit, IdempotencyConflict, QueueFull, SourceVideo
+from artgen.jobs.source_video import InvalidVideo, VideoUpload
+from artgen.jobs.submission import ActiveLimit, IdempotencyConflict, QueueFull
 from artgen.jobs.validation import InvalidJob
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -75,7 +76,7 @@ def submit_job(
     init_image: bytes | None = None,
     image_prompts: list[bytes] | None = None,
     idempotency_key: str | None = None,
-    source_video: SourceVideo | None = None,
+    source_video: VideoUpload | None = None,
 ) -> tuple[Job, bool]:
     """Hand the job to the service (which validates it and applies every limit atomically).
 
@@ -117,6 +118,10 @@ def submit_job(
             field=exc.field,
             details=[{"field": field, "message": message} for field, message in exc.details],
         ) from exc
+    except InvalidVideo as exc:
+        status = 413 if exc.code == "video_too_large" else 422
+        field = "source_video"
+        raise ApiError(status, exc.code, f"{field}: {exc.message}", field=field) from exc
     except ShuttingDown as exc:
         raise _shutting_down() from exc
     except (OSError, sqlite3.OperationalError) as exc:
@@ -156,7 +161,7 @@ def _check_idempotency_key(key: str | None) -> str | None:
 
 async def _read_multipart(
     request: Request, settings: Settings
-) -> tuple[JobCreate, bytes | None, list[bytes], SourceVideo | None]:
+) -> tuple[JobCreate, bytes | None, list[bytes], VideoUpload | None]:
     form = await read_form(request)
     try:
         allowed = {"params", "init_image", "image_prompts", "source_video"}
