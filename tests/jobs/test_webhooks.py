@@ -502,12 +502,13 @@ def test_a_job_posts_start_progress_and_completed_signed(
     wait_for(lambda: receiver.received("completed"), timeout=120)
     wait_for(lambda: not service.store.outbox.pending(), timeout=60)
 
-    requests = receiver.received()
+    # At least once: an attempt that timed out on a loaded machine may have arrived too, so
+    # de-duplicate on the delivery id as a receiver does.
+    requests = list({r["headers"]["Artgen-Delivery"]: r for r in receiver.received()}.values())
     events = [r["headers"]["Artgen-Event"] for r in requests]
     assert events[0] == "start" and events[-1] == "completed", events
     assert set(events) == {"start", "progress", "completed"}
     assert events.count("start") == events.count("completed") == 1
-    assert len({r["headers"]["Artgen-Delivery"] for r in requests}) == len(requests)
     bodies = [assert_signed(r) for r in requests]
     assert {body["id"] for body in bodies} == {job.id}
     assert bodies[0]["status"] == "running"

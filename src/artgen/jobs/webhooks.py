@@ -345,8 +345,9 @@ class Deliverer:
     def _settle(self, delivery: Delivery, outcome: Outcome, now: float) -> None:
         what = f"webhook {delivery.event} of job {delivery.job_id} ({delivery.delivery_id})"
         if outcome.delivered:
-            self.outbox.remove(delivery)
+            # Counted before the row goes: once the outbox is empty the counts are final.
             self.counts["delivered"] += 1
+            self.outbox.remove(delivery)
             if delivery.event == "progress":
                 self._progress_sent[delivery.job_id] = now
             return
