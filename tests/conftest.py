@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +17,8 @@ from artgen.models.loading import Models, load_models
 def _few_threads() -> Iterator[None]:
     """The CI machine has two cores shared by everyone: keep torch from oversubscribing them."""
     previous = torch.get_num_threads()
-    torch.set_num_threads(2)
+    # Under pytest-xdist two test processes share the two cores: one thread each.
+    torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
     yield
     torch.set_num_threads(previous)
 

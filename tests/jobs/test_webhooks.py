@@ -513,7 +513,8 @@ def test_a_job_posts_start_progress_and_completed_signed(
     assert {body["id"] for body in bodies} == {job.id}
     assert bodies[0]["status"] == "running"
     progress = [b["iteration"] for b, e in zip(bodies, events, strict=True) if e == "progress"]
-    assert progress == sorted(progress) and progress[0] >= 1
+    # The first progress may be the attempt's iteration-0 report (a loaded machine).
+    assert progress == sorted(progress) and progress[0] >= 0
     assert bodies[-1]["status"] == "canceled"
     assert "webhook" not in bodies[-1]["params"]
     assert service.webhooks is not None and service.webhooks.counts["delivered"] == len(requests)

@@ -110,9 +110,11 @@ def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     yield from start_server(tmp_path_factory.mktemp("artgen-web-keys"), env)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    """Headless Debian Chromium driven by Playwright."""
+    """Headless Debian Chromium driven by Playwright, one per test module: Playwright's sync API
+    keeps an asyncio loop running in this thread while it is open, so a later test file run by
+    the same pytest-xdist worker could not call asyncio.run()."""
     if not CHROMIUM.exists():
         pytest.skip("Chromium is not installed at /usr/bin/chromium (apt-get install chromium)")
     playwright_api = pytest.importorskip("playwright.sync_api")
