@@ -211,14 +211,21 @@ def generate_remote(
             **fields,
         )  # fmt: skip
         typer.echo(f"submitted job {job.id} to {server}", err=True)
-        try:
-            final = follow(client, job)
-        except KeyboardInterrupt:
-            cancel_on_interrupt(client, server, job.id)
-            raise typer.Exit(EXIT_INTERRUPTED) from None
-        if final.status != JobStatus.succeeded:
-            raise JobFailed(final)
+        final = follow_to_success(client, server, job)
         save_results(client, final, output, video)
+
+
+def follow_to_success(client: Client, server: str, job: Job) -> Job:
+    """Follow a submitted job to its end: Ctrl-C cancels it (exit 130), any end but success is
+    JobFailed."""
+    try:
+        final = follow(client, job)
+    except KeyboardInterrupt:
+        cancel_on_interrupt(client, server, job.id)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    if final.status != JobStatus.succeeded:
+        raise JobFailed(final)
+    return final
 
 
 def local_only_options(
@@ -268,13 +275,7 @@ def video_remote(
     with client, remote_errors(server):
         job = client.submit(init_image=init_image, source_video=source_video, **fields)
         typer.echo(f"submitted {job.kind.value} job {job.id} to {server}", err=True)
-        try:
-            final = follow(client, job)
-        except KeyboardInterrupt:
-            cancel_on_interrupt(client, server, job.id)
-            raise typer.Exit(EXIT_INTERRUPTED) from None
-        if final.status != JobStatus.succeeded:
-            raise JobFailed(final)
+        final = follow_to_success(client, server, job)
         write_atomically(output, client.video(job.id))
         typer.echo(f"wrote {output} ({final.frames_done} frames, seed {final.seed})")
 

@@ -51,6 +51,12 @@ def test_task_round_trip_carries_payload_bytes(queue: JobQueue) -> None:
     assert queue.queued_attempts() == set()
 
 
+def test_enqueue_publishes_the_attempts_control_record(queue: JobQueue) -> None:
+    queue.set_control("job", 1, cancel=True)
+    queue.enqueue("job", 2, {})
+    assert queue.control("job") == {"attempt": 2, "cancel": False, "deleted": False}
+
+
 def test_a_queue_without_handler_cannot_run_tasks(queue: JobQueue) -> None:
     queue.enqueue("job", 1, {})
     with pytest.raises(RuntimeError, match="not a worker"):

@@ -15,14 +15,10 @@ from artgen.jobs.submission import JobInputs, QueueFull, Submitter, build_payloa
 
 
 class RecordingQueue:
-    """The two calls a submission makes on the queue, recorded."""
+    """The one call a submission makes on the queue, recorded."""
 
     def __init__(self) -> None:
         self.enqueued: list[tuple[str, int, dict[str, Any]]] = []
-        self.controls: list[tuple[str, int]] = []
-
-    def set_control(self, job_id: str, attempt: int) -> None:
-        self.controls.append((job_id, attempt))
 
     def enqueue(self, job_id: str, attempt: int, payload: dict[str, Any], order: float) -> None:
         self.enqueued.append((job_id, attempt, payload))
@@ -35,7 +31,7 @@ def store(tmp_path: Path) -> JobStore:
 
 def _submitter(tmp_path: Path, store: JobStore, queue: RecordingQueue, **fields: Any) -> Submitter:
     settings = Settings(data_dir=tmp_path / "data", home=tmp_path / "home", model="tiny", **fields)
-    fake: Any = queue  # duck-typed JobQueue: only set_control and enqueue are called
+    fake: Any = queue  # duck-typed JobQueue: only enqueue is called
     recorded: JobQueue = fake
     return Submitter(settings, store, recorded)
 
@@ -53,7 +49,6 @@ def test_a_fresh_job_is_enqueued_from_the_bytes_it_holds(
     inputs = JobInputs(init_image=b"init-bytes", image_prompts=(b"prompt-0", b"prompt-1"))
     job, created = submitter.submit(tiny_request(), inputs)
     assert created
-    assert queue.controls == [(job.id, 1)]
     [(job_id, attempt, payload)] = queue.enqueued
     assert (job_id, attempt) == (job.id, 1)
     assert payload["init_image"] == b"init-bytes"

@@ -197,7 +197,9 @@ class JobQueue:
         whoever reads the queue (the audit, a batching worker) never handles upload bytes.
         Tasks with a smaller `order` (the job's creation time) are taken first, so a job requeued
         after its worker died, or whose message was lost, keeps its place ahead of later jobs.
+        The attempt is published first (the control record a worker checks before running it).
         """
+        self.set_control(job_id, attempt)
         inputs = {name: payload[name] for name in INPUT_FIELDS if payload.get(name)}
         if inputs:
             self.put(Keys.inputs(job_id, attempt), inputs)

@@ -106,7 +106,6 @@ def enqueue_job(
 
     `inputs`: a fresh submission's bytes; without them the payload is read from the store."""
     payload = build_payload(store, job) if inputs is None else fresh_payload(job, inputs)
-    queue.set_control(job.id, job.attempt)
     queue.enqueue(job.id, job.attempt, payload, order=job.created_at.timestamp())
 
 
