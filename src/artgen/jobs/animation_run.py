@@ -8,7 +8,6 @@ finished frame. The worker steps an animation alone (SoloStep): batching is for 
 
 from __future__ import annotations
 
-import io
 import logging
 import tempfile
 import time
@@ -23,10 +22,11 @@ import torch
 
 from artgen.engine.animation import Animation
 from artgen.engine.generate import StepResult
-from artgen.jobs.job_run import JobRun, Put, decode_image, host_image, pil_image
+from artgen.jobs.job_run import JobRun, Put, host_image, pil_image
 from artgen.jobs.queue import Keys
 from artgen.jobs.reports import Frame, Result, Sign
 from artgen.jobs.schemas import JobCreate, JobKind
+from artgen.jobs.task_inputs import TaskInputs
 from artgen.media import encode_png
 from artgen.models.loading import Models
 from artgen.videos import SequentialFrames, VideoLimits
@@ -107,21 +107,19 @@ class AnimationRun(JobRun):
             raise ValueError(f"job {job_id}: a restyle task without its source video")
         source_dir, source = _source_frames(payload.get("source_video"), video_limits)
         try:
-            init_data = payload.get("init_image")
+            inputs = TaskInputs.of(payload)
             animation = Animation(
                 models,
                 request.generation_params(),
                 request.animation_params(),
                 device=device,
-                init_image=decode_image(init_data) if init_data else None,
-                image_prompts=[decode_image(data) for data in payload.get("image_prompts", [])],
+                init_image=inputs.init_image,
+                image_prompts=inputs.image_prompts,
                 source=source,
                 should_stop=should_stop,
             )
-            checkpoint = payload.get("checkpoint")
-            if checkpoint:
-                state = torch.load(io.BytesIO(checkpoint), map_location="cpu", weights_only=True)
-                animation.load_state_dict(state)
+            if inputs.resume_state is not None:
+                animation.load_state_dict(inputs.resume_state)
         except BaseException:
             _close_source(source_dir, source)
             raise

@@ -26,6 +26,7 @@ from artgen.jobs.control import StopReason, timeout_result
 from artgen.jobs.queue import Keys
 from artgen.jobs.reports import Checkpoint, Outcome, Preview, Progress, Report, Result, Sign
 from artgen.jobs.schemas import JobCreate
+from artgen.jobs.task_inputs import TaskInputs
 from artgen.media import Mp4Recording, png_text
 from artgen.media import encode_png as png_bytes
 from artgen.models.loading import Models
@@ -88,13 +89,6 @@ def pil_image(pixels: HostCopy) -> Image.Image:
     return Image.fromarray(pixels.wait().numpy(), mode="RGB")
 
 
-def decode_image(data: bytes) -> Image.Image:
-    """An uploaded image (init image, image prompt) as RGB."""
-    image = Image.open(io.BytesIO(data))
-    image.load()
-    return image.convert("RGB")
-
-
 def _done(action: Callable[[], None]) -> Future[None]:
     """Run `action` now; a finished Future (the encoder=None case)."""
     future: Future[None] = Future()
@@ -155,19 +149,17 @@ class JobRun:
         `should_stop` is asked during the setup (prompt embeddings): SetupStopped when it says so.
         """
         request = JobCreate.model_validate(payload["params"])
-        init_data = payload.get("init_image")
+        inputs = TaskInputs.of(payload)
         generation = Generation(
             models,
             request.generation_params(),
             device=device,
-            init_image=decode_image(init_data) if init_data else None,
-            image_prompts=[decode_image(data) for data in payload.get("image_prompts", [])],
+            init_image=inputs.init_image,
+            image_prompts=inputs.image_prompts,
             should_stop=should_stop,
         )
-        checkpoint = payload.get("checkpoint")
-        if checkpoint:
-            state = torch.load(io.BytesIO(checkpoint), map_location="cpu", weights_only=True)
-            generation.load_state_dict(state)
+        if inputs.resume_state is not None:
+            generation.load_state_dict(inputs.resume_state)
         started = time.monotonic()
         run = cls(
             job_id=job_id,
