@@ -41,6 +41,20 @@ def test_every_shape_is_clearly_visible():
     assert min(areas, key=areas.get) == "star"
 
 
+def test_a_blob_has_the_scene_colours_and_is_none_of_the_shapes():
+    scene = shapes.Scene("star", "red", "blue", "large", "center")
+    for seed in range(6):
+        pixels = np.asarray(shapes.draw_blob(scene, 64, random.Random(seed))).astype(int)
+        border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+        assert (np.abs(border - shapes.COLOURS["blue"]).max(axis=1) <= 13).mean() > 0.7
+        red = np.abs(pixels - shapes.COLOURS["red"]).max(axis=2) <= shapes.COLOUR_JITTER + 1
+        assert red.mean() > 0.01
+        # Not the drawn shape: the blob's red pixels differ from the star's.
+        star = np.asarray(shapes.draw(scene, 64, random.Random(seed))).astype(int)
+        star_red = np.abs(star - shapes.COLOURS["red"]).max(axis=2) <= shapes.COLOUR_JITTER + 1
+        assert (red != star_red).mean() > 0.05
+
+
 def test_training_scenes_never_use_held_out_combinations():
     rng = random.Random(0)
     drawn = {shapes.random_scene(rng).combo for _ in range(3000)}

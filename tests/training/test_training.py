@@ -9,13 +9,16 @@ import torch
 from artgen.models.checkpoints import load_vqgan
 from artgen.models.demo import config_critic
 from artgen.training import clip as clip_training
-from artgen.training import demo
+from artgen.training import clip_shapes, demo
 from artgen.training import vqgan as vqgan_training
 
 VQGAN_TINY = vqgan_training.VQGANTraining(
     steps=3, batch_size=2, autoencoder_steps=1, kmeans_batches=1, restart_every=1, eval_pictures=4
 )
 CLIP_TINY = clip_training.ClipTraining(steps=1, batch_size=4, warmup_steps=1, eval_pictures=4)
+SHAPES_TINY = clip_shapes.ShapeTraining(
+    steps=2, batch_size=4, blobs=2, random_decodes=2, reconstructed_fraction=0.5, eval_pictures=4
+)
 
 
 def test_vqgan_training_resumes_exactly():
@@ -72,13 +75,64 @@ def test_clip_batch_targets_count_every_true_caption():
     assert torch.equal(images, again[0]) and texts == again[1]
 
 
-def test_clip_stage_writes_weights_the_critic_loader_takes_strictly(tmp_path):
+def test_clip_stages_write_weights_the_critic_loader_takes_strictly(tmp_path):
+    demo.train_vqgan_stage(tmp_path, VQGAN_TINY, torch.device("cpu"), save_every=2)
     training = dataclasses.replace(CLIP_TINY, steps=2)
     demo.train_clip_stage(tmp_path, training, torch.device("cpu"), save_every=1)
+    assert (tmp_path / demo.CLIP_BASE_WEIGHTS_FILE).exists()
+    assert not (tmp_path / demo.CLIP_WEIGHTS_FILE).exists()  # the shape stage writes it
+    demo.train_clip_shapes_stage(tmp_path, SHAPES_TINY, torch.device("cpu"), save_every=1)
     critic = config_critic(
         tmp_path / demo.CLIP_CONFIG_FILE, tmp_path / demo.CLIP_WEIGHTS_FILE, "demo"
     )
     assert critic.cut_size == 64
     embeddings = critic.encode_text(["a red square on a blue background"])
     assert embeddings.shape == (1, clip_training.DEMO_CLIP_CONFIG["embed_dim"])
-    assert "zero_shot" in json.loads((tmp_path / demo.LOG_FILE).read_text())["clip"]
+    log = json.loads((tmp_path / demo.LOG_FILE).read_text())
+    assert "zero_shot" in log["clip"] and "linear_shape" in log["clip"]
+    assert log["clip_shapes"]["step"] == 2 and "linear_shape" in log["clip_shapes"]
+    base = torch.load(tmp_path / demo.CLIP_BASE_WEIGHTS_FILE, weights_only=True)
+    final = torch.load(tmp_path / demo.CLIP_WEIGHTS_FILE, weights_only=True)
+    assert set(base) == set(final)
+    assert not torch.equal(base["visual.conv1.weight"], final["visual.conv1.weight"])
+
+
+def _shape_trainer() -> clip_shapes.ShapeClipTrainer:
+    vqgan = vqgan_training.VQGANTrainer(VQGAN_TINY).model.eval()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        base = clip_training.build_clip().state_dict()
+    return clip_shapes.ShapeClipTrainer(SHAPES_TINY, base, vqgan)
+
+
+def test_clip_shape_stage_resumes_exactly():
+    straight = _shape_trainer()
+    for _ in range(2):
+        straight.train_step()
+    first = _shape_trainer()
+    first.train_step()
+    resumed = _shape_trainer()
+    resumed.load(first.state())
+    resumed.train_step()
+    for (name, a), b in zip(
+        straight.model.state_dict().items(), resumed.model.state_dict().values(), strict=True
+    ):
+        assert torch.allclose(a, b, atol=1e-5), name
+
+
+def test_clip_shape_stage_negatives_are_labelled_no_shape():
+    trainer = _shape_trainer()
+    images, labels = trainer.negatives(0, torch.Generator().manual_seed(0))
+    count = SHAPES_TINY.blobs + SHAPES_TINY.random_decodes
+    assert images.shape == (count, 3, 64, 64) and labels.shape == (count, 5)
+    assert (labels[:, 0] == clip_shapes.NO_SHAPE).all()
+    assert (labels[SHAPES_TINY.blobs :, 1:] == -100).all()  # a random decode's colours: unknown
+    assert (labels[: SHAPES_TINY.blobs, 1:3] >= 0).all()  # a blob's colours are known
+
+
+def test_clip_shape_stage_with_an_attack_takes_a_step():
+    trainer = _shape_trainer()
+    trainer.training = dataclasses.replace(SHAPES_TINY, epsilon=4 / 255)
+    losses = trainer.train_step()
+    assert set(losses) == {"image_loss", "text_loss", "head_loss"}
+    assert all(torch.isfinite(torch.tensor(v)) for v in losses.values())

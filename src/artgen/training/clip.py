@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -168,15 +169,32 @@ def _recolour(
     return chosen
 
 
-def training_batch(
-    training: ClipTraining, step: int, device: torch.device
-) -> tuple[Tensor, list[str], Tensor, Tensor]:
-    """Augmented pictures (B, 3, S, S), 2B texts (captions, then hard negatives), the (B, 2B)
-    target distribution of each picture over the texts and the pictures' labels (B, 3)."""
+@dataclass
+class ClipBatch:
+    """One step's training data: augmented pictures, captions then hard negatives, targets."""
+
+    images: Tensor  # (B, 3, S, S), augmented
+    texts: list[str]  # 2B: the captions, then the hard negatives
+    targets: Tensor  # (B, 2B): each picture's target distribution over the texts
+    labels: Tensor  # (B, 3): shape, colour, background (-100 where unknown)
+    facts: list[frozenset[str]]  # (B,): the Scene fields each caption names
+    scenes: list[shapes.Scene]  # (B,): what each picture shows (positions as augmented)
+
+
+def draw_batch(
+    training: ClipTraining,
+    step: int,
+    device: torch.device,
+    prepare: Callable[[Tensor], Tensor] | None = None,
+) -> ClipBatch:
+    """The step's batch; `prepare` maps the clean pictures (B, 3, S, S) in [0, 1] before they
+    are augmented (the robust stage passes them through the VQGAN)."""
     rng = step_rng(training.seed, step, "clip")
     generator = torch.Generator().manual_seed(rng.getrandbits(63))
     scenes = [shapes.random_scene(rng) for _ in range(training.batch_size)]
     pictures = to_tensor([shapes.draw(scene, training.side, rng) for scene in scenes], device)
+    if prepare is not None:
+        pictures = prepare(pictures)
     images, flips = augment(pictures, generator)
     # A flipped picture's caption names the mirrored position.
     scenes = [
@@ -208,8 +226,18 @@ def training_batch(
     labels = scene_labels(scenes)
     for i in recoloured:
         labels[i, 1:] = -100  # the probe's cross-entropy ignores unknown colours
-    labels = labels.to(device)
-    return images, texts + negative_texts, targets.to(device), labels
+    return ClipBatch(
+        images, texts + negative_texts, targets.to(device), labels.to(device), facts, scenes
+    )
+
+
+def training_batch(
+    training: ClipTraining, step: int, device: torch.device
+) -> tuple[Tensor, list[str], Tensor, Tensor]:
+    """Augmented pictures (B, 3, S, S), 2B texts (captions, then hard negatives), the (B, 2B)
+    target distribution of each picture over the texts and the pictures' labels (B, 3)."""
+    batch = draw_batch(training, step, device)
+    return batch.images, batch.texts, batch.targets, batch.labels
 
 
 def learning_rate(training: ClipTraining, step: int) -> float:

@@ -1,8 +1,9 @@
 """Train the `demo` VQGAN and CLIP from a seed: `python -m artgen.training.demo --out DIR`.
 
-Stages run in order (VQGAN, then CLIP), each resumable: a stage saves its trainer state every
-`--save-every` steps under DIR/state/, and a rerun of the same command continues from there. A
-finished stage writes its model files into DIR and is skipped on the next run; `train_log.json`
+Stages run in order (VQGAN, the base CLIP, then the CLIP's shape stage), each resumable: a
+stage saves its trainer state every `--save-every` steps under DIR/state/, and a rerun of the
+same command continues from there. A finished stage writes its files into DIR (the base CLIP as
+`clip_base.pt`, which the shape stage continues) and is skipped on the next run; `train_log.json`
 records the settings, seconds spent and the measured figures.
 """
 
@@ -19,13 +20,16 @@ from typing import Any
 
 import torch
 
+from artgen.models.checkpoints import load_vqgan
 from artgen.training import clip as clip_training
+from artgen.training import clip_shapes
 from artgen.training import vqgan as vqgan_training
 
 VQGAN_CONFIG_FILE = "vqgan.yaml"
 VQGAN_CHECKPOINT_FILE = "vqgan.ckpt"
 CLIP_CONFIG_FILE = "clip.json"
 CLIP_WEIGHTS_FILE = "clip.pt"
+CLIP_BASE_WEIGHTS_FILE = "clip_base.pt"  # the base stage's CLIP, which the shape stage continues
 LOG_FILE = "train_log.json"
 
 
@@ -124,8 +128,13 @@ def train_vqgan_stage(
     _log(f"vqgan: done, {entry['psnr_held_out_combos']} on held-out combinations")
 
 
+def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
 def train_clip_stage(out: Path, training: Any, device: torch.device, save_every: int) -> None:
-    weights = out / CLIP_WEIGHTS_FILE
+    """The base CLIP: contrastive training on drawings; writes DIR/clip_base.pt."""
+    weights = out / CLIP_BASE_WEIGHTS_FILE
     if weights.exists():
         _log(f"clip: {weights} exists, stage skipped")
         return
@@ -138,11 +147,42 @@ def train_clip_stage(out: Path, training: Any, device: torch.device, save_every:
     entry["zero_shot"] = clip_training.evaluate_zero_shot(
         model, training.seed, device, training.eval_pictures
     )
+    entry["linear_shape"] = clip_shapes.linear_shape_accuracy(
+        model, training.seed, device, training.eval_pictures
+    )
     entry["parameters"] = sum(p.numel() for p in model.parameters())
-    _write_text(json.dumps(clip_training.DEMO_CLIP_CONFIG, indent=2) + "\n", out / CLIP_CONFIG_FILE)
-    _save({k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, weights)
+    _save(_weights(model), weights)
     run_log.write()
     _log(f"clip: done, zero-shot {entry['zero_shot']}")
+
+
+def train_clip_shapes_stage(
+    out: Path, training: clip_shapes.ShapeTraining, device: torch.device, save_every: int
+) -> None:
+    """The shape stage: continues DIR/clip_base.pt with the VQGAN in DIR; writes the CLIP."""
+    weights = out / CLIP_WEIGHTS_FILE
+    if weights.exists():
+        _log(f"clip_shapes: {weights} exists, stage skipped")
+        return
+    base = torch.load(out / CLIP_BASE_WEIGHTS_FILE, map_location=device, weights_only=True)
+    vqgan = load_vqgan(out / VQGAN_CONFIG_FILE, out / VQGAN_CHECKPOINT_FILE, device)
+    run_log = RunLog(out / LOG_FILE)
+    entry = run_log.stage("clip_shapes")
+    entry["settings"] = {**training.__dict__, "device": device.type}
+    trainer = clip_shapes.ShapeClipTrainer(training, base, vqgan, device)
+    _train_resumably("clip_shapes", trainer, training.total_steps, out, run_log, save_every)
+    model = trainer.model.eval()
+    entry["zero_shot"] = clip_training.evaluate_zero_shot(
+        model, training.seed, device, training.eval_pictures
+    )
+    entry["linear_shape"] = clip_shapes.linear_shape_accuracy(
+        model, training.seed, device, training.eval_pictures
+    )
+    entry["parameters"] = sum(p.numel() for p in model.parameters())
+    _write_text(json.dumps(clip_training.DEMO_CLIP_CONFIG, indent=2) + "\n", out / CLIP_CONFIG_FILE)
+    _save(_weights(model), weights)
+    run_log.write()
+    _log(f"clip_shapes: done, zero-shot {entry['zero_shot']}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,13 +192,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, required=True, help="directory for the model files")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--stage", choices=("vqgan", "clip", "all"), default="all")
+    parser.add_argument("--stage", choices=("vqgan", "clip", "clip-shapes", "all"), default="all")
     parser.add_argument("--vqgan-steps", type=int, default=vqgan_training.VQGANTraining.steps)
     parser.add_argument("--vqgan-full-steps", type=int, default=800)
     parser.add_argument("--vqgan-full-lr", type=float, default=vqgan_training.VQGANTraining.full_lr)
     parser.add_argument("--vqgan-polish-steps", type=int, default=800)
     parser.add_argument("--clip-steps", type=int, default=clip_training.ClipTraining.steps)
     parser.add_argument("--clip-extra-steps", type=int, default=1200)
+    parser.add_argument("--clip-shape-steps", type=int, default=clip_shapes.ShapeTraining.steps)
     parser.add_argument("--save-every", type=int, default=100, help="steps between saves")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -180,6 +221,9 @@ def main(argv: list[str] | None = None) -> int:
             steps=args.clip_steps, extra_steps=args.clip_extra_steps, seed=args.seed
         )
         train_clip_stage(args.out, clip_settings, device, args.save_every)
+    if args.stage in ("clip-shapes", "all"):
+        shape_settings = clip_shapes.ShapeTraining(steps=args.clip_shape_steps, seed=args.seed)
+        train_clip_shapes_stage(args.out, shape_settings, device, args.save_every)
     return 0
 
 

@@ -187,6 +187,31 @@ def draw(scene: Scene, side: int, rng: random.Random) -> Image.Image:
     return image.resize((side, side), Image.Resampling.BOX)
 
 
+def draw_blob(scene: Scene, side: int, rng: random.Random) -> Image.Image:
+    """The scene with its shape replaced by a blob: a smooth irregular outline of a similar size,
+    in the shape's colour at its position. What a generation that has the colours but not the
+    shape looks like; the robust CLIP stage uses it as a negative for captions naming a shape."""
+    big = side * SUPERSAMPLE
+    image = Image.new("RGB", (big, big), _jitter_colour(COLOURS[scene.background], rng))
+    canvas = ImageDraw.Draw(image)
+    cx, cy = (c * big for c in _centre(scene, rng))
+    radius = (RADIUS[scene.size] + rng.uniform(-RADIUS_JITTER, RADIUS_JITTER)) * big
+    fill = _jitter_colour(COLOURS[scene.colour], rng)
+    # One lump, or (a third of the time) a few smaller ones scattered: generation's collages.
+    count = 1 if rng.random() < 2 / 3 else rng.randint(2, 4)
+    for index in range(count):
+        scale = 1.0 if count == 1 else rng.uniform(0.35, 0.6)
+        x, y = (
+            (cx, cy) if index == 0 else (rng.uniform(0.1, 0.9) * big, rng.uniform(0.1, 0.9) * big)
+        )
+        raw = [rng.uniform(0.55, 1.3) for _ in range(12)]
+        # Neighbours averaged: lumpy, not spiky (a spiky outline would be half a star).
+        smooth = [(raw[i - 1] + 2 * raw[i] + raw[(i + 1) % len(raw)]) / 4 for i in range(12)]
+        radii = [radius * scale * r for r in smooth]
+        canvas.polygon(_polygon(x, y, radii, rng.uniform(0, math.pi)), fill=fill)
+    return image.resize((side, side), Image.Resampling.BOX)
+
+
 def prompt_for(scene: Scene) -> str:
     """The canonical prompt: "a red circle on a blue background" (an orange ..., an orange ...)."""
     return (
