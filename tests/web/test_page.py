@@ -352,9 +352,9 @@ def test_demo_model_suggests_prompts_it_knows(page) -> None:
     page.goto("/")
     suggestions = page.locator('[data-testid="prompt-suggestions"]')
     suggestions.wait_for(state="visible")
-    assert "a red circle on a blue background" in suggestions.inner_text()
-    suggestions.locator("button", has_text="a yellow star on a black background").click()
-    assert page.input_value("#prompts") == "a yellow star on a black background"
-    wait_chips(page, "a yellow star on a black background")
+    assert "a green circle on a purple background" in suggestions.inner_text()
+    suggestions.locator("button", has_text="a black square on an orange background").click()
+    assert page.input_value("#prompts") == "a black square on an orange background"
+    wait_chips(page, "a black square on an orange background")
     page.select_option("#model", "tiny")
     assert suggestions.is_hidden()
