@@ -250,6 +250,28 @@ def learning_rate(training: ClipTraining, step: int) -> float:
     return training.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def clip_optimizer(
+    model: torch.nn.Module, head: torch.nn.Module, lr: float, weight_decay: float
+) -> torch.optim.AdamW:
+    """AdamW over the CLIP and a head trained with it: weight decay on the CLIP's matrices only
+    (not on embeddings, norms, biases or the head)."""
+
+    def decayed(name: str, parameter: torch.nn.Parameter) -> bool:
+        return parameter.ndim >= 2 and "embedding" not in name
+
+    named = list(model.named_parameters())
+    return torch.optim.AdamW(
+        [
+            {"params": [p for n, p in named if decayed(n, p)], "weight_decay": weight_decay},
+            {"params": [p for n, p in named if not decayed(n, p)], "weight_decay": 0.0},
+            {"params": list(head.parameters()), "weight_decay": 0.0},
+        ],
+        lr=lr,
+        betas=(0.9, 0.98),
+        eps=1e-6,
+    )
+
+
 class ClipTrainer:
     """The model, optimiser and step of one run; `state()` / `load()` make it resumable."""
 
@@ -262,24 +284,7 @@ class ClipTrainer:
             classes = len(shapes.SHAPES) + 2 * len(shapes.COLOURS)
             self.probe = torch.nn.Linear(DEMO_CLIP_CONFIG["embed_dim"], classes).to(self.device)
         self.tokenize = tokenizer()
-        decay = [
-            p for n, p in self.model.named_parameters() if p.ndim >= 2 and "embedding" not in n
-        ]
-        rest = [
-            p
-            for n, p in self.model.named_parameters()
-            if not (p.ndim >= 2 and "embedding" not in n)
-        ]
-        self.optimizer = torch.optim.AdamW(
-            [
-                {"params": decay, "weight_decay": training.weight_decay},
-                {"params": rest, "weight_decay": 0.0},
-                {"params": list(self.probe.parameters()), "weight_decay": 0.0},
-            ],
-            lr=training.lr,
-            betas=(0.9, 0.98),
-            eps=1e-6,
-        )
+        self.optimizer = clip_optimizer(self.model, self.probe, training.lr, training.weight_decay)
         self.step = 0
 
     def state(self) -> dict[str, Any]:

@@ -117,23 +117,8 @@ class ShapeClipTrainer:
         self.tokenize = clip_training.tokenizer()
         self.vqgan = vqgan.to(self.device).eval().requires_grad_(False)
         self.codebook = self.vqgan.codebook.detach()
-        decay = [
-            p for n, p in self.model.named_parameters() if p.ndim >= 2 and "embedding" not in n
-        ]
-        rest = [
-            p
-            for n, p in self.model.named_parameters()
-            if not (p.ndim >= 2 and "embedding" not in n)
-        ]
-        self.optimizer = torch.optim.AdamW(
-            [
-                {"params": decay, "weight_decay": training.weight_decay},
-                {"params": rest, "weight_decay": 0.0},
-                {"params": list(self.head.parameters()), "weight_decay": 0.0},
-            ],
-            lr=training.lr,
-            betas=(0.9, 0.98),
-            eps=1e-6,
+        self.optimizer = clip_training.clip_optimizer(
+            self.model, self.head, training.lr, training.weight_decay
         )
         self.step = 0
 

@@ -132,6 +132,15 @@ def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
+def _measure_clip(
+    entry: dict[str, Any], model: torch.nn.Module, seed: int, device: torch.device, count: int
+) -> None:
+    """A CLIP stage's figures into its log entry: zero-shot and linear shape accuracy, size."""
+    entry["zero_shot"] = clip_training.evaluate_zero_shot(model, seed, device, count)
+    entry["linear_shape"] = clip_shapes.linear_shape_accuracy(model, seed, device, count)
+    entry["parameters"] = sum(p.numel() for p in model.parameters())
+
+
 def train_clip_stage(out: Path, training: Any, device: torch.device, save_every: int) -> None:
     """The base CLIP: contrastive training on drawings; writes DIR/clip_base.pt."""
     weights = out / CLIP_BASE_WEIGHTS_FILE
@@ -144,13 +153,7 @@ def train_clip_stage(out: Path, training: Any, device: torch.device, save_every:
     trainer = clip_training.ClipTrainer(training, device)
     _train_resumably("clip", trainer, training.total_steps, out, run_log, save_every)
     model = trainer.model.eval()
-    entry["zero_shot"] = clip_training.evaluate_zero_shot(
-        model, training.seed, device, training.eval_pictures
-    )
-    entry["linear_shape"] = clip_shapes.linear_shape_accuracy(
-        model, training.seed, device, training.eval_pictures
-    )
-    entry["parameters"] = sum(p.numel() for p in model.parameters())
+    _measure_clip(entry, model, training.seed, device, training.eval_pictures)
     _save(_weights(model), weights)
     run_log.write()
     _log(f"clip: done, zero-shot {entry['zero_shot']}")
@@ -172,13 +175,7 @@ def train_clip_shapes_stage(
     trainer = clip_shapes.ShapeClipTrainer(training, base, vqgan, device)
     _train_resumably("clip_shapes", trainer, training.total_steps, out, run_log, save_every)
     model = trainer.model.eval()
-    entry["zero_shot"] = clip_training.evaluate_zero_shot(
-        model, training.seed, device, training.eval_pictures
-    )
-    entry["linear_shape"] = clip_shapes.linear_shape_accuracy(
-        model, training.seed, device, training.eval_pictures
-    )
-    entry["parameters"] = sum(p.numel() for p in model.parameters())
+    _measure_clip(entry, model, training.seed, device, training.eval_pictures)
     _write_text(json.dumps(clip_training.DEMO_CLIP_CONFIG, indent=2) + "\n", out / CLIP_CONFIG_FILE)
     _save(_weights(model), weights)
     run_log.write()
