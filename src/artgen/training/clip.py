@@ -86,7 +86,7 @@ def tokenizer(config: dict[str, Any] = DEMO_CLIP_CONFIG):
     return open_clip.get_tokenizer("ViT-B-32", context_length=config["text_cfg"]["context_length"])
 
 
-def _normalise(images: Tensor) -> Tensor:
+def normalise(images: Tensor) -> Tensor:
     mean = torch.tensor(OPENAI_DATASET_MEAN, device=images.device).view(1, 3, 1, 1)
     std = torch.tensor(OPENAI_DATASET_STD, device=images.device).view(1, 3, 1, 1)
     return (images - mean) / std
@@ -188,7 +188,7 @@ def draw_batch(
     prepare: Callable[[Tensor], Tensor] | None = None,
 ) -> ClipBatch:
     """The step's batch; `prepare` maps the clean pictures (B, 3, S, S) in [0, 1] before they
-    are augmented (the robust stage passes them through the VQGAN)."""
+    are augmented (the shape stage passes some through the VQGAN)."""
     rng = step_rng(training.seed, step, "clip")
     generator = torch.Generator().manual_seed(rng.getrandbits(63))
     scenes = [shapes.random_scene(rng) for _ in range(training.batch_size)]
@@ -306,7 +306,7 @@ class ClipTrainer:
         images, texts, targets, labels = training_batch(self.training, self.step, self.device)
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(self.training, self.step)
-        raw_features = self.model.encode_image(_normalise(images))  # (B, D)
+        raw_features = self.model.encode_image(normalise(images))  # (B, D)
         image_features = F.normalize(raw_features, dim=-1)
         text_features = F.normalize(
             self.model.encode_text(self.tokenize(texts).to(self.device)), dim=-1
@@ -361,7 +361,7 @@ def evaluate_zero_shot(
         rng = step_rng(seed, 0, "clip-eval-held-out" if held_out else "clip-eval-train")
         scenes = [shapes.random_scene(rng, held_out=held_out) for _ in range(count)]
         images = to_tensor([shapes.draw(scene, 64, rng) for scene in scenes], device)
-        features = F.normalize(model.encode_image(_normalise(images)), dim=-1)
+        features = F.normalize(model.encode_image(normalise(images)), dim=-1)
         best = (features @ text_features.T).argmax(1).tolist()
         hits = {"colour": 0, "background": 0, "shape": 0, "exact": 0}
         for scene, index in zip(scenes, best, strict=True):

@@ -29,7 +29,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from artgen.models.quantizers import snap_to_codebook
 from artgen.models.vqgan import VQGAN
 from artgen.training import clip as clip_training
 from artgen.training import shapes
@@ -144,8 +143,8 @@ class ShapeClipTrainer:
         if not chosen.any():
             return pictures
         index = chosen.nonzero().flatten().to(pictures.device)
-        latent = snap_to_codebook(self.vqgan.encode(pictures[index] * 2 - 1), self.codebook)
-        rendered = self.vqgan.decode(latent).add(1).div(2).clamp(0, 1)
+        rendered = self.vqgan(pictures[index] * 2 - 1)  # encode, snap to the codebook, decode
+        rendered = rendered.add(1).div(2).clamp(0, 1)
         return pictures.index_copy(0, index, rendered)
 
     @torch.no_grad()
@@ -184,7 +183,7 @@ class ShapeClipTrainer:
         """Image -> text and text -> image (negatives included) contrast, and the head's loss.
         `images`: the batch's pictures (B), then the negatives (N); `labels`: (B + N, 5)."""
         count = len(batch.targets)
-        features = F.normalize(self.model.encode_image(clip_training._normalise(images)), dim=-1)
+        features = F.normalize(self.model.encode_image(clip_training.normalise(images)), dim=-1)
         scale = self.model.logit_scale.exp().clamp(max=100)
         logits = scale * features @ text_features.T  # (B + N, 2B)
         image_loss = -(batch.targets * logits[:count].log_softmax(1)).sum(1).mean()
@@ -273,7 +272,7 @@ def linear_shape_accuracy(
         rng = step_rng(seed, 0, stream)
         scenes = [shapes.random_scene(rng, held_out=held_out) for _ in range(number)]
         images = to_tensor([shapes.draw(scene, 64, rng) for scene in scenes], device)
-        features = F.normalize(model.encode_image(clip_training._normalise(images)), dim=-1)
+        features = F.normalize(model.encode_image(clip_training.normalise(images)), dim=-1)
         return features, torch.tensor([shapes.SHAPES.index(s.shape) for s in scenes], device=device)
 
     fit_x, fit_y = embedded(4 * count, "linear-fit", False)

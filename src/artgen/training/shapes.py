@@ -190,7 +190,7 @@ def draw(scene: Scene, side: int, rng: random.Random) -> Image.Image:
 def draw_blob(scene: Scene, side: int, rng: random.Random) -> Image.Image:
     """The scene with its shape replaced by a blob: a smooth irregular outline of a similar size,
     in the shape's colour at its position. What a generation that has the colours but not the
-    shape looks like; the robust CLIP stage uses it as a negative for captions naming a shape."""
+    shape looks like; the CLIP's shape stage uses it as a negative for captions naming a shape."""
     big = side * SUPERSAMPLE
     image = Image.new("RGB", (big, big), _jitter_colour(COLOURS[scene.background], rng))
     canvas = ImageDraw.Draw(image)
