@@ -1,6 +1,7 @@
 """The demo trainers on a few tiny steps: resumable, and their files load through the catalog's
 loaders strictly."""
 
+import copy
 import dataclasses
 import json
 
@@ -46,6 +47,29 @@ def test_codebook_starts_from_encoder_outputs():
     # taming's uniform(-1/n, 1/n) start is replaced by k-means centres of encoder outputs.
     assert before.abs().max() <= 1 / before.shape[0]
     assert after.abs().max() > 10 / before.shape[0]
+
+
+def test_a_scaled_latent_decodes_the_same_and_steps_as_a_larger_step_size_would():
+    original = vqgan_training.VQGANTrainer(VQGAN_TINY).model.eval().requires_grad_(False)
+    scaled = vqgan_training.scale_latent(copy.deepcopy(original), 0.1)
+    pictures = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    assert torch.allclose(scaled.encode(pictures), original.encode(pictures) * 0.1, atol=1e-6)
+    assert torch.allclose(scaled(pictures), original(pictures), atol=1e-5)
+    assert torch.allclose(scaled.codebook, original.codebook * 0.1)
+    # The engine's update (Adam on z through snap and decode) at step size 0.1 on the scaled
+    # model follows the one at 1.0 on the original, scaled.
+    target = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    start = original.codebook[torch.arange(64) % len(original.codebook)].T.reshape(1, -1, 8, 8)
+    latents = []
+    for model, lr, z in ((original, 1.0, start), (scaled, 0.1, start * 0.1)):
+        z = z.clone().requires_grad_(True)
+        adam = torch.optim.Adam([z], lr=lr)
+        for _ in range(3):
+            adam.zero_grad()
+            (model.decode(model.snap(z)) - target).pow(2).sum().backward()
+            adam.step()
+        latents.append(z.detach())
+    assert torch.allclose(latents[1], latents[0] * 0.1, atol=1e-4)  # Adam's epsilon differs
 
 
 def test_kmeans_finds_separated_clusters():

@@ -31,6 +31,9 @@ CLIP_CONFIG_FILE = "clip.json"
 CLIP_WEIGHTS_FILE = "clip.pt"
 CLIP_BASE_WEIGHTS_FILE = "clip_base.pt"  # the base stage's CLIP, which the shape stage continues
 LOG_FILE = "train_log.json"
+# The shipped VQGAN's latent scale (`vqgan.scale_latent`): the seed's step size 0.1 then moves
+# z as 1.0 did before scaling, which painted the benchmark's prompts best (docs/demo-models.md).
+DEMO_LATENT_SCALE = 0.1
 
 
 def _log(message: str) -> None:
@@ -114,7 +117,7 @@ def train_vqgan_stage(
     entry["settings"] = {**training.__dict__, "device": device.type}
     trainer = vqgan_training.VQGANTrainer(training, device)
     _train_resumably("vqgan", trainer, training.total_steps, out, run_log, save_every)
-    model = trainer.model.eval()
+    model = vqgan_training.scale_latent(trainer.model.eval(), training.latent_scale)
     count = training.eval_pictures
     entry["psnr_train_combos"] = vqgan_training.evaluate_psnr(model, training.seed, False, count)
     entry["psnr_held_out_combos"] = vqgan_training.evaluate_psnr(model, training.seed, True, count)
@@ -194,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vqgan-full-steps", type=int, default=800)
     parser.add_argument("--vqgan-full-lr", type=float, default=vqgan_training.VQGANTraining.full_lr)
     parser.add_argument("--vqgan-polish-steps", type=int, default=800)
+    parser.add_argument("--vqgan-latent-scale", type=float, default=DEMO_LATENT_SCALE)
     parser.add_argument("--clip-steps", type=int, default=clip_training.ClipTraining.steps)
     parser.add_argument("--clip-extra-steps", type=int, default=1200)
     parser.add_argument("--clip-shape-steps", type=int, default=clip_shapes.ShapeTraining.steps)
@@ -210,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
             full_steps=args.vqgan_full_steps,
             full_lr=args.vqgan_full_lr,
             polish_steps=args.vqgan_polish_steps,
+            latent_scale=args.vqgan_latent_scale,
             seed=args.seed,
         )
         train_vqgan_stage(args.out, training, device, args.save_every)

@@ -62,6 +62,9 @@ class VQGANTraining:
     polish_steps: int = 0
     polish_batch_size: int = 8
     polish_lr: float = 1e-4
+    # Last, the latent space is scaled by this factor (`scale_latent`): the same model, with a
+    # codebook spaced for the seed's step size (docs/demo-models.md).
+    latent_scale: float = 1.0
 
     @property
     def total_steps(self) -> int:
@@ -96,6 +99,21 @@ def config_yaml(config: VQGANConfig) -> str:
     }
     header = "# artgen demo VQGAN, trained by `python -m artgen.training.demo` (taming layout)\n"
     return header + yaml.safe_dump(document, sort_keys=False)
+
+
+@torch.no_grad()
+def scale_latent(model: VQGAN, factor: float) -> VQGAN:
+    """The same VQGAN with its latent space (codebook, encoder output) multiplied by `factor`.
+
+    Snapping, clamping to the codebook's range and random codes all scale along, and decode
+    divides it out again, so every picture stays the same; what changes is how far one
+    optimiser step of a given size moves z relative to the codes' spacing: the engine's Adam at
+    step size lr on the scaled model moves as lr / factor would on the original."""
+    model.quantize.embedding.weight.mul_(factor)
+    model.quant_conv.weight.mul_(factor)
+    model.quant_conv.bias.mul_(factor)
+    model.post_quant_conv.weight.div_(factor)
+    return model
 
 
 def lightning_checkpoint(model: VQGAN, step: int) -> dict[str, Any]:
