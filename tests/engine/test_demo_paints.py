@@ -59,7 +59,8 @@ def test_the_border_is_blue(painted: np.ndarray):
     strict=True,
     reason="known gap (docs/demo-models.md): the demo models paint the blue background but the "
     "shape comes out white (no red pixels) for this prompt and seed, with the base CLIP and with "
-    "the shape stage alike; red shapes are the colour the demo models miss most",
+    "the shape stage alike, at either VQGAN latent scale; red shapes are the colour the demo "
+    "models miss most",
 )
 def test_a_red_region_exists(painted: np.ndarray):
     inside = painted[8:-8, 8:-8]

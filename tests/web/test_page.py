@@ -353,8 +353,8 @@ def test_demo_model_suggests_prompts_it_knows(page) -> None:
     suggestions = page.locator('[data-testid="prompt-suggestions"]')
     suggestions.wait_for(state="visible")
     assert "a green circle on a purple background" in suggestions.inner_text()
-    suggestions.locator("button", has_text="a black square on an orange background").click()
-    assert page.input_value("#prompts") == "a black square on an orange background"
-    wait_chips(page, "a black square on an orange background")
+    suggestions.locator("button", has_text="a black triangle on a purple background").click()
+    assert page.input_value("#prompts") == "a black triangle on a purple background"
+    wait_chips(page, "a black triangle on a purple background")
     page.select_option("#model", "tiny")
     assert suggestions.is_hidden()

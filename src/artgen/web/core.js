@@ -18,8 +18,8 @@ const FIELD_ALIASES = { prompt: "prompts" };
 // The demo model (`--model demo`) knows coloured shapes on coloured backgrounds: prompts it paints
 // (each judged right in the README's grid, docs/demo-grid.png; red shapes are its weak spot).
 const DEMO_MODEL = "demo";
-const DEMO_PROMPTS = ["a green circle on a purple background", "a blue triangle on a yellow background",
-  "a black square on an orange background", "an orange star on a purple background"];
+const DEMO_PROMPTS = ["a green circle on a purple background", "a black triangle on a purple background",
+  "a black circle on a yellow background", "an orange star on a purple background"];
 // How long typing pauses before the server is asked how it reads the prompt.
 const PARSE_DELAY_MS = 150;
 // Gallery cards of active jobs this page is not following are refreshed this often.
