@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import httpx
 import pytest
 from page_helpers import (
     FORM_RECORDER,
@@ -168,27 +169,45 @@ def test_queue_position_while_another_job_runs(page, server: str) -> None:
         cancel_job(server, running["id"])
 
 
-def test_validation_errors_show_next_to_their_fields(page) -> None:
-    page.goto("/")
-    fill_form(page, "a || b", 10, width=8)
-    page.click("#submit")
-    width_error = page.locator("#error-width")
-    width_error.wait_for(state="visible")
-    assert "16" in width_error.inner_text()
-    assert page.get_attribute("#width", "aria-invalid") == "true"
-    assert page.locator("#error-prompts").is_visible()
-    assert "empty" in page.inner_text("#error-prompts")
-    assert page.locator("#error-height").is_hidden()
-    assert "fix the marked fields" in page.inner_text("#message")
-    assert page.locator("#job-view").is_hidden()
+def test_validation_errors_show_next_to_their_fields(page, server: str) -> None:
+    # Another job is running (in the suite: often an earlier test's, still being canceled); the
+    # page may pick it up on load, but a rejected form must add no job of its own.
+    running = submit_job(server, "a job already running", LONG_ITERATIONS)
+    try:
+        page.goto("/")
+        fill_form(page, "a || b", 10, width=8)
+        page.click("#submit")
+        width_error = page.locator("#error-width")
+        width_error.wait_for(state="visible")
+        assert "16" in width_error.inner_text()
+        assert page.get_attribute("#width", "aria-invalid") == "true"
+        assert page.locator("#error-prompts").is_visible()
+        assert "empty" in page.inner_text("#error-prompts")
+        assert page.locator("#error-height").is_hidden()
+        assert "fix the marked fields" in page.inner_text("#message")
+        # No job was made: the view shows none, or the one that was running already.
+        shown = page.get_attribute("#job-view", "data-job-id")
+        assert page.locator("#job-view").is_hidden() or shown == running["id"]
+        newest = httpx.get(f"{server}/v1/jobs", timeout=10).json()["items"][0]
+        assert newest["id"] == running["id"]
 
-    # Fixing the fields clears the errors and the job goes through.
-    page.fill("#prompts", "a calm sea")
-    page.fill("#width", "64")
-    page.click("#submit")
-    page.wait_for_selector("#job-view", state="visible")
-    assert page.locator("#error-width").is_hidden()
-    assert page.locator("#error-prompts").is_hidden()
+        # Fixing the fields clears the errors and the job goes through.
+        page.fill("#prompts", "a calm sea")
+        page.fill("#width", "64")
+        page.click("#submit")
+        page.wait_for_function(
+            "id => !document.querySelector('#job-view').hidden"
+            " && document.querySelector('#job-view').dataset.jobId !== id",
+            arg=running["id"],
+        )
+        assert page.locator("#error-width").is_hidden()
+        assert page.locator("#error-prompts").is_hidden()
+        submitted = page.get_attribute("#job-view", "data-job-id")
+        job = httpx.get(f"{server}/v1/jobs/{submitted}", timeout=10).json()
+        assert job["params"]["width"] == 64
+        cancel_job(server, submitted)
+    finally:
+        cancel_job(server, running["id"])
 
 
 def test_queue_full_message(page) -> None:
