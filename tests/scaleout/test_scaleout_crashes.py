@@ -91,4 +91,7 @@ def test_frozen_then_killed_workers_hand_the_job_on(cluster: Cluster) -> None:
     x.signal(signal.SIGKILL)
     lost = wait_for(lambda: (j := cluster.job(doomed.id)).status.terminal and j, lease + 5)
     assert lost.status == JobStatus.failed and lost.error.code == "worker_lost"
-    assert lost.attempt == 2 and not cluster.service.health().workers_alive
+    assert lost.attempt == 2
+    # The killed worker's heartbeat goes stale by its own clock, not the reaper's: that can be a
+    # collector pass after the job was failed (seen under load), so wait for it, within a lease.
+    wait_for(lambda: not cluster.service.health().workers_alive, lease + 5)
