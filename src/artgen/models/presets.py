@@ -24,7 +24,7 @@ HEIBOX = "https://heibox.uni-heidelberg.de/d"
 # sha256 of the demo model files in artgen/models/demo, checked on every load.
 DEMO_SHA256 = {
     demo.VQGAN_CONFIG: "33e0a722a079f62203d710395e964b421c47b8588fc105f1a905ada5e77d60ed",
-    demo.VQGAN_CHECKPOINT: "58862268b634d6bd4610e031c9e42702c07a5ec1fccd243868034bf34a8da5bd",
+    demo.VQGAN_CHECKPOINT: "33b842ea2fc9023983c43d89ea20ba5f1e98517b1b543c78ff45921657e64a31",
     demo.CLIP_CONFIG: "d6e3d74201bb57885db2f856d28b4c41166f193b0b64c69b96a00a1feb5f2c9c",
     demo.CLIP_WEIGHTS: "706c3919e6e3bc1e43ebbea277a76cd8917689e0b6ab8071bc52229786a7b2bb",
 }

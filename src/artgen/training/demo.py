@@ -32,8 +32,9 @@ CLIP_WEIGHTS_FILE = "clip.pt"
 CLIP_BASE_WEIGHTS_FILE = "clip_base.pt"  # the base stage's CLIP, which the shape stage continues
 LOG_FILE = "train_log.json"
 # The shipped VQGAN's latent scale (`vqgan.scale_latent`): the seed's step size 0.1 then moves
-# z as 1.0 did before scaling, which painted the benchmark's prompts best (docs/demo-models.md).
-DEMO_LATENT_SCALE = 0.1
+# z as 2.0 did before scaling, which painted the benchmark's prompts best of the step sizes
+# measured (0.1 to 3.0 equivalents, docs/demo-models.md).
+DEMO_LATENT_SCALE = 0.05
 
 
 def _log(message: str) -> None:

@@ -16,10 +16,10 @@ const FIELD_NAMES = ["prompts", "seed", "model", "clip_models", "video", "init_i
 // API field names shown by another form field: the page sends `prompt` (its alias `prompts`).
 const FIELD_ALIASES = { prompt: "prompts" };
 // The demo model (`--model demo`) knows coloured shapes on coloured backgrounds: prompts it paints
-// (each judged right in the README's grid, docs/demo-grid.png; red shapes are its weak spot).
+// (each judged right in the README's grid, docs/demo-grid.png).
 const DEMO_MODEL = "demo";
 const DEMO_PROMPTS = ["a green circle on a purple background", "a black triangle on a purple background",
-  "a black circle on a yellow background", "an orange star on a purple background"];
+  "a black circle on a yellow background", "a blue triangle on a yellow background"];
 // How long typing pauses before the server is asked how it reads the prompt.
 const PARSE_DELAY_MS = 150;
 // Gallery cards of active jobs this page is not following are refreshed this often.
