@@ -72,6 +72,35 @@ def test_a_scaled_latent_decodes_the_same_and_steps_as_a_larger_step_size_would(
     assert torch.allclose(latents[1], latents[0] * 0.1, atol=1e-4)  # Adam's epsilon differs
 
 
+def test_a_densified_codebook_has_more_codes_closer_together_among_the_encoder_outputs():
+    trainer = vqgan_training.VQGANTrainer(dataclasses.replace(VQGAN_TINY, steps=6))
+    for _ in range(6):
+        trainer.train_step()
+    original = trainer.model.eval().requires_grad_(False)
+    coarse = vqgan_training.densify_codebook(copy.deepcopy(original), 64, seed=0, pictures=128)
+    dense = vqgan_training.densify_codebook(copy.deepcopy(original), 1024, seed=0, pictures=128)
+    assert dense.codebook.shape == (1024, 32) and dense.config.n_embed == 1024
+    assert original.codebook.shape == (512, 32)  # the model densified is a copy
+    assert not dense.codebook.requires_grad  # as the codebook it replaced
+
+    def nearest_spacing(codebook: torch.Tensor) -> float:
+        distances = torch.cdist(codebook, codebook).fill_diagonal_(float("inf"))
+        return float(distances.min(1).values.median())
+
+    assert nearest_spacing(dense.codebook) < nearest_spacing(coarse.codebook)
+    # More centres among the encoder's outputs: reconstructions at least as close.
+    before = vqgan_training.evaluate_psnr(coarse, 0, held_out=False, count=32)
+    after = vqgan_training.evaluate_psnr(dense, 0, held_out=False, count=32)
+    assert after["psnr_mean_db"] >= before["psnr_mean_db"]
+
+
+def test_the_vqgan_stage_writes_a_densified_codebook_in_its_yaml_and_checkpoint(tmp_path):
+    training = dataclasses.replace(VQGAN_TINY, final_codes=640, densify_pictures=64)
+    demo.train_vqgan_stage(tmp_path, training, torch.device("cpu"), save_every=2)
+    model = load_vqgan(tmp_path / demo.VQGAN_CONFIG_FILE, tmp_path / demo.VQGAN_CHECKPOINT_FILE)
+    assert model.codebook.shape == (640, 32)
+
+
 def test_kmeans_finds_separated_clusters():
     generator = torch.Generator().manual_seed(0)
     points = torch.cat([torch.randn(50, 2, generator=generator) * 0.1 + c for c in (-5, 5)])

@@ -35,6 +35,9 @@ LOG_FILE = "train_log.json"
 # z as 2.0 did before scaling, which painted the benchmark's prompts best of the step sizes
 # measured (0.1 to 3.0 equivalents, docs/demo-models.md).
 DEMO_LATENT_SCALE = 0.05
+# Its codebook is the trained one: replacing it by 4096 k-means centres of the encoder's outputs
+# (`--vqgan-final-codes 4096`, `vqgan.densify_codebook`) painted no better (docs/demo-models.md).
+DEMO_FINAL_CODES = 0
 
 
 def _log(message: str) -> None:
@@ -119,14 +122,16 @@ def train_vqgan_stage(
     trainer = vqgan_training.VQGANTrainer(training, device)
     _train_resumably("vqgan", trainer, training.total_steps, out, run_log, save_every)
     model = vqgan_training.scale_latent(trainer.model.eval(), training.latent_scale)
+    if training.final_codes:
+        model = vqgan_training.densify_codebook(
+            model, training.final_codes, training.seed, training.densify_pictures
+        )
     count = training.eval_pictures
     entry["psnr_train_combos"] = vqgan_training.evaluate_psnr(model, training.seed, False, count)
     entry["psnr_held_out_combos"] = vqgan_training.evaluate_psnr(model, training.seed, True, count)
     entry["codes_restarted"] = trainer.restarted
     entry["parameters"] = sum(p.numel() for p in model.parameters())
-    _write_text(
-        vqgan_training.config_yaml(vqgan_training.DEMO_VQGAN_CONFIG), out / VQGAN_CONFIG_FILE
-    )
+    _write_text(vqgan_training.config_yaml(model.config), out / VQGAN_CONFIG_FILE)
     _save(vqgan_training.lightning_checkpoint(model, trainer.step), checkpoint)
     run_log.write()
     _log(f"vqgan: done, {entry['psnr_held_out_combos']} on held-out combinations")
@@ -199,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vqgan-full-lr", type=float, default=vqgan_training.VQGANTraining.full_lr)
     parser.add_argument("--vqgan-polish-steps", type=int, default=800)
     parser.add_argument("--vqgan-latent-scale", type=float, default=DEMO_LATENT_SCALE)
+    parser.add_argument("--vqgan-final-codes", type=int, default=DEMO_FINAL_CODES)
     parser.add_argument("--clip-steps", type=int, default=clip_training.ClipTraining.steps)
     parser.add_argument("--clip-extra-steps", type=int, default=1200)
     parser.add_argument("--clip-shape-steps", type=int, default=clip_shapes.ShapeTraining.steps)
@@ -216,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
             full_lr=args.vqgan_full_lr,
             polish_steps=args.vqgan_polish_steps,
             latent_scale=args.vqgan_latent_scale,
+            final_codes=args.vqgan_final_codes,
             seed=args.seed,
         )
         train_vqgan_stage(args.out, training, device, args.save_every)
