@@ -12,6 +12,7 @@ between its embeddings of the picture and the prompt, x 100, so real weights can
     python3 benchmarks/bench_quality.py                     # 48 prompts x 3 seeds x 64 and 128 px
     python3 benchmarks/bench_quality.py --prompts 8 --seeds 1 --sizes 64 --iterations 20  # trial
     python3 benchmarks/bench_quality.py --grid docs/demo-grid.png    # and the grid of results
+    python3 benchmarks/bench_quality.py --iterations 300 --judge-at 100,200  # judged along the way
     python3 benchmarks/bench_quality.py --vqgan wikiart_16384 --clip ViT-B-32/openai \
         --judge-clip ViT-B-16/openai --baseline none --device cuda   # real weights, when present
 
@@ -82,7 +83,8 @@ class Picture:
     held_out: bool
     seed: int
     size: int
-    seconds: float  # wall time of its generation (a batch's time shared by its members)
+    iterations: int  # how far the search had gone when the picture was taken (0: reconstructed)
+    seconds: float  # wall time of its generation so far (a batch's time shared by its members)
     loss: float
     read_colour: str | None = None
     read_background: str = ""
@@ -100,13 +102,14 @@ class Picture:
         kind: str,
         seed: int,
         size: int,
+        iterations: int,
         seconds: float,
         loss: float,
     ) -> Picture:
         """The picture of `case` made with `models` (not judged yet)."""
         return cls(
             models, baseline, kind, case.prompt, case.shape, case.colour, case.background,
-            case.held_out, seed, size, seconds, loss,
+            case.held_out, seed, size, iterations, seconds, loss,
         )  # fmt: skip
 
 
@@ -154,7 +157,10 @@ def generate(
     device: torch.device,
     on_picture: Callable[[Picture, Image.Image], None],
 ) -> None:
-    """Generate each (case, seed, size) through the engine, `args.batch` of a size at a time."""
+    """Generate each (case, seed, size) through the engine, `args.batch` of a size at a time.
+
+    Each is handed on after `args.iterations` steps, and also after each of `args.judge_at`.
+    """
     from artgen.engine import BatchGeneration, Generation, GenerationParams
 
     for start in range(0, len(work), args.batch):
@@ -177,16 +183,18 @@ def generate(
             for case, seed, size in chunk
         ]
         batch = BatchGeneration(models, generations, device=device)
-        results = []
-        for _ in range(args.iterations):
+        for done in range(1, args.iterations + 1):
             results = batch.step()
-        images = [generation.image() for generation in generations]
-        seconds = (time.perf_counter() - began) / len(chunk)
-        for (case, seed, size), image, result in zip(chunk, images, results, strict=True):
-            picture = Picture.of(
-                case, label, baseline, "generated", seed, size, seconds, float(result.loss)
-            )
-            on_picture(picture, image)
+            if done not in args.judge_at and done != args.iterations:
+                continue
+            images = [generation.image() for generation in generations]
+            seconds = (time.perf_counter() - began) / len(chunk)
+            for (case, seed, size), image, result in zip(chunk, images, results, strict=True):
+                picture = Picture.of(
+                    case, label, baseline, "generated", seed, size, done, seconds,
+                    float(result.loss),
+                )  # fmt: skip
+                on_picture(picture, image)
 
 
 @torch.no_grad()
@@ -216,7 +224,7 @@ def reconstruct(
         )
         pixels = from_pil(shapes.draw(scene, size, rng)).to(device) * 2 - 1  # (1, 3, S, S)
         decoded = vqgan.decode(snap_to_codebook(vqgan.encode(pixels), vqgan.codebook))
-        picture = Picture.of(case, label, False, "reconstructed", seed, size, 0.0, 0.0)
+        picture = Picture.of(case, label, False, "reconstructed", seed, size, 0, 0.0, 0.0)
         done.append((picture, to_pil(decoded.float().add(1).div(2).clamp(0, 1).cpu())))
     return done
 
@@ -262,10 +270,10 @@ def clip_score(critic: Any, image: Image.Image, prompt: str) -> float:
 
 
 def summarise(pictures: list[Picture]) -> list[dict[str, Any]]:
-    """Accuracy per (models, size, subset): all prompts, seen ones, held-out ones."""
+    """Accuracy per (models, size, iterations, subset): all prompts, seen ones, held-out ones."""
     rows = []
-    groups = sorted({(p.baseline, p.kind, p.models, p.size) for p in pictures})
-    for baseline, kind, models, size in groups:
+    groups = sorted({(p.baseline, p.kind, p.models, p.size, p.iterations) for p in pictures})
+    for baseline, kind, models, size, iterations in groups:
         for subset, keep in (
             ("all", lambda p: True),
             ("seen", lambda p: not p.held_out),
@@ -274,7 +282,8 @@ def summarise(pictures: list[Picture]) -> list[dict[str, Any]]:
             chosen = [
                 p
                 for p in pictures
-                if (p.baseline, p.kind, p.models, p.size) == (baseline, kind, models, size)
+                if (p.baseline, p.kind, p.models, p.size, p.iterations)
+                == (baseline, kind, models, size, iterations)
                 and keep(p)
             ]
             if not chosen:
@@ -284,6 +293,7 @@ def summarise(pictures: list[Picture]) -> list[dict[str, Any]]:
                 "baseline": baseline,
                 "kind": kind,
                 "size": size,
+                "iterations": iterations,
                 "subset": subset,
                 "pictures": len(chosen),
             }
@@ -300,11 +310,17 @@ def summarise(pictures: list[Picture]) -> list[dict[str, Any]]:
 
 
 def targets(rows: list[dict[str, Any]], iterations: int) -> dict[str, Any]:
-    """The issue's targets against the models under test (every size; all and held-out)."""
+    """The issue's targets against the models under test (every size; all and held-out).
+
+    Judged on the finished pictures (`iterations`), not on those taken along the way.
+    """
     tested = [
         row
         for row in rows
-        if not row["baseline"] and row["kind"] == "generated" and row["subset"] != "seen"
+        if not row["baseline"]
+        and row["kind"] == "generated"
+        and row["iterations"] == iterations
+        and row["subset"] != "seen"
     ]
     verdict: dict[str, Any] = {}
     for key, target in TARGETS.items():
@@ -332,6 +348,7 @@ def print_table(rows: list[dict[str, Any]], title: str) -> None:
     for name in (
         "models",
         "size",
+        "iterations",
         "prompts",
         "pictures",
         "colour",
@@ -344,9 +361,10 @@ def print_table(rows: list[dict[str, Any]], title: str) -> None:
         table.add_column(name, justify="left" if name in ("models", "prompts") else "right")
     previous = None
     for row in rows:
-        if previous is not None and (row["baseline"], row["kind"], row["models"]) != previous:
+        group = (row["baseline"], row["kind"], row["models"], row["size"], row["iterations"])
+        if previous is not None and group != previous:
             table.add_section()
-        previous = (row["baseline"], row["kind"], row["models"])
+        previous = group
         label = row["models"] + (" (baseline)" if row["baseline"] else "")
         if row["kind"] == "reconstructed":
             label = f"{row['models']} VQGAN alone: drawings reconstructed"
@@ -354,13 +372,14 @@ def print_table(rows: list[dict[str, Any]], title: str) -> None:
         table.add_row(
             label,
             str(row["size"]),
+            str(row["iterations"]) if row["kind"] == "generated" else "-",
             row["subset"],
             str(row["pictures"]),
             *(f"{row[key]:.0%}" for key in ("colour", "background", "shape", "all")),
             "-" if score is None else f"{score:.1f}",
             "-" if row["seconds_per_picture"] is None else f"{row['seconds_per_picture']:.2f}",
         )
-    table.add_row("chance", "", "", "", *(f"{CHANCE[k]:.1%}" for k in CHANCE), "", "")
+    table.add_row("chance", "", "", "", "", *(f"{CHANCE[k]:.1%}" for k in CHANCE), "", "")
     Console(width=max(120, Console().width)).print(table)
 
 
@@ -434,6 +453,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--first-seed", type=int, default=0, help="seeds are FIRST..FIRST+N-1")
     parser.add_argument("--sizes", default="64,128")
     parser.add_argument("--iterations", type=int, default=100)
+    parser.add_argument(
+        "--judge-at",
+        default="",
+        help="also judge the pictures after these iterations (comma-separated, below --iterations)",
+    )
     parser.add_argument("--cutn", type=int, default=32)
     parser.add_argument("--step-size", type=float, default=0.1)
     parser.add_argument("--batch", type=int, default=1, help="same-size pictures stepped together")
@@ -453,6 +477,12 @@ def main(argv: list[str]) -> int:
         parser.error("--judge-clip must differ from --clip: the guiding CLIP cannot judge itself")
     if args.batch < 1 or args.seeds < 1 or args.iterations < 1:
         parser.error("--batch, --seeds and --iterations must be at least 1")
+    try:
+        args.judge_at = sorted({int(done) for done in args.judge_at.split(",") if done.strip()})
+    except ValueError:
+        parser.error(f"--judge-at takes whole numbers separated by commas, not {args.judge_at!r}")
+    if any(not 1 <= done < args.iterations for done in args.judge_at):
+        parser.error(f"--judge-at must lie between 1 and --iterations - 1 ({args.iterations - 1})")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
 
@@ -487,9 +517,11 @@ def main(argv: list[str]) -> int:
         ) -> None:
             pictures.append(picture)
             images.append(image)
+            if picture.iterations != args.iterations:
+                return  # taken along the way: judged, but neither in the grid nor counted
             if not picture.baseline and picture.seed == seeds[0] and picture.size == grid_size:
                 grid_tiles.append((picture, image))
-            count = len(pictures) - done
+            count = sum(p.iterations == args.iterations for p in pictures[done:])
             if count % 4 == 0 or count == len(work):
                 print(f"{label}: {count}/{len(work)} pictures", file=sys.stderr, flush=True)
 
@@ -532,6 +564,7 @@ def main(argv: list[str]) -> int:
         "seeds": seeds,
         "sizes": sizes,
         "iterations": args.iterations,
+        "judge_at": args.judge_at,
         "cutn": args.cutn,
         "step_size": args.step_size,
         "batch": args.batch,

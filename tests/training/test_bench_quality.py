@@ -69,6 +69,38 @@ def test_toy_run_writes_json_and_grid(bench, tmp_path, monkeypatch):
         assert grid.width > 3 * 192  # three tiles of at least 192 px in one row
 
 
+def test_judge_at_judges_the_same_pictures_along_the_way(bench, tmp_path, monkeypatch):
+    monkeypatch.setenv("ARTGEN_HOME", str(tmp_path / "home"))
+    argv = [
+        "--vqgan", "tiny", "--clip", "tiny", "--baseline", "none", "--prompts", "4",
+        "--seeds", "1", "--sizes", "32", "--iterations", "3", "--judge-at", "2,1", "--cutn", "2",
+        "--output-dir", str(tmp_path),
+    ]  # fmt: skip
+    assert bench.main(argv) == 0
+    (result_path,) = tmp_path.glob("cpu-*-quality.json")
+    result = json.loads(result_path.read_text())
+    assert result["judge_at"] == [1, 2] and result["iterations"] == 3
+    taken = [(p["prompt"], p["iterations"]) for p in result["pictures"]]
+    assert sorted(taken) == sorted((c.prompt, i) for c in bench.cases(4) for i in (1, 2, 3))
+    by_iterations = {}
+    for p in result["pictures"]:
+        by_iterations.setdefault(p["prompt"], []).append((p["iterations"], p["seconds"]))
+    for times in by_iterations.values():  # one search, timed from its start
+        assert [t for _, t in sorted(times)] == sorted(t for _, t in times)
+    rows = {(row["iterations"], row["subset"]) for row in result["summary"]}
+    assert rows == {(i, "all") for i in (1, 2, 3)} | {(i, "held-out") for i in (1, 2, 3)}
+    assert result["targets"]["colour"]["worst"] == min(
+        row["colour"] for row in result["summary"] if row["iterations"] == 3
+    )
+
+
+@pytest.mark.parametrize("judge_at", ["0", "3", "5", "1,x"])
+def test_judge_at_outside_the_search_is_refused(bench, judge_at, capsys):
+    with pytest.raises(SystemExit):
+        bench.main(["--iterations", "3", "--judge-at", judge_at])
+    assert "--judge-at" in capsys.readouterr().err
+
+
 def test_judge_clip_must_not_be_the_guiding_clip(bench):
     with pytest.raises(SystemExit):
         bench.main(["--clip", "tiny", "--judge-clip", "tiny"])
