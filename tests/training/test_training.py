@@ -12,6 +12,7 @@ from artgen.models.demo import config_critic
 from artgen.training import clip as clip_training
 from artgen.training import clip_shapes, demo
 from artgen.training import vqgan as vqgan_training
+from artgen.training.data import scene_batch, step_rng
 
 VQGAN_TINY = vqgan_training.VQGANTraining(
     steps=3, batch_size=2, autoencoder_steps=1, kmeans_batches=1, restart_every=1, eval_pictures=4
@@ -72,7 +73,7 @@ def test_a_scaled_latent_decodes_the_same_and_steps_as_a_larger_step_size_would(
     assert torch.allclose(latents[1], latents[0] * 0.1, atol=1e-4)  # Adam's epsilon differs
 
 
-def test_a_densified_codebook_has_more_codes_closer_together_among_the_encoder_outputs():
+def test_a_densified_codebook_holds_k_means_centres_of_the_encoder_outputs():
     trainer = vqgan_training.VQGANTrainer(dataclasses.replace(VQGAN_TINY, steps=6))
     for _ in range(6):
         trainer.train_step()
@@ -83,15 +84,24 @@ def test_a_densified_codebook_has_more_codes_closer_together_among_the_encoder_o
     assert original.codebook.shape == (512, 32)  # the model densified is a copy
     assert not dense.codebook.requires_grad  # as the codebook it replaced
 
-    def nearest_spacing(codebook: torch.Tensor) -> float:
-        distances = torch.cdist(codebook, codebook).fill_diagonal_(float("inf"))
-        return float(distances.min(1).values.median())
+    # The encoder outputs on the pictures it was fitted on (2 batches of 64, seed 0): 16 times
+    # the centres sit closer to them (k-means' squared distortion about 0.6 of the coarse
+    # one's on this model). Not the codes' spacing among themselves: in 32 dimensions 16 times
+    # the codes bring them only a few percent closer, within a 6-step model's rounding.
+    points = torch.cat(
+        [
+            vqgan_training.flat_latents(
+                original, scene_batch(step_rng(0, index, "vqgan-densify"), 64, 64)[1]
+            )
+            for index in range(2)
+        ]
+    )
 
-    assert nearest_spacing(dense.codebook) < nearest_spacing(coarse.codebook)
-    # More centres among the encoder's outputs: reconstructions at least as close.
-    before = vqgan_training.evaluate_psnr(coarse, 0, held_out=False, count=32)
-    after = vqgan_training.evaluate_psnr(dense, 0, held_out=False, count=32)
-    assert after["psnr_mean_db"] >= before["psnr_mean_db"]
+    def distortion(model) -> float:
+        return float(torch.cdist(points, model.codebook).min(1).values.pow(2).mean())
+
+    assert distortion(dense) < 0.8 * distortion(coarse)
+    assert distortion(coarse) < distortion(original)  # the trained codebook: not fitted there
 
 
 def test_the_vqgan_stage_writes_a_densified_codebook_in_its_yaml_and_checkpoint(tmp_path):
