@@ -99,7 +99,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", nargs="+", type=Path, help="bench_quality.py JSON files")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON goes")
+    parser.add_argument("--output-dir", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     documents = [json.loads(path.read_text()) for path in args.results]
     pictures = [picture for document in documents for picture in document["pictures"]]
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     print_table(rows)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     device = documents[0].get("device", "unknown")
-    path = args.out / f"{device}-{stamp}-pick.json"
+    path = args.output_dir / f"{device}-{stamp}-pick.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {
         "command": "python3 benchmarks/bench_pick.py " + " ".join(str(p) for p in args.results),

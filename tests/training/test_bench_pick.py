@@ -57,7 +57,7 @@ def test_each_pick_keeps_its_seed_across_result_files(bench, tmp_path, capsys):
         "seeds-3.json",
         [picture("a", 3, 1.0, shape_right=False), picture("held b", 3, 0.8, shape_right=True)],
     )
-    assert bench.main([str(first), str(second), "--out", str(tmp_path)]) == 0
+    assert bench.main([str(first), str(second), "--output-dir", str(tmp_path)]) == 0
     assert "lowest loss" in capsys.readouterr().out
     (written,) = tmp_path.glob("cpu-*-pick.json")
     rows = {(r["subset"], r["pick"]): r for r in json.loads(written.read_text())["summary"]}
@@ -73,6 +73,6 @@ def test_each_pick_keeps_its_seed_across_result_files(bench, tmp_path, capsys):
 
 def test_results_with_one_seed_per_prompt_are_refused_with_what_to_run(bench, tmp_path, capsys):
     one_seed = results(tmp_path, "one.json", [picture("a", 1, 0.9, shape_right=True)])
-    assert bench.main([str(one_seed), "--out", str(tmp_path)]) == 2
+    assert bench.main([str(one_seed), "--output-dir", str(tmp_path)]) == 2
     assert "--seeds 2" in capsys.readouterr().err
     assert not list(tmp_path.glob("*-pick.json"))
