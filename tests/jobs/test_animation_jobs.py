@@ -38,6 +38,23 @@ def animation_request(**overrides: object) -> JobCreate:
     return JobCreate.model_validate(fields)
 
 
+def test_a_queued_animation_with_frames_canceled_keeps_them_as_a_partial_video(
+    service: JobService,
+) -> None:
+    # Its record can say queued with frames made: requeued after a lost worker, or a worker runs
+    # it and the collector took its frames before the progress that marks it running.
+    job, _ = service.submit(animation_request(frames=5))
+    png = image_bytes(size=(32, 32))
+    for index in (0, 1):
+        service.queue.put(Keys.frame(job.id, 1, index), {"attempt": 1, "index": index, "png": png})
+    collect_frames(service.queue, service.store, service.get(job.id))
+    assert service.get(job.id).status == JobStatus.queued and service.get(job.id).frames_done == 2
+    canceled = service.cancel(job.id)
+    assert canceled.status == JobStatus.canceled and canceled.video_file is not None
+    assert probe(service.video_file(job.id), VideoLimits()).frames == 2
+    assert service.queue.control(job.id)["cancel"]  # a worker running it stops
+
+
 def test_the_record_counts_every_frames_iterations(service: JobService) -> None:
     job, _ = service.submit(animation_request(iterations=5, frames=4, iterations_per_frame=3))
     assert job.kind == JobKind.animation and job.frames == 4

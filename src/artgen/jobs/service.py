@@ -207,6 +207,11 @@ class JobService:
         job = self.get(job_id, owner)
         if job is None or job.status.terminal:
             return job
+        if job.status == JobStatus.queued and job.kind.animated and job.frames_done > 0:
+            # A queued animation with frames (requeued, or running while the collector has taken
+            # its frames but not yet the progress that marks it running) ends as a running one
+            # does: its frames so far become its partial video, and a worker on it is told to stop.
+            return self.collector.transitions.finish(job.id, job.attempt, JobStatus.canceled)
 
         def mutate(current: Job) -> list | None:
             if current.status == JobStatus.queued:
